@@ -1,0 +1,69 @@
+"""Reference-latent control: decoder self-attention of the edited branch reads keys/values of the original.
+
+During denoising the batch is [original, edited]. In the self-attention (`attn1`) layers of the chosen decoder
+blocks, queries of both items attend to the keys and values of item 0 (MasaCtrl's mutual self-attention, as
+DragDiffusion's reference uses it). Item 0 is therefore computed exactly as without control.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+from diffusers.models.attention_processor import Attention
+
+
+class ReferenceAttentionProcessor:
+    """Self-attention where every item of the batch uses the keys/values of item 0."""
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        batch, tokens, _ = hidden_states.shape  # (B, N, C); B = 2: [original, edited]
+        heads = attn.heads
+
+        def split_heads(x: torch.Tensor) -> torch.Tensor:  # (b, N, C) -> (b, heads, N, C / heads)
+            return x.view(x.shape[0], tokens, heads, -1).transpose(1, 2)
+
+        reference = hidden_states[:1]
+        query = split_heads(attn.to_q(hidden_states))
+        key = split_heads(attn.to_k(reference)).expand(batch, -1, -1, -1)
+        value = split_heads(attn.to_v(reference)).expand(batch, -1, -1, -1)
+        out = F.scaled_dot_product_attention(query, key, value)
+        out = out.transpose(1, 2).reshape(batch, tokens, -1).to(query.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))  # linear, dropout
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
+def self_attention_names(unet: UNet2DConditionModel, blocks: tuple[int, ...]) -> list[str]:
+    """Processor names of the self-attention layers in `unet.up_blocks[i]` for i in `blocks`."""
+    prefixes = tuple(f"up_blocks.{i}." for i in blocks)
+    return [name for name in unet.attn_processors if name.startswith(prefixes) and ".attn1." in name]
+
+
+@contextmanager
+def reference_attention(unet: UNet2DConditionModel, blocks: tuple[int, ...]) -> Iterator[int]:
+    """Install ReferenceAttentionProcessor on the self-attention of `blocks`; restore the processors after.
+
+    Yields the number of controlled layers (0 when the blocks hold no attention: then nothing changes).
+    """
+    original = unet.attn_processors
+    controlled = set(self_attention_names(unet, blocks))
+    processor = ReferenceAttentionProcessor()
+    unet.set_attn_processor({n: processor if n in controlled else p for n, p in original.items()})
+    try:
+        yield len(controlled)
+    finally:
+        unet.set_attn_processor(original)

@@ -1,0 +1,266 @@
+"""Load the parts of a Stable-Diffusion-shaped model from any spec, on the right device and dtype.
+
+Specs: "tiny" (seeded random test model built from configs/tiny), "demo" (the bundled model in assets/models),
+"sd15" or a hub id (from the local Hugging Face cache; downloaded only when the hub is allowed), a local diffusers
+folder, or a single ".safetensors" checkpoint. Only safetensors weights are ever read: never a pickle.
+Everything size-related (VAE factor, latent channels, native resolution) is read from the model's own configs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from .config import CONFIG_DIR
+from .errors import DragError
+
+SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+HUB_ALIASES = {"sd15": SD15_HUB_ID, "runwayml/stable-diffusion-v1-5": SD15_HUB_ID}
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+DEMO_MODEL_DIR = ASSETS_DIR / "models" / "demo"
+TINY_CONFIG_DIR = CONFIG_DIR / "tiny"
+# What a hub download may fetch: configs, tokenizer files and safetensors weights; never .bin/.ckpt pickles.
+HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "scheduler/*.json", "tokenizer/*"]
+HUB_IGNORE = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx*", "*fp16*", "*non_ema*", "*.h5"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DiffusionModel:
+    """The parts of an SD-shaped latent diffusion model that a drag edit needs."""
+
+    spec: str  # what the user asked for
+    fingerprint: str  # identifies the weights in cache keys
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    scheduler_config: dict
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def vae_factor(self) -> int:
+        """Pixels per latent cell (SD: 8): the VAE halves the size in every block but the last."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.unet.config.in_channels
+
+    @property
+    def native_resolution(self) -> int:
+        """The image size the model was trained at (SD 1.5: 64 latents x 8 = 512)."""
+        return self.unet.config.sample_size * self.vae_factor
+
+    @property
+    def size_multiple(self) -> int:
+        """Working image sides are multiples of the VAE factor; the UNet itself takes any latent size (diffusers
+        passes explicit up-sampling sizes when a side is not a multiple of its total down-sampling)."""
+        return self.vae_factor
+
+    def scheduler(self) -> DDIMScheduler:
+        """DragDiffusion's DDIM settings over the model's own noise schedule and prediction type."""
+        return DDIMScheduler.from_config(
+            self.scheduler_config,
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+            timestep_spacing="leading",
+        )
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """(1, 77, D) CLIP hidden states of the prompt, as SD conditions its cross-attention."""
+        ids = self.tokenizer(
+            prompt, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.device)
+        return self.text_encoder(ids)[0].to(self.dtype)
+
+    @torch.no_grad()
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> scaled latent (B, C, H/f, W/f): posterior mean, as the reference inverts."""
+        latent = self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mean
+        return (latent - self._shift) * self.vae.config.scaling_factor
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Scaled latent -> (B, 3, H, W) pixels in [-1, 1], fp32."""
+        latent = latent.to(self.dtype) / self.vae.config.scaling_factor + self._shift
+        return self.vae.decode(latent).sample.float().clamp(-1, 1)
+
+    @cached_property
+    def _shift(self) -> float:
+        return getattr(self.vae.config, "shift_factor", None) or 0.0
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(
+    spec: str = "auto", device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+    single_file_config: str | Path | None = None,
+) -> DiffusionModel:
+    """Load the model that `spec` names; fp16 on CUDA and fp32 on CPU unless `dtype` says otherwise."""
+    device = torch.device(device) if device is not None else default_device()
+    dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
+    spec = spec.strip()
+    if spec == "tiny":
+        parts = build_tiny_parts()
+        model = DiffusionModel("tiny", "tiny-v1-seed0", *parts, device=device, dtype=dtype)
+    else:
+        folder, fingerprint = resolve_spec(spec)
+        if folder.is_file():
+            parts = _load_single_file(folder, single_file_config)
+        else:
+            parts = _load_folder(folder, spec)
+        model = DiffusionModel(spec, fingerprint, *parts, device=device, dtype=dtype)
+    return _prepare(model)
+
+
+def resolve_spec(spec: str) -> tuple[Path, str]:
+    """Map a spec to a local folder or file and a fingerprint of its weights; raises DragError if unavailable."""
+    if spec == "auto":
+        spec = SD15_HUB_ID if _hub_snapshot(SD15_HUB_ID) else "demo"
+        log.info("model auto: using %s", spec)
+    if spec == "demo":
+        if not (DEMO_MODEL_DIR / "model_index.json").is_file():
+            raise DragError(f"the bundled demo model is missing from {DEMO_MODEL_DIR}; use --model tiny for a test run")
+        return DEMO_MODEL_DIR, _files_fingerprint(DEMO_MODEL_DIR)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise DragError(f"{path} is not a diffusers model folder (no model_index.json); "
+                            "give a folder saved by diffusers' save_pretrained, a .safetensors file or a hub id")
+        return path, _files_fingerprint(path)
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise DragError(f"{path}: only .safetensors checkpoints are loaded (pickled {path.suffix} files can run "
+                            "code); convert it to safetensors first")
+        stat = path.stat()
+        return path, f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    if spec.count("/") != 1 or spec.startswith((".", "/", "~")):
+        raise DragError(f"unknown model {spec!r}: not a file, not a folder and not a hub id; use auto, demo, sd15, "
+                        "tiny, a hub id such as stable-diffusion-v1-5/stable-diffusion-v1-5, a folder or a .safetensors")
+    repo = HUB_ALIASES.get(spec, spec)
+    snapshot = _hub_snapshot(spec) or _hub_snapshot(repo) or _download(repo)
+    return snapshot, f"hub:{repo}:{snapshot.name}"
+
+
+def _hub_snapshot(repo: str) -> Path | None:
+    """The local cache folder of a hub model if it holds safetensors weights, else None."""
+    from huggingface_hub import snapshot_download
+
+    repo = HUB_ALIASES.get(repo, repo)
+    try:
+        path = Path(snapshot_download(repo, allow_patterns=HUB_PATTERNS, ignore_patterns=HUB_IGNORE,
+                                      local_files_only=True))
+    except Exception:  # noqa: BLE001 - any failure here just means "not in the cache"
+        return None
+    return path if any(path.glob("unet/*.safetensors")) else None
+
+
+def _download(repo: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    hint = (f"Get it on a connected machine with `huggingface-cli download {repo}` (or `python -m dragdiff "
+            f"edit --model {repo}` with the network on), or use --model demo, the small model bundled with dragdiff.")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise DragError(f"model {repo!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. {hint}")
+    try:
+        return Path(snapshot_download(repo, allow_patterns=HUB_PATTERNS, ignore_patterns=HUB_IGNORE))
+    except Exception as exc:  # noqa: BLE001 - network, auth and missing-repo errors all end here
+        raise DragError(f"model {repo!r} is not in the local Hugging Face cache and could not be downloaded "
+                        f"({type(exc).__name__}). {hint}") from exc
+
+
+def _load_folder(folder: Path, spec: str):
+    try:
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", use_safetensors=True)
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", use_safetensors=True)
+        text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", use_safetensors=True)
+        tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+        scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise DragError(f"cannot load model {spec!r} from {folder}: {exc}. It needs unet/, vae/, text_encoder/ "
+                        "with .safetensors weights, tokenizer/ and scheduler/") from exc
+    return unet, vae, text_encoder, tokenizer, scheduler_config
+
+
+def _load_single_file(path: Path, config: str | Path | None):
+    from diffusers import StableDiffusionPipeline
+
+    try:
+        pipe = StableDiffusionPipeline.from_single_file(
+            str(path), config=str(config) if config else None, local_files_only=config is not None,
+            safety_checker=None, requires_safety_checker=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - diffusers raises many types for a bad checkpoint
+        raise DragError(f"cannot load the checkpoint {path}: {exc}") from exc
+    return pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, dict(pipe.scheduler.config)
+
+
+def _prepare(model: DiffusionModel) -> DiffusionModel:
+    """Frozen, eval-mode weights on the target device; SDPA attention (diffusers' default processor)."""
+    for module in (model.unet, model.vae, model.text_encoder):
+        module.requires_grad_(False).eval().to(model.device)
+        if module.dtype != model.dtype:
+            module.to(model.dtype)
+    return model
+
+
+def _files_fingerprint(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(folder.rglob("*")):
+        if file.is_file():
+            stat = file.stat()
+            digest.update(f"{file.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return f"folder:{digest.hexdigest()[:16]}"
+
+
+def build_tiny_parts(seed: int = 0):
+    """A tiny SD-1.5-shaped model with seeded random weights, from configs/tiny (for tests and smoke runs)."""
+
+    def read(name: str) -> dict:
+        values = json.loads((TINY_CONFIG_DIR / f"{name}.json").read_text())
+        return {k: v for k, v in values.items() if not k.startswith("_")}
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**read("unet"))
+    vae = AutoencoderKL(**read("vae"))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**read("text_encoder")))
+    return unet, vae, text_encoder, char_tokenizer(), read("scheduler")
+
+
+def char_tokenizer() -> CLIPTokenizer:
+    """An offline character-level CLIP tokenizer: the 94 printable ASCII characters, with and without the
+    end-of-word mark, plus start/end tokens (190 ids), and no merges."""
+    chars = [chr(c) for c in range(33, 127)]
+    vocab = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n")
+        return CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), model_max_length=77)
+
+
+def save_model(model: DiffusionModel, folder: str | Path) -> None:
+    """Write the model as a diffusers folder (safetensors weights), loadable by `load_model(folder)`."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet,
+        scheduler=model.scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)

@@ -1,0 +1,47 @@
+"""Shared fixtures: the tiny seeded model (never a download) and small test images."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests must never reach the hub
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from dragdiff.config import DragConfig  # noqa: E402
+from dragdiff.models import load_model, save_model  # noqa: E402
+
+# Few, cheap steps: the tiny model at 128 px makes each UNet call ~20 ms.
+FAST = dict(lora_steps=2, lora_batch_size=2, n_inference_steps=10, n_inversion_steps=7, drag_steps=4)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running tests (run by .ci/run, skip with -m 'not slow')")
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    return load_model("tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory, tiny_model):
+    folder = tmp_path_factory.mktemp("tiny_sd")
+    save_model(tiny_model, folder)
+    return folder
+
+
+@pytest.fixture
+def fast_config():
+    return DragConfig.load(**FAST)
+
+
+@pytest.fixture
+def scene():
+    """A 128×96 picture: a bright disc on a smooth gradient (non-square on purpose)."""
+    yy, xx = np.mgrid[0:96, 0:128]
+    image = np.stack([xx / 127 * 200, yy / 95 * 150 + 50, np.full_like(xx, 90.0)], axis=-1)
+    disc = (xx - 40) ** 2 + (yy - 48) ** 2 < 15**2
+    image[disc] = (250, 40, 40)
+    return Image.fromarray(image.astype(np.uint8))
