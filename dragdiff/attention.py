@@ -7,8 +7,8 @@ DragDiffusion's reference uses it). Item 0 is therefore computed exactly as with
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F

@@ -34,43 +34,56 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dragdiff", description="Point-drag image editing on Stable Diffusion (DragDiffusion).",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="python -m dragdiff",
+        description="Point-drag image editing on Stable Diffusion (DragDiffusion).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     edit = commands.add_parser(
-        "edit", help="drag the content at handle points to target points and write the edited PNG",
+        "edit",
+        help="drag the content at handle points to target points and write the edited PNG",
         description="Run one DragDiffusion edit. The result PNG carries the whole session (image, points, mask, "
-                    "prompt, parameters, model) so it can be replayed with --session.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "prompt, parameters, model) so it can be replayed with --session.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     edit.set_defaults(run=run_edit)
     source = edit.add_argument_group("what to edit (either --image and --points, or --session)")
     source.add_argument("--image", help="input image (PNG, JPEG, WebP, ...; any size)")
     source.add_argument("--points", help='handle>target pairs in image pixels: "x,y>x,y; x,y>x,y"')
     source.add_argument("--mask", help="editable region: white = may change (default: the whole image)")
     source.add_argument("--prompt", help="text describing the image (default: empty)")
-    source.add_argument("--session", help="a session .json, or a PNG written by dragdiff, to replay; "
-                                          "other flags given override its values")
+    source.add_argument(
+        "--session",
+        help="a session .json, or a PNG written by dragdiff, to replay; other flags given override its values",
+    )
     out = edit.add_argument_group("model and output")
-    out.add_argument("--model", help="auto (default), demo, sd15, tiny, a hub id, a diffusers folder or a "
-                                     ".safetensors checkpoint")
-    out.add_argument("--model-config", help="for a .safetensors checkpoint: a diffusers folder with its configs "
-                                            "(needed offline)")
+    out.add_argument(
+        "--model", help="auto (default), demo, sd15, tiny, a hub id, a diffusers folder or a .safetensors checkpoint"
+    )
+    out.add_argument(
+        "--model-config", help="for a .safetensors checkpoint: a diffusers folder with its configs (needed offline)"
+    )
     out.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
-    out.add_argument("--cache-dir", help="where LoRA weights and inversions are cached (default: "
-                                         "$DRAGDIFF_CACHE or ~/.cache/dragdiff)")
+    out.add_argument(
+        "--cache-dir",
+        help="where LoRA weights and inversions are cached (default: $DRAGDIFF_CACHE or ~/.cache/dragdiff)",
+    )
     out.add_argument("--config", help="a YAML file of parameters (keys as in configs/drag.yaml)")
     out.add_argument("--out", required=True, help="the edited PNG to write; a JSON summary goes beside it")
     out.add_argument("--quiet", action="store_true", help="no progress bars")
     params = edit.add_argument_group("parameters (defaults and their sources: configs/drag.yaml)")
     for name, (default, comment) in config_help().items():
-        params.add_argument(f"--{name.replace('_', '-')}", dest=f"param_{name}", metavar="V",
-                            help=f"{comment} (default: {default})")
+        params.add_argument(
+            f"--{name.replace('_', '-')}", dest=f"param_{name}", metavar="V", help=f"{comment} (default: {default})"
+        )
     return parser
 
 
 def run_edit(args: argparse.Namespace) -> int:
     from .engine import DragEngine  # heavy imports only once the arguments are known to parse
-    from .session import Session, save_result_png
+    from .session import save_result_png
 
     session = build_session(args)
     request = session.to_request()  # validates the points and mask against the image: nothing runs on bad input
@@ -86,15 +99,21 @@ def run_edit(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     save_result_png(result.image, session, out)
     summary = {
-        "output": str(out), "model": result.model, "seed": result.seed, "steps_used": result.steps_used,
-        "reached_targets": result.stopped_early, "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+        "output": str(out),
+        "model": result.model,
+        "seed": result.seed,
+        "steps_used": result.steps_used,
+        "reached_targets": result.stopped_early,
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "handle_track": [[p.as_list() for p in step] for step in result.handle_track],
-        "targets": [p.as_list() for p in request.targets], "warnings": result.warnings,
+        "targets": [p.as_list() for p in request.targets],
+        "warnings": result.warnings,
         "config": result.config.to_dict(),
     }
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    print(f"wrote {out} and {out.with_suffix('.json')} ({result.steps_used} drag steps, "
-          f"{result.timings['total']:.1f} s)")
+    print(
+        f"wrote {out} and {out.with_suffix('.json')} ({result.steps_used} drag steps, {result.timings['total']:.1f} s)"
+    )
     return 0
 
 
@@ -104,17 +123,22 @@ def build_session(args: argparse.Namespace):
     from .session import Session, load_session
     from .validation import parse_points
 
-    overrides = {k[len("param_"):]: _parse_value(v) for k, v in vars(args).items()
-                 if k.startswith("param_") and v is not None}
+    overrides = {
+        k[len("param_") :]: _parse_value(v) for k, v in vars(args).items() if k.startswith("param_") and v is not None
+    }
     if args.session:
         base = load_session(args.session)
-        config = DragConfig.load(args.config, **{**base.config.to_dict(), **overrides}) if args.config else \
-            base.config.replace(**overrides)
+        config = (
+            DragConfig.load(args.config, **{**base.config.to_dict(), **overrides})
+            if args.config
+            else base.config.replace(**overrides)
+        )
         image = load_image(args.image) if args.image else base.image
         handles, targets = parse_points(args.points) if args.points else (base.handles, base.targets)
         mask = load_mask(args.mask, image.size) if args.mask else base.mask
-        return Session(image, handles, targets, mask, _pick(args.prompt, base.prompt), _pick(args.model, base.model),
-                       config)
+        return Session(
+            image, handles, targets, mask, _pick(args.prompt, base.prompt), _pick(args.model, base.model), config
+        )
     if not args.image or not args.points:
         raise DragError("edit needs --image and --points (or --session); see python -m dragdiff edit --help")
     image = load_image(args.image)
@@ -147,8 +171,11 @@ def _parse_value(text: str) -> Any:
 def config_help() -> dict[str, tuple[str, str]]:
     """{field: (default, comment)} from configs/drag.yaml, so that --help and the defaults share one source."""
     pattern = re.compile(r"^(\w+):\s*(.*?)\s*#\s*(.*)$")
-    return {m[1]: (m[2], m[3].replace("%", "%%")) for line in DEFAULT_CONFIG_FILE.read_text().splitlines()
-            if (m := pattern.match(line))}
+    return {
+        m[1]: (m[2], m[3].replace("%", "%%"))
+        for line in DEFAULT_CONFIG_FILE.read_text().splitlines()
+        if (m := pattern.match(line))
+    }
 
 
 class ProgressBars:
@@ -167,8 +194,9 @@ class ProgressBars:
         if progress.stage != self.stage:
             self.close()
             self.stage = progress.stage
-            self.bar = tqdm(total=progress.total, desc=self.LABELS.get(progress.stage, progress.stage),
-                            unit="step", file=sys.stderr)
+            self.bar = tqdm(
+                total=progress.total, desc=self.LABELS.get(progress.stage, progress.stage), unit="step", file=sys.stderr
+            )
         if progress.distance is not None:
             self.bar.set_postfix_str(f"{progress.distance:.1f} px to go")
         self.bar.update(progress.step - self.bar.n)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,8 +47,9 @@ class DragEngine:
     counts: how often each expensive stage ran or came from the cache (tests count work, not time).
     """
 
-    def __init__(self, model: DiffusionModel | str = "auto", *, device: str | None = None,
-                 cache_dir: str | None = None):
+    def __init__(
+        self, model: DiffusionModel | str = "auto", *, device: str | None = None, cache_dir: str | None = None
+    ):
         self.model = model if isinstance(model, DiffusionModel) else load_model(model, device)
         self.cache = TensorCache(cache_dir)
         self.counts: Counter[str] = Counter()
@@ -60,8 +60,14 @@ class DragEngine:
         width = config.resolution or m.native_resolution
         return Geometry.for_image(image_size, width, m.size_multiple, m.vae_factor, config.supervision_scale)
 
-    def prepare(self, image: Image.Image, prompt: str = "", config: DragConfig | None = None,
-                on_progress: ProgressCallback | None = None, should_stop: StopCallback | None = None) -> Prepared:
+    def prepare(
+        self,
+        image: Image.Image,
+        prompt: str = "",
+        config: DragConfig | None = None,
+        on_progress: ProgressCallback | None = None,
+        should_stop: StopCallback | None = None,
+    ) -> Prepared:
         """LoRA fine-tuning and DDIM inversion of `image` (RGB); each is loaded from the cache when it exists."""
         config = config or DragConfig.load()
         geometry = self.geometry(image.size, config)
@@ -88,8 +94,9 @@ class DragEngine:
         timings["inversion"] = time.perf_counter() - start
         return Prepared(geometry, text, inverted, lora, lora_key, config, timings)
 
-    def drag(self, request: DragRequest, on_progress: ProgressCallback | None = None,
-             should_stop: StopCallback | None = None) -> DragResult:
+    def drag(
+        self, request: DragRequest, on_progress: ProgressCallback | None = None, should_stop: StopCallback | None = None
+    ) -> DragResult:
         """Move the content at each handle to its target. Raises DragError on bad input (before any work)."""
         # 1. Check the request; an all-empty mask means "everything may change".
         warnings = check_request(request)
@@ -107,8 +114,16 @@ class DragEngine:
         trace = self._optimise(prepared, scheduler, timesteps[0], mask, handles, targets, on_progress, should_stop)
         # 4. Denoise [original, edited] with reference-latent control, keep the edited one.
         t1 = time.perf_counter()
-        latent = self._denoise(prepared.inverted, trace.latent.to(m.dtype), prepared.text, scheduler, timesteps,
-                               config, on_progress, should_stop)
+        latent = self._denoise(
+            prepared.inverted,
+            trace.latent.to(m.dtype),
+            prepared.text,
+            scheduler,
+            timesteps,
+            config,
+            on_progress,
+            should_stop,
+        )
         # 5. Decode at the working size, back to the input's size.
         t2 = time.perf_counter()
         with torch.no_grad():
@@ -152,9 +167,18 @@ class DragEngine:
             if on_progress:
                 on_progress(Progress("lora", step, total))
 
-        weights = train_lora(self.model, pixels, text, steps=config.lora_steps, rank=config.lora_rank,
-                             lr=config.lora_lr, batch_size=config.lora_batch_size, seed=config.seed,
-                             on_step=report, should_stop=should_stop)
+        weights = train_lora(
+            self.model,
+            pixels,
+            text,
+            steps=config.lora_steps,
+            rank=config.lora_rank,
+            lr=config.lora_lr,
+            batch_size=config.lora_batch_size,
+            seed=config.seed,
+            on_step=report,
+            should_stop=should_stop,
+        )
         self.counts["lora_trained"] += 1
         self._attached_lora = key  # training left the adapter attached
         self.cache.save("lora", key, weights)
@@ -174,8 +198,15 @@ class DragEngine:
     def _invert(self, pixels, text, config, on_progress) -> torch.Tensor:
         latent = self.model.encode_image(pixels)
         report = (lambda k, n: on_progress(Progress("inversion", k, n))) if on_progress else None
-        inverted = ddim_invert(self.model.unet, self.model.scheduler(), latent, text, config.n_inference_steps,
-                               config.n_inversion_steps, report)
+        inverted = ddim_invert(
+            self.model.unet,
+            self.model.scheduler(),
+            latent,
+            text,
+            config.n_inference_steps,
+            config.n_inversion_steps,
+            report,
+        )
         self.counts["inversion"] += 1
         return inverted
 
@@ -190,8 +221,9 @@ class DragEngine:
 
         def features_and_penalty(latent: torch.Tensor):
             with autocast:
-                features, noise = unet_features(m.unet, latent.to(m.dtype), t, text, config.feature_blocks,
-                                                need_output=keep is not None)
+                features, noise = unet_features(
+                    m.unet, latent.to(m.dtype), t, text, config.feature_blocks, need_output=keep is not None
+                )
             grid = supervision_features(features, geometry.feature_size)
             if keep is None:
                 return grid, None
@@ -204,10 +236,20 @@ class DragEngine:
                 on_progress(Progress("drag", step, total, geometry.from_grid(current), left))
 
         scaler = torch.amp.GradScaler(m.device.type, enabled=m.dtype == torch.float16)
-        return drag_latent(prepared.inverted, features_and_penalty, handles, targets, steps=config.drag_steps,
-                           lr=config.drag_lr, motion_radius=config.motion_radius,
-                           tracking_radius=config.tracking_radius, stop_distance=config.stop_distance,
-                           grad_scaler=scaler, on_step=report, should_stop=should_stop)
+        return drag_latent(
+            prepared.inverted,
+            features_and_penalty,
+            handles,
+            targets,
+            steps=config.drag_steps,
+            lr=config.drag_lr,
+            motion_radius=config.motion_radius,
+            tracking_radius=config.tracking_radius,
+            stop_distance=config.stop_distance,
+            grad_scaler=scaler,
+            on_step=report,
+            should_stop=should_stop,
+        )
 
     def _denoise(self, original, edited, text, scheduler, timesteps, config, on_progress, should_stop):
         """Denoise the edited z_t beside the original one, whose self-attention K/V it reads (item 1 of 2).

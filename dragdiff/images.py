@@ -39,9 +39,7 @@ _WHITE = (255, 255, 255)
 _BLACK = (0, 0, 0)
 
 
-def load_image(
-    source: ImageSource, *, max_pixels: int = MAX_IMAGE_PIXELS, what: str = "image"
-) -> Image.Image:
+def load_image(source: ImageSource, *, max_pixels: int = MAX_IMAGE_PIXELS, what: str = "image") -> Image.Image:
     """Decode `source` (a path, encoded bytes in one of IMAGE_FORMATS, or a PIL image) into upright RGB.
 
     - EXIF orientation is applied, so the result is the size the user sees (a rotated JPEG swaps W and H).
@@ -57,8 +55,7 @@ def load_image(
     width, height = image.size
     if min(width, height) < MIN_IMAGE_SIDE:
         raise DragError(
-            f"{label} is {width}×{height}; both sides must be at least {MIN_IMAGE_SIDE} px, "
-            "so use a larger image"
+            f"{label} is {width}×{height}; both sides must be at least {MIN_IMAGE_SIDE} px, so use a larger image"
         )
     return _to_rgb(image, _WHITE, label)
 
@@ -253,9 +250,7 @@ def _mask_from_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         raise DragError(f"mask: expected bool or numeric values, got an array of {array.dtype}")
     values = array.astype(np.float64)
     if not np.isfinite(values).all() or values.min() < 0 or values.max() > 255:
-        raise DragError(
-            f"mask: values must be bool, 0..1 or 0..255; got values from {values.min()} to {values.max()}"
-        )
+        raise DragError(f"mask: values must be bool, 0..1 or 0..255; got values from {values.min()} to {values.max()}")
     threshold = 0.5 if values.max() <= 1 else MASK_THRESHOLD
     return values >= threshold
 
@@ -264,8 +259,7 @@ def _check_mask_size(mask_size: tuple[int, int], image_size: tuple[int, int]) ->
     if tuple(mask_size) != tuple(image_size):
         (mw, mh), (iw, ih) = mask_size, image_size
         raise DragError(
-            f"the mask is {mw}×{mh} but the image is {iw}×{ih}; draw the mask over this image "
-            f"or resize it to {iw}×{ih}"
+            f"the mask is {mw}×{mh} but the image is {iw}×{ih}; draw the mask over this image or resize it to {iw}×{ih}"
         )
 
 

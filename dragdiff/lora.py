@@ -6,7 +6,7 @@ Reference (utils/lora_utils.py): rank 16 on to_q/to_k/to_v/to_out.0 of every att
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -89,13 +89,15 @@ def train_lora(
     return lora_state_dict(model.unet)
 
 
-def _lora_loss(model: DiffusionModel, schedule: DDIMScheduler, pixels: torch.Tensor, text: torch.Tensor,
-               generator: torch.Generator) -> torch.Tensor:
+def _lora_loss(
+    model: DiffusionModel, schedule: DDIMScheduler, pixels: torch.Tensor, text: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """Denoising loss of one batch: MSE between the UNet's prediction and the true ε (or v)."""
     with torch.no_grad():
         posterior = model.vae.encode(pixels.to(model.device, model.dtype)).latent_dist
         sample = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(
-            posterior.mean)
+            posterior.mean
+        )
         latent = (sample - model._shift) * model.vae.config.scaling_factor
     noise = torch.randn(latent.shape, generator=generator).to(latent)
     t = torch.randint(0, schedule.config.num_train_timesteps, (latent.shape[0],), generator=generator)
@@ -117,6 +119,6 @@ def _crop_sampler(image: torch.Tensor, size: int, generator: torch.Generator) ->
     def crops(batch: int) -> torch.Tensor:
         tops = torch.randint(0, new_h - size + 1, (batch,), generator=generator).tolist()
         lefts = torch.randint(0, new_w - size + 1, (batch,), generator=generator).tolist()
-        return torch.cat([resized[:, :, y : y + size, x : x + size] for y, x in zip(tops, lefts)])
+        return torch.cat([resized[:, :, y : y + size, x : x + size] for y, x in zip(tops, lefts, strict=False)])
 
     return crops

@@ -84,7 +84,10 @@ class DiffusionModel:
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         """(1, 77, D) CLIP hidden states of the prompt, as SD conditions its cross-attention."""
         ids = self.tokenizer(
-            prompt, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True,
+            prompt,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
             return_tensors="pt",
         ).input_ids.to(self.device)
         return self.text_encoder(ids)[0].to(self.dtype)
@@ -110,7 +113,9 @@ def default_device() -> torch.device:
 
 
 def load_model(
-    spec: str = "auto", device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+    spec: str = "auto",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
     single_file_config: str | Path | None = None,
 ) -> DiffusionModel:
     """Load the model that `spec` names; fp16 on CUDA and fp32 on CPU unless `dtype` says otherwise."""
@@ -142,18 +147,25 @@ def resolve_spec(spec: str) -> tuple[Path, str]:
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
-            raise DragError(f"{path} is not a diffusers model folder (no model_index.json); "
-                            "give a folder saved by diffusers' save_pretrained, a .safetensors file or a hub id")
+            raise DragError(
+                f"{path} is not a diffusers model folder (no model_index.json); "
+                "give a folder saved by diffusers' save_pretrained, a .safetensors file or a hub id"
+            )
         return path, _files_fingerprint(path)
     if path.is_file():
         if path.suffix != ".safetensors":
-            raise DragError(f"{path}: only .safetensors checkpoints are loaded (pickled {path.suffix} files can run "
-                            "code); convert it to safetensors first")
+            raise DragError(
+                f"{path}: only .safetensors checkpoints are loaded (pickled {path.suffix} files can run "
+                "code); convert it to safetensors first"
+            )
         stat = path.stat()
         return path, f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     if spec.count("/") != 1 or spec.startswith((".", "/", "~")):
-        raise DragError(f"unknown model {spec!r}: not a file, not a folder and not a hub id; use auto, demo, sd15, "
-                        "tiny, a hub id such as stable-diffusion-v1-5/stable-diffusion-v1-5, a folder or a .safetensors")
+        raise DragError(
+            f"unknown model {spec!r}: not a file, not a folder and not a hub id; use auto, demo, "
+            "sd15, "
+            "tiny, a hub id such as stable-diffusion-v1-5/stable-diffusion-v1-5, a folder or a .safetensors file"
+        )
     repo = HUB_ALIASES.get(spec, spec)
     snapshot = _hub_snapshot(spec) or _hub_snapshot(repo) or _download(repo)
     return snapshot, f"hub:{repo}:{snapshot.name}"
@@ -165,8 +177,9 @@ def _hub_snapshot(repo: str) -> Path | None:
 
     repo = HUB_ALIASES.get(repo, repo)
     try:
-        path = Path(snapshot_download(repo, allow_patterns=HUB_PATTERNS, ignore_patterns=HUB_IGNORE,
-                                      local_files_only=True))
+        path = Path(
+            snapshot_download(repo, allow_patterns=HUB_PATTERNS, ignore_patterns=HUB_IGNORE, local_files_only=True)
+        )
     except Exception:  # noqa: BLE001 - any failure here just means "not in the cache"
         return None
     return path if any(path.glob("unet/*.safetensors")) else None
@@ -175,15 +188,19 @@ def _hub_snapshot(repo: str) -> Path | None:
 def _download(repo: str) -> Path:
     from huggingface_hub import snapshot_download
 
-    hint = (f"Get it on a connected machine with `huggingface-cli download {repo}` (or `python -m dragdiff "
-            f"edit --model {repo}` with the network on), or use --model demo, the small model bundled with dragdiff.")
+    hint = (
+        f"Get it on a connected machine with `huggingface-cli download {repo}` (or `python -m dragdiff "
+        f"edit --model {repo}` with the network on), or use --model demo, the small model bundled with dragdiff."
+    )
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         raise DragError(f"model {repo!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. {hint}")
     try:
         return Path(snapshot_download(repo, allow_patterns=HUB_PATTERNS, ignore_patterns=HUB_IGNORE))
     except Exception as exc:  # noqa: BLE001 - network, auth and missing-repo errors all end here
-        raise DragError(f"model {repo!r} is not in the local Hugging Face cache and could not be downloaded "
-                        f"({type(exc).__name__}). {hint}") from exc
+        raise DragError(
+            f"model {repo!r} is not in the local Hugging Face cache and could not be downloaded "
+            f"({type(exc).__name__}). {hint}"
+        ) from exc
 
 
 def _load_folder(folder: Path, spec: str):
@@ -194,8 +211,10 @@ def _load_folder(folder: Path, spec: str):
         tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
         scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise DragError(f"cannot load model {spec!r} from {folder}: {exc}. It needs unet/, vae/, text_encoder/ "
-                        "with .safetensors weights, tokenizer/ and scheduler/") from exc
+        raise DragError(
+            f"cannot load model {spec!r} from {folder}: {exc}. It needs unet/, vae/, text_encoder/ "
+            "with .safetensors weights, tokenizer/ and scheduler/"
+        ) from exc
     return unet, vae, text_encoder, tokenizer, scheduler_config
 
 
@@ -204,8 +223,11 @@ def _load_single_file(path: Path, config: str | Path | None):
 
     try:
         pipe = StableDiffusionPipeline.from_single_file(
-            str(path), config=str(config) if config else None, local_files_only=config is not None,
-            safety_checker=None, requires_safety_checker=False,
+            str(path),
+            config=str(config) if config else None,
+            local_files_only=config is not None,
+            safety_checker=None,
+            requires_safety_checker=False,
         )
     except Exception as exc:  # noqa: BLE001 - diffusers raises many types for a bad checkpoint
         raise DragError(f"cannot load the checkpoint {path}: {exc}") from exc
@@ -260,7 +282,13 @@ def save_model(model: DiffusionModel, folder: str | Path) -> None:
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
-        vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet,
-        scheduler=model.scheduler(), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=model.vae,
+        text_encoder=model.text_encoder,
+        tokenizer=model.tokenizer,
+        unet=model.unet,
+        scheduler=model.scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.save_pretrained(folder, safe_serialization=True)

@@ -81,9 +81,7 @@ class Session:
     def __post_init__(self) -> None:
         check_request(self.to_request())
         if not isinstance(self.model, str) or not self.model.strip():
-            raise DragError(
-                f"Session.model: expected a model name (hub id, folder or file), got {self.model!r}"
-            )
+            raise DragError(f"Session.model: expected a model name (hub id, folder or file), got {self.model!r}")
 
     def to_request(self) -> DragRequest:
         return DragRequest(
@@ -234,8 +232,7 @@ def _utf8(raw: bytes, name: str) -> str:
         return raw.decode("utf-8-sig")  # a BOM, as some Windows editors write, is fine
     except UnicodeDecodeError as exc:
         raise DragError(
-            f"{name} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
-            "save it as UTF-8 JSON"
+            f"{name} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); save it as UTF-8 JSON"
         ) from exc
 
 
@@ -243,9 +240,7 @@ def _parse_json(text: str, name: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DragError(
-            f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        ) from exc
+        raise DragError(f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
     except RecursionError as exc:
         raise DragError(f"{name} is not a session: its JSON is nested too deeply") from exc
 
@@ -257,8 +252,7 @@ def _check_format_and_version(data: dict[str, Any]) -> None:
             raise DragError(f"session: missing field '{name}'; is this a dragdiff session file?")
     if data["format"] != SESSION_FORMAT:
         raise DragError(
-            f"session.format: expected '{SESSION_FORMAT}', got {_short(data['format'])}; "
-            "this is not a dragdiff session"
+            f"session.format: expected '{SESSION_FORMAT}', got {_short(data['format'])}; this is not a dragdiff session"
         )
     version = data["version"]
     if not isinstance(version, int) or isinstance(version, bool):
@@ -266,19 +260,14 @@ def _check_format_and_version(data: dict[str, Any]) -> None:
     if version != SESSION_VERSION:
         hint = "; update dragdiff to read it" if version > SESSION_VERSION else ""
         raise DragError(
-            f"session.version: this file is version {version}; "
-            f"this dragdiff reads version {SESSION_VERSION}{hint}"
+            f"session.version: this file is version {version}; this dragdiff reads version {SESSION_VERSION}{hint}"
         )
 
 
-def _check_fields(
-    data: dict[str, Any], where: str, required: tuple[str, ...], optional: tuple[str, ...]
-) -> None:
+def _check_fields(data: dict[str, Any], where: str, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
     for name in data:
         if name not in required + optional:
-            raise DragError(
-                f"{where}: unknown field {name!r}; known fields are {sorted(required + optional)}"
-            )
+            raise DragError(f"{where}: unknown field {name!r}; known fields are {sorted(required + optional)}")
     for name in required:
         if name not in data:
             raise DragError(f"{where}: missing field {name!r}")
@@ -294,8 +283,7 @@ def _config(values: Any) -> DragConfig:
 def _points(value: Any) -> tuple[tuple[Point, ...], tuple[Point, ...]]:
     if not isinstance(value, list) or not value:
         raise DragError(
-            'session.points: expected a non-empty list of {"handle": [x, y], "target": [x, y]}, '
-            f"got {_short(value)}"
+            f'session.points: expected a non-empty list of {{"handle": [x, y], "target": [x, y]}}, got {_short(value)}'
         )
     handles, targets = [], []
     for index, pair in enumerate(value):
@@ -387,9 +375,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise DragError(
-            f"cannot write '{path}': {exc.strerror or exc}; check that its folder exists"
-        ) from exc
+        raise DragError(f"cannot write '{path}': {exc.strerror or exc}; check that its folder exists") from exc
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def track_points(
-    features: torch.Tensor, reference: torch.Tensor, handles: torch.Tensor, radius: int
-) -> torch.Tensor:
+def track_points(features: torch.Tensor, reference: torch.Tensor, handles: torch.Tensor, radius: int) -> torch.Tensor:
     """Move each handle to the position in its window whose feature is closest (L1) to its reference feature.
 
     features: (C, H, W) current features. reference: (P, C) features of the handles at their initial positions

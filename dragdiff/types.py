@@ -6,8 +6,8 @@ origin at the top-left corner, x to the right, y down; (0, 0) is the centre of t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from PIL import Image

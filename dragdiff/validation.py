@@ -114,9 +114,7 @@ def _check_points(handles: Sequence[Point], targets: Sequence[Point], size: tupl
     if not handles and not targets:
         raise DragError("no points to drag; give at least one handle -> target pair")
     if len(handles) != len(targets):
-        raise DragError(
-            f"{len(handles)} handle(s) but {len(targets)} target(s); every handle needs exactly one target"
-        )
+        raise DragError(f"{len(handles)} handle(s) but {len(targets)} target(s); every handle needs exactly one target")
     for number, (handle, target) in enumerate(zip(handles, targets, strict=True), start=1):
         _check_point(f"handle {number}", handle, size)
         _check_point(f"target {number}", target, size)
@@ -145,9 +143,7 @@ def _check_mask(mask: object, size: tuple[int, int]) -> None:
     if mask is None:
         return
     if not isinstance(mask, np.ndarray) or mask.ndim != 2 or mask.dtype != bool:
-        got = (
-            f"shape {mask.shape}, dtype {mask.dtype}" if isinstance(mask, np.ndarray) else type(mask).__name__
-        )
+        got = f"shape {mask.shape}, dtype {mask.dtype}" if isinstance(mask, np.ndarray) else type(mask).__name__
         raise DragError(
             f"request.mask: expected a 2-D bool array (height × width) or None, got {got}; "
             "dragdiff.images.load_mask reads mask images"

@@ -37,8 +37,9 @@ def test_processors_are_restored_after_control(tiny_model):
     before = unet.attn_processors
     with reference_attention(unet, (2, 3)):
         names = set(self_attention_names(unet, (2, 3)))
-        assert all(type(p).__name__ == "ReferenceAttentionProcessor" for n, p in unet.attn_processors.items()
-                   if n in names)
+        assert all(
+            type(p).__name__ == "ReferenceAttentionProcessor" for n, p in unet.attn_processors.items() if n in names
+        )
         assert all(".attn1." in n and n.startswith(("up_blocks.2.", "up_blocks.3.")) for n in names)
     after = unet.attn_processors
     assert after.keys() == before.keys() and all(after[n] is before[n] for n in before)

@@ -57,7 +57,8 @@ def test_no_move_and_no_steps_reproduces_the_reconstruction_exactly(engine, scen
 
 def test_same_seed_gives_bit_identical_output_and_another_seed_does_not(tiny_model, scene, fast_config, tmp_path):
     def run(seed, cache):
-        request = DragRequest(scene, (Point(40, 48),), (Point(60, 48),), disc_mask(), "", fast_config.replace(seed=seed))
+        config = fast_config.replace(seed=seed)
+        request = DragRequest(scene, (Point(40, 48),), (Point(60, 48),), disc_mask(), "", config)
         return pixels(DragEngine(tiny_model, cache_dir=tmp_path / cache).drag(request).image)
 
     first, second = run(42, "a"), run(42, "b")  # separate caches: the LoRA is trained twice
@@ -120,8 +121,9 @@ def test_progress_reports_every_stage_and_stop_cancels_cleanly(engine, scene, fa
         return calls["n"] > 3
 
     with pytest.raises(DragCancelled):
-        engine.drag(DragRequest(scene, (Point(20, 20),), (Point(50, 50),), None, "", fast_config),
-                    should_stop=stop_after_three)
+        engine.drag(
+            DragRequest(scene, (Point(20, 20),), (Point(50, 50),), None, "", fast_config), should_stop=stop_after_three
+        )
     again = engine.drag(request)  # still usable, and the same as before the cancelled run
     assert again.image.size == scene.size
     assert torch.equal(torch.tensor(pixels(again.image)), torch.tensor(pixels(engine.drag(request).image)))

@@ -170,16 +170,12 @@ def test_pillow_bomb_warning_becomes_an_error():
     # 10000² is past Pillow's warning threshold but below its error threshold.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(
-            DragError, match=r"more pixels than Pillow decodes safely \(Image size \(100000000"
-        ):
+        with pytest.raises(DragError, match=r"more pixels than Pillow decodes safely \(Image size \(100000000"):
             load_image(png_claiming(10000, 10000), max_pixels=200_000_000)
 
 
 def test_max_pixels_is_configurable():
-    with pytest.raises(
-        DragError, match="100×100 = 10,000 pixels, above the limit of 4,096 pixels \\(64×64\\)"
-    ):
+    with pytest.raises(DragError, match="100×100 = 10,000 pixels, above the limit of 4,096 pixels \\(64×64\\)"):
         load_image(Image.new("RGB", (100, 100)), max_pixels=64 * 64)
 
 

@@ -30,8 +30,17 @@ def test_motion_supervision_drags_a_synthetic_feature_to_its_target():
     latent = gaussian_bump(center=(10, 10)) + gaussian_bump(center=(24, 20), seed=1)
     handles = torch.tensor([[10.0, 10.0], [24.0, 20.0]])
     targets = torch.tensor([[10.0, 22.0], [16.0, 12.0]])  # one horizontal, one diagonal drag
-    trace = drag_latent(latent, lambda z: (z, None), handles, targets, steps=300, lr=0.2,
-                        motion_radius=1, tracking_radius=3, stop_distance=1.0)
+    trace = drag_latent(
+        latent,
+        lambda z: (z, None),
+        handles,
+        targets,
+        steps=300,
+        lr=0.2,
+        motion_radius=1,
+        tracking_radius=3,
+        stop_distance=1.0,
+    )
     distance = (trace.handles[-1].float() - targets).norm(dim=1)
     assert trace.reached and (distance <= 1.0).all(), (trace.steps, trace.handles[-1].tolist())
     assert trace.steps > 10  # it really moved, step by step
@@ -44,8 +53,26 @@ def test_penalty_and_motion_losses_are_both_optimised():
     def with_penalty(z):
         return z, 100 * (z - anchor).abs().sum()  # a heavy penalty holds everything in place
 
-    trace = drag_latent(latent, with_penalty, torch.tensor([[10.0, 10.0]]), torch.tensor([[10.0, 22.0]]),
-                        steps=50, lr=0.2, motion_radius=1, tracking_radius=3, stop_distance=1.0)
-    free = drag_latent(latent, lambda z: (z, None), torch.tensor([[10.0, 10.0]]), torch.tensor([[10.0, 22.0]]),
-                       steps=50, lr=0.2, motion_radius=1, tracking_radius=3, stop_distance=1.0)
+    trace = drag_latent(
+        latent,
+        with_penalty,
+        torch.tensor([[10.0, 10.0]]),
+        torch.tensor([[10.0, 22.0]]),
+        steps=50,
+        lr=0.2,
+        motion_radius=1,
+        tracking_radius=3,
+        stop_distance=1.0,
+    )
+    free = drag_latent(
+        latent,
+        lambda z: (z, None),
+        torch.tensor([[10.0, 10.0]]),
+        torch.tensor([[10.0, 22.0]]),
+        steps=50,
+        lr=0.2,
+        motion_radius=1,
+        tracking_radius=3,
+        stop_distance=1.0,
+    )
     assert F.l1_loss(trace.latent, anchor) < 0.5 * F.l1_loss(free.latent, anchor)

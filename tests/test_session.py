@@ -172,9 +172,7 @@ def test_save_is_atomic_and_overwrites(session, tmp_path):
 @pytest.mark.parametrize("escape", ["../../etc/passwd", "in/../../outside.png"])
 def test_path_escaping_the_folder_is_refused(session, tmp_path, escape):
     path = edited(session, tmp_path, image={"path": escape})
-    with pytest.raises(
-        DragError, match=f"session.image.path: '{escape}' points outside the session's folder"
-    ):
+    with pytest.raises(DragError, match=f"session.image.path: '{escape}' points outside the session's folder"):
         load_session(path)
 
 
@@ -199,9 +197,7 @@ def test_paths_need_a_file():
 
 
 def test_wrong_version(session, tmp_path):
-    with pytest.raises(
-        DragError, match="session.version: this file is version 7; this dragdiff reads version 1"
-    ):
+    with pytest.raises(DragError, match="session.version: this file is version 7; this dragdiff reads version 1"):
         load_session(edited(session, tmp_path, version=7))
 
 

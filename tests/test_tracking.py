@@ -16,7 +16,7 @@ def test_tracking_recovers_known_shifts_including_near_borders():
     reference = features_at(features, start)
     # Move each point's feature to start + shift in a copy of the map (the rest stays), then track.
     moved = features.clone()
-    for (r, c), (dr, dc) in zip(start.tolist(), shift.tolist()):
+    for (r, c), (dr, dc) in zip(start.tolist(), shift.tolist(), strict=False):
         moved[:, r + dr, c + dc] = features[:, r, c]
         moved[:, r, c] = features[:, r, c] + 10  # the old place no longer matches
     tracked = track_points(moved, reference, start, radius=3)

@@ -116,9 +116,7 @@ def test_image_must_be_an_rgb_pil_image():
 
 def test_image_size_limits():
     with pytest.raises(DragError, match="the image is 512×63; both sides must be at least 64 px"):
-        check_request(
-            request(image=Image.new("RGB", (512, 63)), handles=(Point(1, 1),), targets=(Point(2, 2),))
-        )
+        check_request(request(image=Image.new("RGB", (512, 63)), handles=(Point(1, 1),), targets=(Point(2, 2),)))
     huge = Image.new("RGB", (4097, 4096))
     with pytest.raises(DragError, match="4097×4096 = 16,781,312 pixels, above the limit of 16,777,216"):
         check_request(request(image=huge))
