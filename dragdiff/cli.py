@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_CONFIG_FILE, DragConfig
+from .config import DEFAULT_CONFIG_FILE, DragConfig, read_config_file
 from .errors import DragCancelled, DragError
 from .types import Progress
 
@@ -128,23 +128,18 @@ def build_session(args: argparse.Namespace):
     }
     if args.session:
         base = load_session(args.session)
-        config = (
-            DragConfig.load(args.config, **{**base.config.to_dict(), **overrides})
-            if args.config
-            else base.config.replace(**overrides)
-        )
+        config = DragConfig.from_dict({**base.config.to_dict(), **_config_file(args.config), **overrides})
         image = load_image(args.image) if args.image else base.image
         handles, targets = parse_points(args.points) if args.points else (base.handles, base.targets)
         mask = load_mask(args.mask, image.size) if args.mask else base.mask
-        return Session(
-            image, handles, targets, mask, _pick(args.prompt, base.prompt), _pick(args.model, base.model), config
-        )
+        prompt = base.prompt if args.prompt is None else args.prompt
+        return Session(image, handles, targets, mask, prompt, args.model or base.model, config)
     if not args.image or not args.points:
         raise DragError("edit needs --image and --points (or --session); see python -m dragdiff edit --help")
     image = load_image(args.image)
     handles, targets = parse_points(args.points)
     mask = load_mask(args.mask, image.size) if args.mask else None
-    config = DragConfig.load(args.config, **overrides)
+    config = DragConfig.from_dict({**DragConfig.load().to_dict(), **_config_file(args.config), **overrides})
     return Session(image, handles, targets, mask, args.prompt or "", args.model or "auto", config)
 
 
@@ -154,8 +149,8 @@ def _load(spec: str, args: argparse.Namespace):
     return load_model(spec, args.device, single_file_config=args.model_config)
 
 
-def _pick(flag: Any, fallback: Any) -> Any:
-    return fallback if flag is None else flag
+def _config_file(path: str | None) -> dict[str, Any]:
+    return read_config_file(path) if path else {}
 
 
 def _parse_value(text: str) -> Any:

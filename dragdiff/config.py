@@ -42,9 +42,9 @@ class DragConfig:
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> DragConfig:
         """Defaults from configs/drag.yaml, then `path` (a YAML file of some keys), then `overrides`."""
-        values = _read_yaml(DEFAULT_CONFIG_FILE)
+        values = read_config_file(DEFAULT_CONFIG_FILE)
         if path is not None:
-            values.update(_read_yaml(Path(path)))
+            values.update(read_config_file(Path(path)))
         values.update(overrides)
         return cls.from_dict(values)
 
@@ -119,7 +119,9 @@ def _coerce(name: str, value: Any, rule: tuple) -> Any:
     return value
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The parameter: value mapping of a YAML file (validated later, with the rest, by DragConfig.from_dict)."""
+    path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
