@@ -20,15 +20,16 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running tests (run by .ci/run, skip with -m 'not slow')")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def tiny_model():
+    """A fresh copy per test (0.1 s): engines attach LoRA adapters to the model they are given."""
     return load_model("tiny", device="cpu")
 
 
 @pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory, tiny_model):
+def tiny_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_sd")
-    save_model(tiny_model, folder)
+    save_model(load_model("tiny", device="cpu"), folder)
     return folder
 
 

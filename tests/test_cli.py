@@ -7,8 +7,23 @@ import pytest
 from dragdiff.cli import main
 from dragdiff.session import load_session
 
-FAST_FLAGS = ["--model", "tiny", "--device", "cpu", "--quiet", "--lora-steps", "2", "--lora-batch-size", "2",
-              "--n-inference-steps", "10", "--n-inversion-steps", "7", "--drag-steps", "3"]
+FAST_FLAGS = [
+    "--model",
+    "tiny",
+    "--device",
+    "cpu",
+    "--quiet",
+    "--lora-steps",
+    "2",
+    "--lora-batch-size",
+    "2",
+    "--n-inference-steps",
+    "10",
+    "--n-inversion-steps",
+    "7",
+    "--drag-steps",
+    "3",
+]
 
 
 @pytest.fixture
@@ -19,8 +34,22 @@ def inputs(tmp_path, scene):
 
 def test_edit_writes_a_png_whose_session_replays_to_the_same_bytes(inputs, tmp_path):
     out = tmp_path / "out" / "result.png"
-    code = main(["edit", "--image", str(inputs / "in.png"), "--points", "40,48>60,48; 90,30>90,40",
-                 "--prompt", "a red disc", "--cache-dir", str(tmp_path / "c1"), "--out", str(out), *FAST_FLAGS])
+    code = main(
+        [
+            "edit",
+            "--image",
+            str(inputs / "in.png"),
+            "--points",
+            "40,48>60,48; 90,30>90,40",
+            "--prompt",
+            "a red disc",
+            "--cache-dir",
+            str(tmp_path / "c1"),
+            "--out",
+            str(out),
+            *FAST_FLAGS,
+        ]
+    )
     assert code == 0 and out.is_file()
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["model"] == "tiny" and summary["config"]["drag_steps"] == 3
@@ -31,8 +60,9 @@ def test_edit_writes_a_png_whose_session_replays_to_the_same_bytes(inputs, tmp_p
     assert session.prompt == "a red disc" and session.config.lora_steps == 2
 
     replay = tmp_path / "replay.png"  # a fresh cache: LoRA and inversion are recomputed from the session alone
-    assert main(["edit", "--session", str(out), "--cache-dir", str(tmp_path / "c2"), "--quiet",
-                 "--out", str(replay)]) == 0
+    assert (
+        main(["edit", "--session", str(out), "--cache-dir", str(tmp_path / "c2"), "--quiet", "--out", str(replay)]) == 0
+    )
     assert replay.read_bytes() == out.read_bytes()
 
 
@@ -56,14 +86,44 @@ def test_bad_points_are_refused_and_nothing_is_written(inputs, tmp_path, capsys,
 
 def test_bad_parameter_and_mask_are_named(inputs, tmp_path, capsys):
     out = tmp_path / "never.png"
-    assert main(["edit", "--image", str(inputs / "in.png"), "--points", "1,1>5,5", "--out", str(out),
-                 *FAST_FLAGS, "--drag-lr", "fast"]) == 2
+    assert (
+        main(
+            [
+                "edit",
+                "--image",
+                str(inputs / "in.png"),
+                "--points",
+                "1,1>5,5",
+                "--out",
+                str(out),
+                *FAST_FLAGS,
+                "--drag-lr",
+                "fast",
+            ]
+        )
+        == 2
+    )
     assert "drag_lr" in capsys.readouterr().err
     from PIL import Image
 
     Image.new("L", (50, 50), 255).save(tmp_path / "mask.png")
-    assert main(["edit", "--image", str(inputs / "in.png"), "--points", "1,1>5,5", "--mask",
-                 str(tmp_path / "mask.png"), "--out", str(out), *FAST_FLAGS]) == 2
+    assert (
+        main(
+            [
+                "edit",
+                "--image",
+                str(inputs / "in.png"),
+                "--points",
+                "1,1>5,5",
+                "--mask",
+                str(tmp_path / "mask.png"),
+                "--out",
+                str(out),
+                *FAST_FLAGS,
+            ]
+        )
+        == 2
+    )
     assert "50×50" in capsys.readouterr().err and not out.exists()
 
 
@@ -71,6 +131,17 @@ def test_help_explains_every_parameter(capsys):
     with pytest.raises(SystemExit):
         main(["edit", "--help"])
     text = capsys.readouterr().out
-    for flag in ["--image", "--points", "--mask", "--session", "--model", "--out", "--drag-steps", "--lora-steps",
-                 "--mask-weight", "--reference-attention-blocks", "--seed"]:
+    for flag in [
+        "--image",
+        "--points",
+        "--mask",
+        "--session",
+        "--model",
+        "--out",
+        "--drag-steps",
+        "--lora-steps",
+        "--mask-weight",
+        "--reference-attention-blocks",
+        "--seed",
+    ]:
         assert flag in text

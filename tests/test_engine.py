@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import dragdiff.engine as engine_module
-from dragdiff import DragCancelled, DragRequest, Point
+from dragdiff import DragCancelled, DragError, DragRequest, Point
 from dragdiff.engine import DragEngine, latent_keep_mask
 
 
@@ -127,3 +127,24 @@ def test_progress_reports_every_stage_and_stop_cancels_cleanly(engine, scene, fa
     again = engine.drag(request)  # still usable, and the same as before the cancelled run
     assert again.image.size == scene.size
     assert torch.equal(torch.tensor(pixels(again.image)), torch.tensor(pixels(engine.drag(request).image)))
+
+
+@pytest.mark.parametrize(
+    ("handles", "targets", "words"),
+    [
+        ((), (), "no points"),
+        ((Point(10, 10),), (), "1 handle(s) but 0 target(s)"),
+        ((Point(10, 10),), (Point(500, 10),), "outside"),
+        ((Point(float("nan"), 10),), (Point(20, 10),), "handle 1"),
+    ],
+)
+def test_bad_requests_fail_before_any_work(engine, scene, fast_config, handles, targets, words):
+    with pytest.raises(DragError) as error:
+        engine.drag(DragRequest(scene, handles, targets, None, "", fast_config))
+    assert words in str(error.value)
+    assert not engine.counts and not engine.cache.root.exists()  # nothing trained, nothing written
+
+
+def test_mask_of_the_wrong_size_is_named(engine, scene, fast_config):
+    with pytest.raises(DragError, match="mask"):
+        engine.drag(DragRequest(scene, (Point(1, 1),), (Point(5, 5),), np.ones((10, 10), bool), "", fast_config))

@@ -15,8 +15,9 @@ def denoising_loss(model, latent, text, seed=123, n=16):
     noise = torch.randn((n, *latent.shape[1:]), generator=generator)
     t = torch.linspace(50, 950, n).long()
     with torch.no_grad():
-        prediction = model.unet(schedule.add_noise(latent.expand(n, -1, -1, -1), noise, t), t,
-                                encoder_hidden_states=text.expand(n, -1, -1)).sample
+        prediction = model.unet(
+            schedule.add_noise(latent.expand(n, -1, -1, -1), noise, t), t, encoder_hidden_states=text.expand(n, -1, -1)
+        ).sample
     return float(F.mse_loss(prediction, noise))
 
 
