@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +86,12 @@ def run_edit(args: argparse.Namespace) -> int:
     from .engine import DragEngine  # heavy imports only once the arguments are known to parse
     from .session import save_result_png
 
-    session = build_session(args)
-    request = session.to_request()  # validates the points and mask against the image: nothing runs on bad input
-    engine = DragEngine(_load(session.model, args), cache_dir=args.cache_dir)
+    session = build_session(args)  # checks the points and mask against the image: nothing runs on bad input
+    model = _load(session.model, args)
+    if not args.session and model.drag_defaults:  # a fresh edit takes the model's tuned values under the flags
+        session = replace(session, config=_compose_config(model.drag_defaults, args))
+    request = session.to_request()
+    engine = DragEngine(model, cache_dir=args.cache_dir)
     bars = ProgressBars(enabled=not args.quiet)
     try:
         result = engine.drag(request, on_progress=bars.update)
@@ -123,12 +127,9 @@ def build_session(args: argparse.Namespace):
     from .session import Session, load_session
     from .validation import parse_points
 
-    overrides = {
-        k[len("param_") :]: _parse_value(v) for k, v in vars(args).items() if k.startswith("param_") and v is not None
-    }
     if args.session:
         base = load_session(args.session)
-        config = DragConfig.from_dict({**base.config.to_dict(), **_config_file(args.config), **overrides})
+        config = _compose_config(base.config.to_dict(), args)
         image = load_image(args.image) if args.image else base.image
         handles, targets = parse_points(args.points) if args.points else (base.handles, base.targets)
         mask = load_mask(args.mask, image.size) if args.mask else base.mask
@@ -139,7 +140,7 @@ def build_session(args: argparse.Namespace):
     image = load_image(args.image)
     handles, targets = parse_points(args.points)
     mask = load_mask(args.mask, image.size) if args.mask else None
-    config = DragConfig.from_dict({**DragConfig.load().to_dict(), **_config_file(args.config), **overrides})
+    config = _compose_config({}, args)
     return Session(image, handles, targets, mask, args.prompt or "", args.model or "auto", config)
 
 
@@ -149,11 +150,16 @@ def _load(spec: str, args: argparse.Namespace):
     return load_model(spec, args.device, single_file_config=args.model_config)
 
 
-def _config_file(path: str | None) -> dict[str, Any]:
-    return read_config_file(path) if path else {}
+def _compose_config(base: dict[str, Any], args: argparse.Namespace) -> DragConfig:
+    """Defaults of configs/drag.yaml, then `base` (a session's or the model's values), --config, then flags."""
+    flags = {
+        k[len("param_") :]: parse_value(v) for k, v in vars(args).items() if k.startswith("param_") and v is not None
+    }
+    from_file = read_config_file(args.config) if args.config else {}
+    return DragConfig.from_dict({**DragConfig.load().to_dict(), **base, **from_file, **flags})
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
     """A flag's text as YAML (numbers, true/false, null, [2, 3]); DragConfig then checks type and range."""
     import yaml
 

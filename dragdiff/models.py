@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from .config import CONFIG_DIR
+from .config import CONFIG_DIR, read_config_file
 from .errors import DragError
 
 SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -29,6 +29,7 @@ HUB_ALIASES = {"sd15": SD15_HUB_ID, "runwayml/stable-diffusion-v1-5": SD15_HUB_I
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 DEMO_MODEL_DIR = ASSETS_DIR / "models" / "demo"
 TINY_CONFIG_DIR = CONFIG_DIR / "tiny"
+MODEL_DEFAULTS_FILE = "dragdiff.yaml"  # DragConfig values tuned for a model, beside its weights
 # What a hub download may fetch: configs, tokenizer files and safetensors weights; never .bin/.ckpt pickles.
 HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "scheduler/*.json", "tokenizer/*"]
 HUB_IGNORE = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx*", "*fp16*", "*non_ema*", "*.h5"]
@@ -49,6 +50,7 @@ class DiffusionModel:
     scheduler_config: dict
     device: torch.device
     dtype: torch.dtype
+    drag_defaults: dict = field(default_factory=dict)  # the model's own DragConfig values (dragdiff.yaml)
 
     @property
     def vae_factor(self) -> int:
@@ -132,6 +134,8 @@ def load_model(
         else:
             parts = _load_folder(folder, spec)
         model = DiffusionModel(spec, fingerprint, *parts, device=device, dtype=dtype)
+        if folder.is_dir() and (folder / MODEL_DEFAULTS_FILE).is_file():
+            model.drag_defaults = read_config_file(folder / MODEL_DEFAULTS_FILE)
     return _prepare(model)
 
 

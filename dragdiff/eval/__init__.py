@@ -1,0 +1,1 @@
+"""Evaluation: DragBench-Shapes (ground truth known) and, later, DragBench."""
