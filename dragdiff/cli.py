@@ -88,6 +88,9 @@ def run_edit(args: argparse.Namespace) -> int:
 
     session = build_session(args)  # checks the points and mask against the image: nothing runs on bad input
     model = _load(session.model, args)
+    if model.note:
+        print(model.note, file=sys.stderr)
+    session = replace(session, model=model.spec)  # record what ran, so that a replay uses the same model
     if not args.session and model.drag_defaults:  # a fresh edit takes the model's tuned values under the flags
         session = replace(session, config=_compose_config(model.drag_defaults, args))
     request = session.to_request()

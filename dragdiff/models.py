@@ -51,6 +51,7 @@ class DiffusionModel:
     device: torch.device
     dtype: torch.dtype
     drag_defaults: dict = field(default_factory=dict)  # the model's own DragConfig values (dragdiff.yaml)
+    note: str = ""  # why this model was chosen (for `auto`), for logs and the UI
 
     @property
     def vae_factor(self) -> int:
@@ -123,7 +124,7 @@ def load_model(
     """Load the model that `spec` names; fp16 on CUDA and fp32 on CPU unless `dtype` says otherwise."""
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
-    spec = spec.strip()
+    spec, note = choose_auto() if spec.strip() == "auto" else (spec.strip(), "")
     if spec == "tiny":
         parts = build_tiny_parts()
         model = DiffusionModel("tiny", "tiny-v1-seed0", *parts, device=device, dtype=dtype)
@@ -136,14 +137,27 @@ def load_model(
         model = DiffusionModel(spec, fingerprint, *parts, device=device, dtype=dtype)
         if folder.is_dir() and (folder / MODEL_DEFAULTS_FILE).is_file():
             model.drag_defaults = read_config_file(folder / MODEL_DEFAULTS_FILE)
+    model.note = note
     return _prepare(model)
+
+
+def choose_auto() -> tuple[str, str]:
+    """`auto`: Stable Diffusion 1.5 when its weights are in the local cache, else the bundled demo model."""
+    if _hub_snapshot(SD15_HUB_ID):
+        note = f"model auto: using {SD15_HUB_ID} (found in the local Hugging Face cache)"
+        spec = SD15_HUB_ID
+    else:
+        note = (
+            f"model auto: using the bundled demo model, because {SD15_HUB_ID} is not in the local Hugging Face "
+            "cache (download it to edit real photos)"
+        )
+        spec = "demo"
+    log.info(note)
+    return spec, note
 
 
 def resolve_spec(spec: str) -> tuple[Path, str]:
     """Map a spec to a local folder or file and a fingerprint of its weights; raises DragError if unavailable."""
-    if spec == "auto":
-        spec = SD15_HUB_ID if _hub_snapshot(SD15_HUB_ID) else "demo"
-        log.info("model auto: using %s", spec)
     if spec == "demo":
         if not (DEMO_MODEL_DIR / "model_index.json").is_file():
             raise DragError(f"the bundled demo model is missing from {DEMO_MODEL_DIR}; use --model tiny for a test run")

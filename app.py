@@ -1,0 +1,450 @@
+"""dragdiff in the browser: upload, paint the region that may change, click handle → target, drag.
+
+Layout and event wiring only; everything else is in dragdiff/ (the engine) and dragdiff/editor.py (points,
+overlay, background runs, auto-save). Run `python app.py --help` for the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from gradio.data_classes import FileData
+
+from dragdiff import DragCancelled, DragConfig, DragError, DragRequest
+from dragdiff.cli import config_help, parse_value
+from dragdiff.editor import (
+    Engines,
+    Finished,
+    StopFlag,
+    add_click,
+    autosave,
+    clicks_from_table,
+    describe,
+    display_scale,
+    mask_from_editor,
+    overlay,
+    pairs,
+    points_table,
+    stream,
+    to_image_point,
+)
+from dragdiff.images import MAX_IMAGE_PIXELS, load_image
+from dragdiff.session import Session, load_session, save_session
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLES = sorted((ROOT / "assets" / "examples").glob("*.json"))
+MODELS = ["auto", "demo", "sd15", "tiny"]
+CSS = """
+#canvas img { cursor: crosshair; }
+"""
+NO_MASK = "No region painted: the whole image may change. Paint over what may move to protect the rest."
+
+
+@dataclass
+class Settings:
+    """Process-wide settings from the command line (per-user data lives in gr.State only)."""
+
+    model: str = "auto"
+    device: str | None = None
+    outputs: Path = ROOT / "outputs"
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+    gpu_jobs: int = 1
+
+
+SETTINGS = Settings()
+ENGINES = Engines()
+PARAMS = [f.name for f in fields(DragConfig)]
+
+
+def new_state() -> dict[str, Any]:
+    return {"image": None, "clicks": [], "mask": None, "result": None, "history": [], "stop": StopFlag()}
+
+
+def fresh(state: dict, **values: Any) -> dict[str, Any]:
+    """A new edit's state that keeps this user's history and Stop flag."""
+    return {**new_state(), "history": state["history"], "stop": state["stop"], **values}
+
+
+# -- handlers: each a plain function of its inputs --------------------------------------------------------
+
+
+def on_upload(path: str | None, state: dict):
+    if not path:
+        return state, None, None, [], ""
+    try:
+        image = load_image(path, max_pixels=SETTINGS.max_image_pixels)
+    except DragError as exc:
+        gr.Warning(str(exc))
+        return state, None, None, [], f"⚠️ {exc}"
+    state = fresh(state, image=image)
+    editor = {"background": image, "layers": [], "composite": image}
+    return state, editor, overlay(image, [], None), [], f"{image.width}×{image.height} px. {NO_MASK}"
+
+
+def on_mask(editor_value: dict | None, state: dict):
+    if state["image"] is None:
+        return state, None, ""
+    mask = mask_from_editor(editor_value, state["image"].size)
+    state = {**state, "mask": mask}
+    note = NO_MASK if mask is None else f"Editable region: {mask.mean():.0%} of the image."
+    return state, overlay(state["image"], state["clicks"], mask), note
+
+
+def on_click(state: dict, evt: gr.SelectData):
+    if state["image"] is None:
+        gr.Warning("Upload an image first.")
+        return state, None, []
+    x, y = to_image_point(*evt.index, display_scale(state["image"].size))  # evt.index: canvas picture pixels
+    return _with_clicks(state, add_click(state["clicks"], x, y))
+
+
+def on_undo(state: dict):
+    return _with_clicks(state, state["clicks"][:-1])
+
+
+def on_clear(state: dict):
+    return _with_clicks(state, [])
+
+
+def on_table(rows, state: dict):
+    try:
+        clicks = clicks_from_table(rows.values.tolist() if hasattr(rows, "values") else rows or [])
+    except DragError as exc:
+        gr.Warning(str(exc))
+        return state, overlay(state["image"], state["clicks"], state["mask"]) if state["image"] else None, []
+    return _with_clicks(state, clicks)
+
+
+def _with_clicks(state: dict, clicks: list):
+    state = {**state, "clicks": clicks}
+    shown = overlay(state["image"], clicks, state["mask"]) if state["image"] is not None else None
+    return state, shown, points_table(clicks)
+
+
+def config_from(values: tuple) -> DragConfig:
+    """DragConfig from the Advanced widgets (text fields are parsed as YAML: '2, 3' → [2, 3], 'null')."""
+    parsed, lists = {}, {n for n, v in DragConfig.load().to_dict().items() if isinstance(v, list)}
+    for name, value in zip(PARAMS, values, strict=True):
+        if isinstance(value, str):
+            value = parse_value(f"[{value}]" if name in lists else value)
+        parsed[name] = int(value) if isinstance(value, float) and value.is_integer() else value
+    return DragConfig.from_dict(parsed, where="settings")
+
+
+def prepare(state: dict, prompt: str, model: str, *values):
+    """LoRA + inversion as soon as an image is there, so that Run can start at once (cached per image)."""
+    if state["image"] is None:
+        return
+    stop = state["stop"].event
+    stop.clear()
+    try:
+        engine = ENGINES.get(model)
+        config = _model_config(engine, values)
+        for event in stream(
+            lambda progress, halt: engine.prepare(state["image"], prompt, config, progress, halt), stop
+        ):
+            yield "Ready to drag." if isinstance(event, Finished) else f"Preparing: {describe(event)}"
+    except DragCancelled:
+        yield "Preparation stopped; it resumes when you press Drag."
+    except DragError as exc:
+        yield f"⚠️ {exc}"
+
+
+def run(state: dict, prompt: str, model: str, *values):
+    """The edit, streamed: status and a live preview of the tracked handles, then the saved result."""
+    no_change = (gr.skip(),) * 4
+    try:
+        if state["image"] is None:
+            raise DragError("Upload an image first.")
+        handles, targets = pairs(state["clicks"])
+        engine = ENGINES.get(model)
+        config = _model_config(engine, values)
+        request = DragRequest(state["image"], handles, targets, state["mask"], prompt, config)
+        session = Session.from_request(request, engine.model.spec)  # validates points, mask and prompt
+    except DragError as exc:
+        gr.Warning(str(exc))
+        yield state, f"⚠️ {exc}", *no_change
+        return
+    yield state, engine.model.note or f"Model: {engine.model.spec}", *no_change
+    stop, last = state["stop"].event, None
+    stop.clear()
+    try:
+        for event in stream(lambda progress, halt: engine.drag(request, progress, halt), stop):
+            if isinstance(event, Finished):
+                break
+            last = event
+            preview = overlay(state["image"], state["clicks"], state["mask"], event.points or None)
+            yield state, describe(event), preview, *no_change[1:]
+    except DragCancelled:
+        where = f" during {describe(last)}" if last else ""
+        yield state, f"Stopped{where}. Nothing was changed; press Drag to run again.", *no_change
+        return
+    result = event.value
+    path = autosave(SETTINGS.outputs, result.image, session)
+    history = [*state["history"], str(path)]
+    state = {**state, "result": str(path), "history": history}
+    reached = "reached the targets" if result.stopped_early else f"{result.steps_used} drag steps"
+    status = f"Done in {result.timings['total']:.1f} s ({reached}). Saved to {path}."
+    yield state, status, gr.skip(), str(path), str(path), history
+
+
+def on_stop(state: dict):
+    state["stop"].event.set()  # the running job ends between two steps
+    return "Stopping…"
+
+
+def edit_result(state: dict):
+    """Make the last result the new input (multi-round editing)."""
+    if not state["result"]:
+        gr.Warning("There is no result to edit yet: run an edit first.")
+        return state, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    image = load_image(state["result"])
+    state = fresh(state, image=image)
+    editor = {"background": image, "layers": [], "composite": image}
+    return state, editor, overlay(image, [], None), [], "The result is the new input. " + NO_MASK
+
+
+def save_current(state: dict, prompt: str, model: str, *values):
+    try:
+        if state["image"] is None:
+            raise DragError("Upload an image first: a session holds the image, points, mask and settings.")
+        handles, targets = pairs(state["clicks"]) if state["clicks"] else ((), ())
+        session = Session(state["image"], handles, targets, state["mask"], prompt, model, config_from(values))
+    except DragError as exc:
+        gr.Warning(str(exc))
+        return None
+    path = Path(tempfile.mkdtemp()) / "dragdiff-session.json"
+    save_session(session, path)
+    return str(path)
+
+
+def load_saved(path: str | None, state: dict):
+    """Restore a session from its JSON, or from a dragdiff result PNG (its embedded session)."""
+    if not path:
+        return (state, *([gr.skip()] * (6 + len(PARAMS))))
+    try:
+        session = load_session(path)
+    except DragError as exc:
+        gr.Warning(str(exc))
+        return (state, *([gr.skip()] * 5), f"⚠️ {exc}", *([gr.skip()] * len(PARAMS)))
+    clicks = [p.as_list() for pair in zip(session.handles, session.targets, strict=True) for p in pair]
+    state = fresh(state, image=session.image, clicks=clicks, mask=session.mask)
+    layers = [] if session.mask is None else [_mask_layer(session.mask)]
+    editor = {"background": session.image, "layers": layers, "composite": session.image}
+    values = [_widget_value(v) for v in session.config.to_dict().values()]
+    shown = overlay(session.image, clicks, session.mask)
+    return (
+        state,
+        editor,
+        shown,
+        points_table(clicks),
+        session.prompt,
+        session.model,
+        f"Session loaded: {len(session.handles)} point pair(s).",
+        *values,
+    )
+
+
+def _mask_layer(mask: np.ndarray) -> np.ndarray:
+    layer = np.zeros((*mask.shape, 4), np.uint8)
+    layer[mask] = (255, 255, 255, 255)
+    return layer
+
+
+def _widget_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "null" if value is None else value
+
+
+def _model_config(engine, values: tuple) -> DragConfig:
+    """The Advanced values; where they still hold the generic defaults, the model's tuned values win."""
+    config, generic = config_from(values).to_dict(), DragConfig.load().to_dict()
+    tuned = {k: v for k, v in engine.model.drag_defaults.items() if config[k] == generic[k]}
+    return DragConfig.from_dict({**config, **tuned}, where="settings")
+
+
+def api_edit(
+    image: FileData, points: str, mask: FileData | None = None, prompt: str = "", model: str = "", settings: str = "{}"
+) -> FileData:
+    """API: edit `image` with `points` ("x,y>x,y; ...") and return the result PNG (session embedded).
+    `settings` is a JSON object of DragConfig values; the rest are the model's defaults."""
+    from dragdiff.images import load_mask
+    from dragdiff.validation import parse_points
+
+    try:
+        picture = load_image(image["path"], max_pixels=SETTINGS.max_image_pixels)
+        handles, targets = parse_points(points)
+        engine = ENGINES.get(model or SETTINGS.model)
+        overrides = _json_object(settings)
+        config = DragConfig.from_dict({**DragConfig.load().to_dict(), **engine.model.drag_defaults, **overrides})
+        editable = load_mask(mask["path"], picture.size) if mask else None
+        request = DragRequest(picture, handles, targets, editable, prompt, config)
+        session = Session.from_request(request, engine.model.spec)
+        result = engine.drag(request)
+    except DragError as exc:
+        raise gr.Error(str(exc)) from exc
+    return FileData(path=str(autosave(SETTINGS.outputs, result.image, session)))
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise DragError(f'settings: not valid JSON ({exc}); give an object such as {{"drag_steps": 40}}') from exc
+    if not isinstance(value, dict):
+        raise DragError('settings: give a JSON object such as {"drag_steps": 40}')
+    return value
+
+
+# -- layout ----------------------------------------------------------------------------------------------
+
+
+def param_widget(name: str, default: Any, help_text: str):
+    label = name.replace("_", " ")
+    if isinstance(default, bool):
+        return gr.Checkbox(value=default, label=label, info=help_text)
+    if isinstance(default, (int, float)) and default is not None:
+        return gr.Number(value=default, label=label, info=help_text, precision=0 if isinstance(default, int) else None)
+    return gr.Textbox(value=_widget_value(default), label=label, info=help_text)
+
+
+def build_app() -> gr.Blocks:
+    defaults, help_texts = DragConfig.load().to_dict(), {k: c for k, (_, c) in config_help().items()}
+    with gr.Blocks(title="dragdiff — drag editing") as demo:
+        state = gr.State(new_state())
+        gr.Markdown(
+            "# dragdiff\nUpload a photo, paint the region that may change, click a **handle** (red) and "
+            "then its **target** (blue), and press **Drag**."
+        )
+        with gr.Row():
+            with gr.Column(scale=1, min_width=260):
+                upload = gr.Image(
+                    type="filepath", sources=["upload", "clipboard"], label="1 · Image", height=220, elem_id="upload"
+                )
+                prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...", elem_id="prompt")
+                model = gr.Dropdown(
+                    MODELS,
+                    value=SETTINGS.model,
+                    label="Model",
+                    allow_custom_value=True,
+                    info="auto: Stable Diffusion 1.5 if downloaded, else the bundled demo model; "
+                    "or a folder / .safetensors path",
+                )
+                with gr.Row():
+                    run_button = gr.Button("Drag", variant="primary", elem_id="run")
+                    stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
+                status = gr.Markdown("", elem_id="status")
+            with gr.Column(scale=2):
+                editor = gr.ImageEditor(
+                    type="numpy",
+                    label="2 · Paint the region that may change",
+                    sources=(),
+                    transforms=(),
+                    layers=False,
+                    elem_id="mask",
+                    brush=gr.Brush(colors=["#FFD23C99"], color_mode="fixed", default_size=12),
+                    eraser=gr.Eraser(default_size=12),
+                )
+            with gr.Column(scale=2):
+                canvas = gr.Image(
+                    type="pil", label="3 · Click handle, then target", interactive=False, format="png", elem_id="canvas"
+                )
+                with gr.Row():
+                    undo = gr.Button("Undo last point", size="sm")
+                    clear = gr.Button("Clear points", size="sm")
+                table = gr.Dataframe(
+                    headers=["pair", "handle x", "handle y", "target x", "target y"],
+                    datatype=["number"] * 5,
+                    interactive=True,
+                    label="Points (editable)",
+                    elem_id="points",
+                )
+        with gr.Row():
+            with gr.Column(scale=2):
+                result = gr.Image(type="filepath", label="Result", format="png", interactive=False, elem_id="result")
+                with gr.Row():
+                    download = gr.File(label="Download (PNG with the session inside)", elem_id="download")
+                    again = gr.Button("Edit this result")
+            with gr.Column(scale=2):
+                history = gr.Gallery(
+                    label="This session's results", columns=4, height=300, object_fit="contain", elem_id="history"
+                )
+        with gr.Accordion("Advanced settings", open=False):
+            widgets = [param_widget(n, defaults[n], help_texts.get(n, "")) for n in PARAMS]
+        with gr.Accordion("Sessions", open=False):
+            with gr.Row():
+                save_button = gr.Button("Save session")
+                saved = gr.File(label="Session JSON")
+                load_file = gr.File(
+                    label="Load a session (.json) or a dragdiff result (.png)",
+                    file_types=[".json", ".png"],
+                    elem_id="load",
+                )
+        if EXAMPLES:
+            gr.Examples([[str(p)] for p in EXAMPLES], inputs=[load_file], label="Examples (one click loads them)")
+
+        settings = [state, prompt, model, *widgets]
+        gpu = dict(concurrency_id="gpu", concurrency_limit=SETTINGS.gpu_jobs)
+        uploaded = upload.upload(on_upload, [upload, state], [state, editor, canvas, table, status])
+        uploaded.then(prepare, settings, status, **gpu)
+        editor.change(on_mask, [editor, state], [state, canvas, status])
+        canvas.select(on_click, state, [state, canvas, table])
+        undo.click(on_undo, state, [state, canvas, table])
+        clear.click(on_clear, state, [state, canvas, table])
+        table.input(on_table, [table, state], [state, canvas, table])
+        run_button.click(run, settings, [state, status, canvas, result, download, history], **gpu)
+        stop_button.click(on_stop, state, status)
+        again.click(edit_result, state, [state, editor, canvas, table, status])
+        save_button.click(save_current, settings, saved)
+        load_file.change(
+            load_saved, [load_file, state], [state, editor, canvas, table, prompt, model, status, *widgets]
+        )
+        gr.api(api_edit, api_name="edit", **gpu)
+    return demo
+
+
+demo = build_app()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="dragdiff: point-drag image editing in the browser")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0 serves the network)",
+    )
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
+    parser.add_argument("--model", default="auto", help="default model: auto, demo, sd15, tiny, a folder or file")
+    parser.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
+    parser.add_argument("--outputs", type=Path, default=ROOT / "outputs", help="where every result is saved")
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=MAX_IMAGE_PIXELS,
+        help=f"larger uploads are refused before decoding (default {MAX_IMAGE_PIXELS})",
+    )
+    parser.add_argument(
+        "--gpu-jobs", type=int, default=1, help="edits run at once on the device (default 1; others wait in the queue)"
+    )
+    args = parser.parse_args(argv)
+    SETTINGS.model, SETTINGS.device, SETTINGS.outputs = args.model, args.device, args.outputs
+    SETTINGS.max_image_pixels, SETTINGS.gpu_jobs = args.max_image_pixels, args.gpu_jobs
+    ENGINES.device = args.device
+    app = build_app()  # rebuilt so that the flags (default model, queue size) are in the layout
+    app.queue(default_concurrency_limit=SETTINGS.gpu_jobs)
+    app.launch(
+        server_name=args.host, server_port=args.port, share=args.share, theme=gr.themes.Soft(), css=CSS, show_error=True
+    )
+
+
+if __name__ == "__main__":
+    main()

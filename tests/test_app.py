@@ -1,0 +1,213 @@
+"""The Gradio app: handlers as plain functions, the API through gradio_client, and a real browser."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+from dragdiff.config import DragConfig
+from dragdiff.session import load_session
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+FAST = dict(lora_steps=2, lora_batch_size=2, n_inference_steps=10, n_inversion_steps=7, drag_steps=3)
+
+
+def widget_values(**changes):
+    values = DragConfig.load(**changes).to_dict()
+    return [app._widget_value(values[name]) for name in app.PARAMS]
+
+
+@pytest.fixture
+def loaded(scene, tmp_path):
+    path = tmp_path / "in.png"
+    scene.save(path)
+    state, *_ = app.on_upload(str(path), app.new_state())
+    return state
+
+
+def click(state, x, y):
+    """A click on image pixel (x, y), as the browser reports it: in pixels of the displayed (scaled) picture."""
+    scale = app.display_scale(state["image"].size)
+    return app.on_click(state, SimpleNamespace(index=[round((x + 0.5) * scale - 0.5), round((y + 0.5) * scale - 0.5)]))
+
+
+def test_clicks_map_to_image_pixels_and_alternate(loaded):
+    state, shown, table = click(loaded, 40, 48)
+    state, shown, table = click(state, 70, 48)
+    assert state["clicks"] == [[40.0, 48.0], [70.0, 48.0]]
+    assert shown.size == (640, 480)  # shown large, at the image's aspect ratio
+    assert table == [[1, 40.0, 48.0, 70.0, 48.0]]
+    plain = app.overlay(loaded["image"], [], None)
+    assert np.asarray(shown)[195, 162].tolist() != np.asarray(plain)[195, 162].tolist()  # a dot at (40, 48)
+
+
+def test_undo_clear_and_table_edits(loaded):
+    state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
+    state, _, table = app.on_undo(state)
+    assert state["clicks"] == [[40.0, 48.0]] and table == [[1, 40.0, 48.0, "", ""]]
+    state, _, table = app.on_table([[1, 40, 48, 60, 50], [2, 10, 10, 20, 20]], state)
+    assert state["clicks"] == [[40, 48], [60, 50], [10, 10], [20, 20]]
+    assert app.on_clear(state)[0]["clicks"] == []
+
+
+def test_run_with_an_odd_number_of_points_explains_and_does_nothing(loaded, tmp_path, monkeypatch):
+    monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
+    state, _, _ = click(loaded, 40, 48)
+    updates = list(app.run(state, "", "tiny", *widget_values(**FAST)))
+    assert len(updates) == 1 and "has no target" in updates[0][1]
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_run_without_an_image_explains(tmp_path):
+    updates = list(app.run(app.new_state(), "", "tiny", *widget_values(**FAST)))
+    assert "Upload an image" in updates[0][1]
+
+
+def test_a_finished_edit_is_saved_automatically_with_its_session(loaded, tmp_path, monkeypatch):
+    monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
+    state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
+    updates = list(app.run(state, "a red disc", "tiny", *widget_values(**FAST)))
+    final_state, status, _, result, download, history = updates[-1]
+    saved = list((tmp_path / "outputs").rglob("*.png"))
+    assert len(saved) == 1 and result == download == str(saved[0]) and history == [str(saved[0])]
+    assert saved[0].with_suffix(".json").is_file() and "Done" in status
+    session = load_session(saved[0])
+    assert [p.as_list() for p in session.handles] == [[40.0, 48.0]] and session.prompt == "a red disc"
+    assert Image.open(saved[0]).size == loaded["image"].size
+    # "Edit this result" makes it the new input; the history stays
+    state, *_ = app.edit_result(final_state)
+    assert state["image"].size == loaded["image"].size and state["clicks"] == [] and state["history"] == history
+
+
+def test_session_save_and_load_round_trip(loaded):
+    state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
+    mask = np.zeros((96, 128), bool)
+    mask[30:60, 20:90] = True
+    state = {**state, "mask": mask}
+    path = app.save_current(state, "a red disc", "tiny", *widget_values(drag_steps=33))
+    restored = app.load_saved(path, app.new_state())
+    new_state, editor, _, table, prompt, model, status, *values = restored
+    assert new_state["clicks"] == [[40.0, 48.0], [70.0, 48.0]] and np.array_equal(new_state["mask"], mask)
+    assert prompt == "a red disc" and model == "tiny" and table == [[1, 40.0, 48.0, 70.0, 48.0]]
+    assert values[app.PARAMS.index("drag_steps")] == 33
+    assert app.mask_from_editor(editor, (128, 96)).sum() == mask.sum()
+
+
+def test_a_bad_session_file_is_reported_not_raised(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "dragdiff-session", "version": 9}')
+    restored = app.load_saved(str(bad), app.new_state())
+    assert "version" in restored[6]
+
+
+def test_upload_of_a_broken_file_is_reported(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_text("not an image")
+    state, editor, _, _, status = app.on_upload(str(bad), app.new_state())
+    assert state["image"] is None and editor is None and "broken.png" in status
+
+
+# -- against the running app ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port, outputs = free_port(), tmp_path_factory.mktemp("outputs")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DRAGDIFF_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--model", "tiny", "--port", str(port), "--outputs", str(outputs)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("the app did not start: " + process.stdout.read().decode()[-2000:])
+    yield SimpleNamespace(url=url, outputs=outputs)
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_api_edit_returns_an_image_of_the_input_size(server, scene, tmp_path):
+    from gradio_client import Client, handle_file
+
+    path = tmp_path / "in.png"
+    scene.resize((150, 100)).save(path)
+    client = Client(server.url, verbose=False)
+    result = client.predict(handle_file(str(path)), "40,48>60,48", None, "", "tiny", json.dumps(FAST), api_name="/edit")
+    assert Image.open(result).size == (150, 100)
+    assert len(list(server.outputs.rglob("*.png"))) >= 1  # and it was saved on the server
+
+
+@pytest.mark.skipif(
+    not Path("/usr/bin/chromium").exists(),
+    reason="Debian chromium is not installed (apt-get install -y chromium); .ci/run installs it in CI",
+)
+def test_browser_upload_click_paint_run_download(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    flags = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.goto(server.url, wait_until="load")
+        page.locator("#upload input[type=file]").set_input_files(str(ROOT / "assets" / "examples" / "disc.png"))
+        page.wait_for_function("document.querySelector('#canvas img') !== null", timeout=60_000)
+        canvas = page.locator("#canvas img").first
+        box = canvas.bounding_box()
+        scale = box["width"] / 128  # the 128×96 example, shown at the column's width
+        for x, y in [(40, 48), (70, 48)]:  # image pixels
+            canvas.click(position={"x": (x + 0.5) * scale, "y": (y + 0.5) * scale})
+            page.wait_for_timeout(800)
+        page.locator("#mask button[aria-label='Brush']").first.click()
+        paint = page.locator("#mask canvas").first.bounding_box()
+        page.mouse.move(paint["x"] + paint["width"] * 0.2, paint["y"] + paint["height"] * 0.5)
+        page.mouse.down()
+        page.mouse.move(paint["x"] + paint["width"] * 0.7, paint["y"] + paint["height"] * 0.5, steps=10)
+        page.mouse.up()
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Editable region')")
+        page.locator("#run").click()
+        page.wait_for_function("document.querySelector('#download a') !== null", timeout=240_000)
+        with page.expect_download() as download:
+            page.locator("#download a").first.click()
+        target = tmp_path / "downloaded.png"
+        download.value.save_as(target)
+        page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+        browser.close()
+    session = load_session(target)
+    assert Image.open(target).size == (128, 96)
+    assert [[round(v) for v in p.as_list()] for p in session.handles + session.targets] == [[40, 48], [70, 48]]
+    assert session.mask is not None and session.mask.any()
