@@ -56,6 +56,7 @@ class Settings:
     outputs: Path = ROOT / "outputs"
     max_image_pixels: int = MAX_IMAGE_PIXELS
     gpu_jobs: int = 1
+    config: Path | None = None  # a YAML file of DragConfig values: the Advanced panel's starting values
 
 
 SETTINGS = Settings()
@@ -266,7 +267,7 @@ def _widget_value(value: Any) -> Any:
 
 def _model_config(engine, values: tuple) -> DragConfig:
     """The Advanced values; where they still hold the generic defaults, the model's tuned values win."""
-    config, generic = config_from(values).to_dict(), DragConfig.load().to_dict()
+    config, generic = config_from(values).to_dict(), DragConfig.load(SETTINGS.config).to_dict()
     tuned = {k: v for k, v in engine.model.drag_defaults.items() if config[k] == generic[k]}
     return DragConfig.from_dict({**config, **tuned}, where="settings")
 
@@ -284,7 +285,7 @@ def api_edit(
         handles, targets = parse_points(points)
         engine = ENGINES.get(model or SETTINGS.model)
         overrides = _json_object(settings)
-        config = DragConfig.from_dict({**DragConfig.load().to_dict(), **engine.model.drag_defaults, **overrides})
+        config = engine.default_config(**overrides)
         editable = load_mask(mask["path"], picture.size) if mask else None
         request = DragRequest(picture, handles, targets, editable, prompt, config)
         session = Session.from_request(request, engine.model.spec)
@@ -317,7 +318,7 @@ def param_widget(name: str, default: Any, help_text: str):
 
 
 def build_app() -> gr.Blocks:
-    defaults, help_texts = DragConfig.load().to_dict(), {k: c for k, (_, c) in config_help().items()}
+    defaults, help_texts = DragConfig.load(SETTINGS.config).to_dict(), {k: c for k, (_, c) in config_help().items()}
     with gr.Blocks(title="dragdiff — drag editing") as demo:
         state = gr.State(new_state())
         gr.Markdown(
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     SETTINGS.model, SETTINGS.device, SETTINGS.outputs = args.model, args.device, args.outputs
-    SETTINGS.max_image_pixels, SETTINGS.gpu_jobs = args.max_image_pixels, args.gpu_jobs
+    SETTINGS.max_image_pixels, SETTINGS.gpu_jobs, SETTINGS.config = args.max_image_pixels, args.gpu_jobs, args.config
     ENGINES.device = args.device
     app = build_app()  # rebuilt so that the flags (default model, queue size) are in the layout
     app.queue(default_concurrency_limit=SETTINGS.gpu_jobs)

@@ -18,28 +18,28 @@ class Geometry:
     """Sizes (width, height) of every grid of one edit."""
 
     image_size: tuple[int, int]  # the input, as given
-    work_size: tuple[int, int]  # what the model sees: multiples of the model's size_multiple
+    work_size: tuple[int, int]  # what the model sees: multiples of the VAE factor
     latent_size: tuple[int, int]
     feature_size: tuple[int, int]  # the supervision grid for motion supervision and tracking
 
     @classmethod
-    def for_image(
-        cls, image_size: tuple[int, int], width: int, multiple: int, vae_factor: int, supervision_scale: float
-    ) -> Geometry:
-        """Working width = `width` (ref: 512), height from the aspect ratio; both rounded to `multiple`.
+    def for_image(cls, image_size: tuple[int, int], width: int, vae_factor: int, supervision_scale: float) -> Geometry:
+        """Working width = `width` (ref: 512), height from the aspect ratio; both rounded to the VAE factor
+        (the UNet takes any latent size: diffusers passes explicit up-sampling sizes when needed).
 
         The reference never crops: it resizes to width 512 and resizes the result back, and so do we.
         """
         w_in, h_in = image_size
-        work_w = max(multiple, round(width / multiple) * multiple)
-        work_h = max(multiple, round(width * h_in / w_in / multiple) * multiple)
-        latent = (work_w // vae_factor, work_h // vae_factor)
+        f = vae_factor
+        work_w = max(f, round(width / f) * f)
+        work_h = max(f, round(width * h_in / w_in / f) * f)
+        latent = (work_w // f, work_h // f)
         feature = (max(1, round(work_w * supervision_scale)), max(1, round(work_h * supervision_scale)))
         return cls(image_size, (work_w, work_h), latent, feature)
 
-    def to_grid(self, points: tuple[Point, ...] | list[Point], size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Input-image points -> (P, 2) float tensor of (row, col) on a grid of `size` (default: feature grid)."""
-        grid_w, grid_h = size or self.feature_size
+    def to_grid(self, points: tuple[Point, ...] | list[Point]) -> torch.Tensor:
+        """Input-image points -> (P, 2) float tensor of (row, col) on the feature grid."""
+        grid_w, grid_h = self.feature_size
         sx, sy = grid_w / self.image_size[0], grid_h / self.image_size[1]
         rows = [(p.y + 0.5) * sy - 0.5 for p in points]
         cols = [(p.x + 0.5) * sx - 0.5 for p in points]

@@ -55,10 +55,13 @@ class DragEngine:
         self.counts: Counter[str] = Counter()
         self._attached_lora: str | None = None
 
+    def default_config(self, **overrides) -> DragConfig:
+        """configs/drag.yaml, then the model's own tuned values (its dragdiff.yaml), then `overrides`."""
+        return DragConfig.load(**{**self.model.drag_defaults, **overrides})
+
     def geometry(self, image_size: tuple[int, int], config: DragConfig) -> Geometry:
-        m = self.model
-        width = config.resolution or m.native_resolution
-        return Geometry.for_image(image_size, width, m.size_multiple, m.vae_factor, config.supervision_scale)
+        width = config.resolution or self.model.native_resolution
+        return Geometry.for_image(image_size, width, self.model.vae_factor, config.supervision_scale)
 
     def prepare(
         self,
@@ -69,7 +72,7 @@ class DragEngine:
         should_stop: StopCallback | None = None,
     ) -> Prepared:
         """LoRA fine-tuning and DDIM inversion of `image` (RGB); each is loaded from the cache when it exists."""
-        config = config or DragConfig.load()
+        config = config or self.default_config()
         geometry = self.geometry(image.size, config)
         timings: dict[str, float] = {}
         text = self.model.encode_prompt(prompt)
@@ -144,7 +147,7 @@ class DragEngine:
 
     def reconstruct(self, image: Image.Image, prompt: str = "", config: DragConfig | None = None) -> Image.Image:
         """Inversion then plain denoising, no edit: what a drag with nothing to do returns."""
-        config = config or DragConfig.load()
+        config = config or self.default_config()
         prepared = self.prepare(image, prompt, config)
         self._use_lora(prepared.lora_key, prepared.lora)
         scheduler = self.model.scheduler()

@@ -98,7 +98,7 @@ def _lora_loss(
         sample = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(
             posterior.mean
         )
-        latent = (sample - model._shift) * model.vae.config.scaling_factor
+        latent = (sample - model.latent_shift) * model.vae.config.scaling_factor
     noise = torch.randn(latent.shape, generator=generator).to(latent)
     t = torch.randint(0, schedule.config.num_train_timesteps, (latent.shape[0],), generator=generator)
     t = t.to(model.device)

@@ -14,7 +14,6 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -67,12 +66,6 @@ class DiffusionModel:
         """The image size the model was trained at (SD 1.5: 64 latents x 8 = 512)."""
         return self.unet.config.sample_size * self.vae_factor
 
-    @property
-    def size_multiple(self) -> int:
-        """Working image sides are multiples of the VAE factor; the UNet itself takes any latent size (diffusers
-        passes explicit up-sampling sizes when a side is not a multiple of its total down-sampling)."""
-        return self.vae_factor
-
     def scheduler(self) -> DDIMScheduler:
         """DragDiffusion's DDIM settings over the model's own noise schedule and prediction type."""
         return DDIMScheduler.from_config(
@@ -99,15 +92,16 @@ class DiffusionModel:
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> scaled latent (B, C, H/f, W/f): posterior mean, as the reference inverts."""
         latent = self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mean
-        return (latent - self._shift) * self.vae.config.scaling_factor
+        return (latent - self.latent_shift) * self.vae.config.scaling_factor
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Scaled latent -> (B, 3, H, W) pixels in [-1, 1], fp32."""
-        latent = latent.to(self.dtype) / self.vae.config.scaling_factor + self._shift
+        latent = latent.to(self.dtype) / self.vae.config.scaling_factor + self.latent_shift
         return self.vae.decode(latent).sample.float().clamp(-1, 1)
 
-    @cached_property
-    def _shift(self) -> float:
+    @property
+    def latent_shift(self) -> float:
+        """Subtracted before scaling (0 for SD 1.x/2.x VAEs, which have no shift_factor)."""
         return getattr(self.vae.config, "shift_factor", None) or 0.0
 
 

@@ -167,7 +167,11 @@ def train_vae(args) -> None:
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
     vae = load_float(AutoencoderKL, args.out / "vae") or AutoencoderKL(**VAE_CONFIG)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.lr or 5e-4, weight_decay=0.0)
+    if args.decoder_only:  # keep the latent space the UNet was trained on; improve only the reconstruction
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+    params = [p for p in vae.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr or 5e-4, weight_decay=0.0)
     held_out = scene_batch(random.Random(10_000), 50)[0]
     start = last_save = time.time()
     step = 0
@@ -184,7 +188,8 @@ def train_vae(args) -> None:
         optimizer.step()
         step += 1
         if time.time() - last_save > args.checkpoint_minutes * 60 or not _keep_going(step, start, args):
-            vae.config.scaling_factor = latent_scale(vae)
+            if not args.decoder_only:
+                vae.config.scaling_factor = latent_scale(vae)
             save_folder(args.out, vae)
             last_save = time.time()
             print(
@@ -337,6 +342,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="vae: train the decoder only, so that the latent space (and a UNet trained on it) stays valid",
+    )
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)  # denormals slow CPU training severely (STACK.md §9)
     {"vae": train_vae, "unet": train_unet}[args.stage](args)

@@ -47,8 +47,7 @@ def test_clicks_map_to_image_pixels_and_alternate(loaded):
     assert state["clicks"] == [[40.0, 48.0], [70.0, 48.0]]
     assert shown.size == (640, 480)  # shown large, at the image's aspect ratio
     assert table == [[1, 40.0, 48.0, 70.0, 48.0]]
-    plain = app.overlay(loaded["image"], [], None)
-    assert np.asarray(shown)[195, 162].tolist() != np.asarray(plain)[195, 162].tolist()  # a dot at (40, 48)
+    assert np.asarray(shown)[242, 202].tolist() == [230, 40, 40]  # the red handle dot at image pixel (40, 48)
 
 
 def test_undo_clear_and_table_edits(loaded):
@@ -129,6 +128,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port, outputs = free_port(), tmp_path_factory.mktemp("outputs")
+    config = outputs.parent / "fast.yaml"
+    config.write_text("".join(f"{k}: {v}\n" for k, v in FAST.items()))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "DRAGDIFF_CACHE": str(tmp_path_factory.mktemp("cache"))}
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), "--model", "tiny", "--port", str(port), "--outputs", str(outputs)],
@@ -200,7 +201,14 @@ def test_browser_upload_click_paint_run_download(server, tmp_path):
         page.mouse.up()
         page.wait_for_function("document.querySelector('#status').innerText.includes('Editable region')")
         page.locator("#run").click()
-        page.wait_for_function("document.querySelector('#download a') !== null", timeout=240_000)
+        try:
+            page.wait_for_function("document.querySelector('#download a') !== null", timeout=240_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "app-failed.png"), full_page=True)
+            pytest.fail(
+                f"no result; status: {page.locator('#status').inner_text()!r}; "
+                f"points: {page.locator('#points').inner_text()!r}"
+            )
         with page.expect_download() as download:
             page.locator("#download a").first.click()
         target = tmp_path / "downloaded.png"

@@ -8,21 +8,10 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from safetensors import safe_open
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel
 
-try:  # rootdir on sys.path (python -m pytest, pythonpath=".", tests/__init__.py)
-    from tests.support.ldm_export import export_single_file, unet_to_ldm, vae_to_ldm
-except ImportError:  # plain `pytest`: "prepend" import mode puts tests/ itself on sys.path
-    from support.ldm_export import export_single_file, unet_to_ldm, vae_to_ldm
-
-
-def char_tokenizer(folder) -> CLIPTokenizer:
-    chars = [chr(c) for c in range(33, 127)]
-    vocab = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
+from dragdiff.models import char_tokenizer
+from tests.support.ldm_export import export_single_file, unet_to_ldm, vae_to_ldm
 
 
 def tiny_pipeline(tmp_path, *, layers_per_block=1, unet_down=None, vae_channels=(8, 16, 32, 32), seed=0):
@@ -83,7 +72,7 @@ def tiny_pipeline(tmp_path, *, layers_per_block=1, unet_down=None, vae_channels=
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,
-        tokenizer=char_tokenizer(tmp_path / "tok"),
+        tokenizer=char_tokenizer(),
         scheduler=scheduler,
         safety_checker=None,
         feature_extractor=None,

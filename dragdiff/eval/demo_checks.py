@@ -89,6 +89,6 @@ def colour_accuracy(
 
 def inversion_psnr(engine: DragEngine, count: int = 10, config: DragConfig | None = None) -> float:
     """Mean PSNR of DDIM inversion then denoising (no edit) against the input, on held-out scenes."""
-    config = config or DragConfig.load(**engine.model.drag_defaults)
+    config = config or engine.default_config()
     scenes = held_out_scenes(count, engine.model.native_resolution)
     return float(np.mean([psnr(engine.reconstruct(s.render(), s.caption(), config), s.render()) for s in scenes]))

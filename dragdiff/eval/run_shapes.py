@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..config import DragConfig
 from ..engine import DragEngine
 from ..models import load_model
 from ..types import DragRequest
@@ -34,7 +33,7 @@ def run(
     """Edit every task with each method, score it, and write results.json, results.csv and grid.png to `out`."""
     model = load_model(model_spec, device)
     engine = DragEngine(model)
-    config = DragConfig.from_dict({**DragConfig.load().to_dict(), **model.drag_defaults, **overrides})
+    config = engine.default_config(**overrides)
     tasks = make_tasks(count, seed, (model.native_resolution, model.native_resolution))
     methods: dict[str, Callable[[ShapeTask], Image.Image]] = {
         "no edit": no_edit,
