@@ -28,6 +28,7 @@ from dragdiff.editor import (
     clicks_from_table,
     describe,
     display_scale,
+    enlarge,
     mask_from_editor,
     overlay,
     pairs,
@@ -193,7 +194,7 @@ def run(state: dict, prompt: str, model: str, *values):
     state = {**state, "result": str(path), "history": history}
     reached = "reached the targets" if result.stopped_early else f"{result.steps_used} drag steps"
     status = f"Done in {result.timings['total']:.1f} s ({reached}). Saved to {path}."
-    yield state, status, gr.skip(), str(path), str(path), history
+    yield state, status, gr.skip(), (enlarge(state["image"]), enlarge(result.image)), str(path), history
 
 
 def on_stop(state: dict):
@@ -370,7 +371,13 @@ def build_app() -> gr.Blocks:
                 )
         with gr.Row():
             with gr.Column(scale=2):
-                result = gr.Image(type="filepath", label="Result", format="png", interactive=False, elem_id="result")
+                result = gr.ImageSlider(
+                    type="pil",
+                    label="Before ⟷ after (drag the divider)",
+                    format="png",
+                    interactive=False,
+                    elem_id="result",
+                )
                 with gr.Row():
                     download = gr.File(label="Download (PNG with the session inside)", elem_id="download")
                     again = gr.Button("Edit this result")
@@ -394,8 +401,18 @@ def build_app() -> gr.Blocks:
 
         settings = [state, prompt, model, *widgets]
         gpu = dict(concurrency_id="gpu", concurrency_limit=SETTINGS.gpu_jobs)
-        uploaded = upload.upload(on_upload, [upload, state], [state, editor, canvas, table, status])
-        uploaded.then(prepare, settings, status, **gpu)
+        # A new image (uploaded, loaded from a session, or a result to edit again) or prompt: prepare at once.
+        new_image = [
+            upload.upload(on_upload, [upload, state], [state, editor, canvas, table, status]),
+            again.click(edit_result, state, [state, editor, canvas, table, status]),
+            load_file.change(
+                load_saved, [load_file, state], [state, editor, canvas, table, prompt, model, status, *widgets]
+            ),
+        ]
+        for event in new_image:
+            event.then(prepare, settings, status, **gpu)
+        prompt.submit(prepare, settings, status, **gpu)
+        prompt.blur(prepare, settings, status, **gpu)
         editor.change(on_mask, [editor, state], [state, canvas, status])
         canvas.select(on_click, state, [state, canvas, table])
         undo.click(on_undo, state, [state, canvas, table])
@@ -403,11 +420,7 @@ def build_app() -> gr.Blocks:
         table.input(on_table, [table, state], [state, canvas, table])
         run_button.click(run, settings, [state, status, canvas, result, download, history], **gpu)
         stop_button.click(on_stop, state, status)
-        again.click(edit_result, state, [state, editor, canvas, table, status])
         save_button.click(save_current, settings, saved)
-        load_file.change(
-            load_saved, [load_file, state], [state, editor, canvas, table, prompt, model, status, *widgets]
-        )
         gr.api(api_edit, api_name="edit", **gpu)
     return demo
 

@@ -83,6 +83,12 @@ def to_image_point(x: float, y: float, scale: float) -> list[float]:
     return [round((x + 0.5) / scale - 0.5, 1), round((y + 0.5) / scale - 0.5, 1)]
 
 
+def enlarge(image: Image.Image) -> Image.Image:
+    """The image at display size (long side DISPLAY_SIDE), for showing small images large."""
+    scale = display_scale(image.size)
+    return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+
+
 def overlay(
     image: Image.Image, clicks: list[list[float]], mask: np.ndarray | None, tracked: tuple[Point, ...] | None = None
 ) -> Image.Image:
@@ -90,8 +96,8 @@ def overlay(
     joined by arrows, and optionally the tracked handle positions of a running edit (hollow circles).
     Points are in image pixels; the picture is display_scale(image.size) times larger."""
     scale = display_scale(image.size)
-    size = (round(image.width * scale), round(image.height * scale))
-    shown = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    shown = enlarge(image.convert("RGB"))
+    size = shown.size
     if mask is not None and mask.any():
         region = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
         shown = Image.composite(Image.blend(shown, Image.new("RGB", size, MASK_RGB), 0.35), shown, region)

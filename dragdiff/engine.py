@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .attention import reference_attention
+from .attention import reference_attention, self_attention_names
 from .cache import TensorCache, cache_key
 from .config import DragConfig
 from .coords import Geometry
 from .denoise import denoise
+from .errors import DragError
 from .features import supervision_features, unet_features
 from .inversion import ddim_invert, drag_timesteps
 from .lora import attach_lora, detach_lora, train_lora
@@ -104,6 +105,7 @@ class DragEngine:
         # 1. Check the request; an all-empty mask means "everything may change".
         warnings = check_request(request)
         config, mask = request.config, effective_mask(request.mask)
+        self._check_blocks(config)
         start = time.perf_counter()
         # 2. LoRA and inversion (cached per image, prompt and settings).
         prepared = self.prepare(request.image, request.prompt, config, on_progress, should_stop)
@@ -144,6 +146,21 @@ class DragEngine:
             model=m.spec,
             warnings=warnings,
         )
+
+    def _check_blocks(self, config: DragConfig) -> None:
+        """Block indices must exist in this model, and reference attention must control something."""
+        count = len(self.model.unet.up_blocks)
+        for name in ("feature_blocks", "reference_attention_blocks"):
+            bad = [i for i in getattr(config, name) if i >= count]
+            if bad:
+                raise DragError(f"{name}: this model's UNet has up_blocks 0-{count - 1}, not {bad}")
+        if config.reference_attention and not self_attention_names(self.model.unet, config.reference_attention_blocks):
+            with_attention = [i for i in range(count) if self_attention_names(self.model.unet, (i,))]
+            raise DragError(
+                f"reference_attention_blocks {list(config.reference_attention_blocks)} hold no "
+                f"self-attention in this model (those with it: {with_attention}); choose among "
+                "them, or turn reference_attention off"
+            )
 
     def reconstruct(self, image: Image.Image, prompt: str = "", config: DragConfig | None = None) -> Image.Image:
         """Inversion then plain denoising, no edit: what a drag with nothing to do returns."""

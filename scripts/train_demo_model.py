@@ -189,21 +189,20 @@ def train_vae(args) -> None:
         step += 1
         if time.time() - last_save > args.checkpoint_minutes * 60 or not _keep_going(step, start, args):
             if not args.decoder_only:
-                vae.config.scaling_factor = latent_scale(vae)
+                vae.register_to_config(scaling_factor=latent_scale(vae))  # saved in config.json
             save_folder(args.out, vae)
             last_save = time.time()
-            print(
-                json.dumps(
-                    {
-                        "stage": "vae",
-                        "step": step,
-                        "minutes": round((time.time() - start) / 60, 1),
-                        "loss": round(float(loss), 4),
-                        "held_out_psnr": round(vae_psnr(vae, held_out), 2),
-                        "scaling_factor": round(vae.config.scaling_factor, 4),
-                    }
-                ),
-                flush=True,
+            log(
+                args,
+                {
+                    "stage": "vae",
+                    "step": step,
+                    "minutes": round((time.time() - start) / 60, 1),
+                    "loss": round(float(loss.detach()), 4),
+                    "held_out_psnr": round(vae_psnr(vae, held_out), 2),
+                    "scaling_factor": round(vae.config.scaling_factor, 4),
+                    "decoder_only": args.decoder_only,
+                },
             )
 
 
@@ -290,7 +289,7 @@ def train_unet(args) -> None:
                     {
                         "stage": "unet",
                         "step": step,
-                        "loss": round(float(loss), 4),
+                        "loss": round(float(loss.detach()), 4),
                         "minutes": round((time.time() - start) / 60, 1),
                     }
                 ),
@@ -300,7 +299,16 @@ def train_unet(args) -> None:
             save_folder(args.out, vae, ema["unet"], ema["text_encoder"], tokenizer)
             _save_state(state_file, models, ema, optimizer, step)
             last_save = time.time()
-            print(json.dumps({"stage": "unet", "checkpoint": step}), flush=True)
+            log(
+                args,
+                {
+                    "stage": "unet",
+                    "checkpoint": step,
+                    "minutes": round((time.time() - start) / 60, 1),
+                    "loss": round(float(loss.detach()), 4),
+                    "batch": args.batch or 32,
+                },
+            )
 
 
 def _resume(path: Path, models, ema, optimizer) -> int:
@@ -322,6 +330,15 @@ def _save_state(path: Path, models, ema, optimizer, step: int) -> None:
     save_file(tensors, path)
     torch.save(optimizer.state_dict(), path.with_suffix(".opt"))
     path.with_suffix(".json").write_text(json.dumps({"step": step}))
+
+
+def log(args, record: dict) -> None:
+    """Print a checkpoint's figures and append them to the model folder's training_log.jsonl (its model card
+    is written from that file)."""
+    line = json.dumps({**record, "seed": args.seed, "time": time.strftime("%Y-%m-%d %H:%M")})
+    print(line, flush=True)
+    with open(args.out / "training_log.jsonl", "a") as file:
+        file.write(line + "\n")
 
 
 def _keep_going(step: int, start: float, args) -> bool:

@@ -76,9 +76,10 @@ def test_a_finished_edit_is_saved_automatically_with_its_session(loaded, tmp_pat
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
     updates = list(app.run(state, "a red disc", "tiny", *widget_values(**FAST)))
-    final_state, status, _, result, download, history = updates[-1]
+    final_state, status, _, (before, after), download, history = updates[-1]
     saved = list((tmp_path / "outputs").rglob("*.png"))
-    assert len(saved) == 1 and result == download == str(saved[0]) and history == [str(saved[0])]
+    assert len(saved) == 1 and download == str(saved[0]) and history == [str(saved[0])]
+    assert before.size == after.size == (640, 480)  # the before/after slider shows both large
     assert saved[0].with_suffix(".json").is_file() and "Done" in status
     session = load_session(saved[0])
     assert [p.as_list() for p in session.handles] == [[40.0, 48.0]] and session.prompt == "a red disc"

@@ -84,46 +84,20 @@ def test_bad_points_are_refused_and_nothing_is_written(inputs, tmp_path, capsys,
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
-def test_bad_parameter_and_mask_are_named(inputs, tmp_path, capsys):
-    out = tmp_path / "never.png"
-    assert (
-        main(
-            [
-                "edit",
-                "--image",
-                str(inputs / "in.png"),
-                "--points",
-                "1,1>5,5",
-                "--out",
-                str(out),
-                *FAST_FLAGS,
-                "--drag-lr",
-                "fast",
-            ]
-        )
-        == 2
+def edit_in(inputs, out, *extra):
+    return main(
+        ["edit", "--image", str(inputs / "in.png"), "--points", "1,1>5,5", "--out", str(out), *FAST_FLAGS, *extra]
     )
-    assert "drag_lr" in capsys.readouterr().err
+
+
+def test_bad_parameter_and_mask_are_named(inputs, tmp_path, capsys):
     from PIL import Image
 
+    out = tmp_path / "never.png"
+    assert edit_in(inputs, out, "--drag-lr", "fast") == 2
+    assert "drag_lr" in capsys.readouterr().err
     Image.new("L", (50, 50), 255).save(tmp_path / "mask.png")
-    assert (
-        main(
-            [
-                "edit",
-                "--image",
-                str(inputs / "in.png"),
-                "--points",
-                "1,1>5,5",
-                "--mask",
-                str(tmp_path / "mask.png"),
-                "--out",
-                str(out),
-                *FAST_FLAGS,
-            ]
-        )
-        == 2
-    )
+    assert edit_in(inputs, out, "--mask", str(tmp_path / "mask.png")) == 2
     assert "50×50" in capsys.readouterr().err and not out.exists()
 
 

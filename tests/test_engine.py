@@ -148,3 +148,13 @@ def test_bad_requests_fail_before_any_work(engine, scene, fast_config, handles, 
 def test_mask_of_the_wrong_size_is_named(engine, scene, fast_config):
     with pytest.raises(DragError, match="mask"):
         engine.drag(DragRequest(scene, (Point(1, 1),), (Point(5, 5),), np.ones((10, 10), bool), "", fast_config))
+
+
+def test_blocks_that_the_model_lacks_are_named(engine, scene, fast_config):
+    request = DragRequest(scene, (Point(1, 1),), (Point(5, 5),), None, "", fast_config.replace(feature_blocks=[7]))
+    with pytest.raises(DragError, match="feature_blocks"):
+        engine.drag(request)
+    silent = fast_config.replace(reference_attention_blocks=[0])  # the tiny UNet's up_blocks[0] has no attention
+    with pytest.raises(DragError, match=r"those with it: \[1, 2, 3\]"):
+        engine.drag(DragRequest(scene, (Point(1, 1),), (Point(5, 5),), None, "", silent))
+    assert not engine.counts  # refused before any work

@@ -4,6 +4,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 from dragdiff.generate import generate
 from dragdiff.models import load_model
 
@@ -36,6 +38,8 @@ def test_toy_training_run_writes_a_loadable_model_and_resumes(tmp_path):
     assert '"step": 3' in (state / "unet_state.json").read_text()
     model = load_model(str(out), device="cpu")
     assert model.native_resolution == 128 and model.vae_factor == 4
-    assert 0.05 < model.vae.config.scaling_factor < 50  # computed from its own latents, not SD's 0.18215
+    # the scaling factor was computed from this VAE's own latents (1/std) and saved in its config
+    assert model.vae.config.scaling_factor == pytest.approx(script.latent_scale(model.vae), rel=1e-3)
+    assert model.vae.config.scaling_factor != pytest.approx(0.18215, rel=1e-2)
     images = generate(model, ["a red star on a gray background"], steps=2)
     assert images[0].size == (128, 128)
