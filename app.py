@@ -16,12 +16,14 @@ from typing import Any
 import gradio as gr
 import numpy as np
 from gradio.data_classes import FileData
+from PIL import Image as PILImage
 
 from dragdiff import DragCancelled, DragConfig, DragError, DragRequest
 from dragdiff.cli import config_help, parse_value
 from dragdiff.editor import (
     Engines,
     Finished,
+    StageBoard,
     StopFlag,
     add_click,
     autosave,
@@ -40,6 +42,9 @@ from dragdiff.images import MAX_IMAGE_PIXELS, load_image
 from dragdiff.session import Session, load_session, save_session
 
 ROOT = Path(__file__).resolve().parent
+# Gradio opens every upload (the header only) before handing us the path; dragdiff.images applies its own pixel
+# limit before decoding, with a message that says so, so Pillow's generic bomb error must not pre-empt it.
+PILImage.MAX_IMAGE_PIXELS = None
 EXAMPLES = sorted((ROOT / "assets" / "examples").glob("*.json"))
 MODELS = ["auto", "demo", "sd15", "tiny"]
 CSS = """
@@ -149,10 +154,11 @@ def prepare(state: dict, prompt: str, model: str, *values):
     try:
         engine = ENGINES.get(model)
         config = _model_config(engine, values)
+        board = StageBoard()
         for event in stream(
             lambda progress, halt: engine.prepare(state["image"], prompt, config, progress, halt), stop
         ):
-            yield "Ready to drag." if isinstance(event, Finished) else f"Preparing: {describe(event)}"
+            yield "Ready to drag." if isinstance(event, Finished) else "Preparing…  \n" + board.update(event)
     except DragCancelled:
         yield "Preparation stopped; it resumes when you press Drag."
     except DragError as exc:
@@ -175,7 +181,7 @@ def run(state: dict, prompt: str, model: str, *values):
         yield state, f"⚠️ {exc}", *no_change
         return
     yield state, engine.model.note or f"Model: {engine.model.spec}", *no_change
-    stop, last = state["stop"].event, None
+    stop, last, board = state["stop"].event, None, StageBoard()
     stop.clear()
     try:
         for event in stream(lambda progress, halt: engine.drag(request, progress, halt), stop):
@@ -183,7 +189,7 @@ def run(state: dict, prompt: str, model: str, *values):
                 break
             last = event
             preview = overlay(state["image"], state["clicks"], state["mask"], event.points or None)
-            yield state, describe(event), preview, *no_change[1:]
+            yield state, board.update(event), preview, *no_change[1:]
     except DragCancelled:
         where = f" during {describe(last)}" if last else ""
         yield state, f"Stopped{where}. Nothing was changed; press Drag to run again.", *no_change
@@ -328,8 +334,13 @@ def build_app() -> gr.Blocks:
         )
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
-                upload = gr.Image(
-                    type="filepath", sources=["upload", "clipboard"], label="1 · Image", height=220, elem_id="upload"
+                upload = gr.Image(  # image_mode=None: the file as uploaded; load_image handles modes, EXIF, limits
+                    type="filepath",
+                    image_mode=None,
+                    sources=["upload", "clipboard"],
+                    label="1 · Image",
+                    height=220,
+                    elem_id="upload",
                 )
                 prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...", elem_id="prompt")
                 model = gr.Dropdown(

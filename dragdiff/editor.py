@@ -225,11 +225,30 @@ def stream(
     yield Finished(outcome["value"])
 
 
+STAGE_NAMES = {"lora": "LoRA fine-tuning", "inversion": "DDIM inversion", "drag": "dragging", "denoise": "denoising"}
+
+
 def describe(progress: Progress) -> str:
-    """One status line, e.g. 'drag 12/80 · 7.5 px to go'."""
-    names = {"lora": "LoRA fine-tuning", "inversion": "DDIM inversion", "drag": "dragging", "denoise": "denoising"}
-    text = f"{names.get(progress.stage, progress.stage)} {progress.step}/{progress.total}"
+    """One status line, e.g. 'dragging 12/80 · 7.5 px to go'."""
+    text = f"{STAGE_NAMES.get(progress.stage, progress.stage)} {progress.step}/{progress.total}"
     return text + (f" · {progress.distance:.1f} px to go" if progress.distance is not None else "")
+
+
+class StageBoard:
+    """A progress bar per stage, as Markdown lines: finished stages ticked, the running one with its bar."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, Progress] = {}
+
+    def update(self, progress: Progress) -> str:
+        self.latest[progress.stage] = progress
+        lines = []
+        for event in self.latest.values():
+            done = event.step >= event.total
+            filled = round(12 * event.step / max(event.total, 1))
+            bar = "█" * filled + "░" * (12 - filled)
+            lines.append(f"{'✓' if done else '▶'} `{bar}` {describe(event)}")
+        return "  \n".join(lines)
 
 
 # -- never lose an edit ----------------------------------------------------------------------------------

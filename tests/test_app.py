@@ -220,3 +220,18 @@ def test_browser_upload_click_paint_run_download(server, tmp_path):
     assert Image.open(target).size == (128, 96)
     assert [[round(v) for v in p.as_list()] for p in session.handles + session.targets] == [[40, 48], [70, 48]]
     assert session.mask is not None and session.mask.any()
+
+
+def test_stop_ends_the_run_cleanly_and_the_next_run_works(loaded, tmp_path, monkeypatch):
+    monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
+    state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
+    values = widget_values(**{**FAST, "drag_steps": 200, "stop_distance": 0.0})
+    updates = []
+    for update in app.run(state, "", "tiny", *values):
+        updates.append(update)
+        if "dragging" in update[1]:
+            app.on_stop(state)  # what the Stop button does, mid-drag
+    assert "Stopped during dragging" in updates[-1][1]
+    assert not (tmp_path / "outputs").exists()  # nothing half-written
+    finished = list(app.run(state, "", "tiny", *widget_values(**FAST)))
+    assert "Done" in finished[-1][1] and len(list((tmp_path / "outputs").rglob("*.png"))) == 1

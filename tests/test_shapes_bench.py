@@ -88,3 +88,20 @@ def test_dift_features_are_unit_vectors_at_image_size(tiny_model):
 
 def torch_allclose_one(norms) -> bool:
     return bool(((norms - 1).abs() < 1e-4).all())
+
+
+def test_the_runner_writes_table_csv_and_grid(tmp_path):
+    """End to end on the tiny model (its edits are noise; this checks the plumbing and the baselines)."""
+    import json
+
+    from dragdiff.eval.__main__ import main
+
+    fast = ["lora_steps=1", "lora_batch_size=1", "n_inference_steps=10", "n_inversion_steps=7", "drag_steps=2"]
+    args = ["shapes", "--model", "tiny", "--count", "3", "--out", str(tmp_path), "--device", "cpu"]
+    assert main(args + [arg for item in fast for arg in ("--set", item)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["summary"]) == {"no edit", "naive warp", "DragDiffusion"} and len(results["rows"]) == 9
+    assert results["summary"]["no edit"]["moved_fraction"] < 0.05
+    assert results["summary"]["no edit"]["psnr_outside_mask"] == float("inf")
+    assert (tmp_path / "results.csv").read_text().count("\n") == 10
+    assert Image.open(tmp_path / "grid.png").size == (128 * 4, 128 * 3)  # input | DragDiffusion | warp | truth

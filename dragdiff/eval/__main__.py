@@ -1,4 +1,4 @@
-"""python -m dragdiff.eval shapes ...: benchmarks of drag editing."""
+"""python -m dragdiff.eval shapes|dragbench ...: benchmarks of drag editing."""
 
 from __future__ import annotations
 
@@ -19,24 +19,64 @@ def main(argv: list[str] | None = None) -> int:
     shapes.add_argument("--seed", type=int, default=0, help="task seed: the same seed gives the same tasks")
     shapes.add_argument("--out", type=Path, required=True, help="folder for results.json, results.csv, grid.png")
     shapes.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    shapes.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a DragConfig parameter; one of: {', '.join(config_help())}",
+    bench = commands.add_parser("dragbench", help="DragBench in its official layout: edit (resumable), then MD")
+    bench.add_argument("--root", type=Path, required=True, help="DragBench folder: <category>/<sample>/...")
+    bench.add_argument("--model", default="auto", help="editing model spec (default: auto)")
+    bench.add_argument(
+        "--md-model",
+        default="stabilityai/stable-diffusion-2-1",
+        help="model whose features measure MD (default: SD 2.1, as the reference); 'same' = --model",
     )
+    bench.add_argument("--out", type=Path, required=True, help="results folder (<category>/<sample>/dragged_image.png)")
+    bench.add_argument("--limit", type=int, help="only the first N samples")
+    bench.add_argument("--categories", nargs="*", help="only these categories")
+    bench.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    for command in (shapes, bench):
+        command.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"override a DragConfig parameter; one of: {', '.join(config_help())}",
+        )
     args = parser.parse_args(argv)
     try:
         overrides = dict(_key_value(item) for item in args.set)
-        from .run_shapes import run, table
-
-        summary = run(args.model, args.count, args.seed, args.out, overrides, args.device)
+        return {"shapes": _shapes, "dragbench": _dragbench}[args.command](args, overrides)
     except DragError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _shapes(args, overrides: dict) -> int:
+    from .run_shapes import run, table
+
+    summary = run(args.model, args.count, args.seed, args.out, overrides, args.device)
     print(table(summary))
     print(f"wrote {args.out / 'results.json'}, results.csv and grid.png")
+    return 0
+
+
+def _dragbench(args, overrides: dict) -> int:
+    import csv
+    import json
+
+    from ..engine import DragEngine
+    from ..models import load_model
+    from .dragbench import aggregate, edit_all, find_samples, mean_distances
+
+    samples = find_samples(args.root, args.categories, args.limit)
+    engine = DragEngine(load_model(args.model, args.device))
+    edit_all(engine, samples, args.out, engine.default_config(**overrides))
+    md_model = engine.model if args.md_model == "same" else load_model(args.md_model, args.device)
+    per_sample = {s.key: d for s, d in mean_distances(md_model, samples, args.out)}
+    summary = {"model": engine.model.spec, "md_model": md_model.spec, **aggregate(per_sample)}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    with open(args.out / "per_sample.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["sample", "pairs", "md"])
+        writer.writerows([key, len(d), round(float(sum(d) / len(d)), 3)] for key, d in per_sample.items())
+    print(json.dumps(summary, indent=2))
     return 0
 
 

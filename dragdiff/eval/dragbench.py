@@ -1,0 +1,169 @@
+"""DragBench (Shi et al. 2024) in its official layout: read the samples safely, edit each one (resumably),
+and score Mean Distance pooled over all point pairs as the reference does (ALGORITHM.md §7).
+
+Layout: ROOT/<category>/<sample>/original_image.png, meta_data.pkl (a pickled dict: 'prompt', 'points' =
+alternating handle/target [x, y], 'mask' = H×W, 1 = editable), user_drag.png. Results go to
+RESULTS/<category>/<sample>/dragged_image.png (the layout the reference scripts read) with session.json.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..engine import DragEngine
+from ..errors import DragError
+from ..images import load_image
+from ..session import Session, save_result_png, save_session
+from ..types import DragRequest, Point
+from .metrics import dift_features, mean_distance_pairs
+
+# What a DragBench meta_data.pkl may contain: plain containers, numbers, strings and numpy arrays. Anything
+# else (a function, a class to instantiate) is refused: unpickling can run code.
+SAFE_GLOBALS = (
+    {
+        ("builtins", name)
+        for name in (
+            "dict",
+            "list",
+            "tuple",
+            "set",
+            "frozenset",
+            "str",
+            "int",
+            "float",
+            "bool",
+            "bytes",
+            "complex",
+            "slice",
+            "bytearray",
+        )
+    }
+    | {
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    }
+    | {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("collections", "OrderedDict"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+    }
+)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, source: Path):
+        super().__init__(file)
+        self.source = source
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in SAFE_GLOBALS:
+            raise DragError(
+                f"{self.source}: refused to unpickle {module}.{name}; DragBench metadata may hold only "
+                "dicts, lists, strings, numbers and numpy arrays"
+            )
+        return super().find_class(module, name)
+
+
+def load_meta(path: Path) -> dict:
+    """A sample's meta_data.pkl through the restricted unpickler, checked: prompt, points (pairs), mask."""
+    try:
+        data = _RestrictedUnpickler(io.BytesIO(path.read_bytes()), path).load()
+    except DragError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign files fail in many ways
+        raise DragError(f"{path}: not a readable DragBench metadata pickle ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, dict) or not {"prompt", "points", "mask"} <= set(data):
+        raise DragError(f"{path}: expected a dict with 'prompt', 'points' and 'mask'")
+    points = np.asarray(data["points"], dtype=np.float64).reshape(-1, 2)
+    if len(points) == 0 or len(points) % 2:
+        raise DragError(f"{path}: 'points' must alternate handle and target, got {len(points)} points")
+    return {"prompt": str(data["prompt"]), "points": points, "mask": np.asarray(data["mask"]) > 0}
+
+
+@dataclass(frozen=True)
+class Sample:
+    category: str
+    name: str
+    folder: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.category}/{self.name}"
+
+    def request(self, config) -> DragRequest:
+        meta = load_meta(self.folder / "meta_data.pkl")
+        image = load_image(self.folder / "original_image.png")
+        points = [Point(float(x), float(y)) for x, y in meta["points"]]
+        mask = meta["mask"] if meta["mask"].shape == (image.height, image.width) else None
+        return DragRequest(image, tuple(points[0::2]), tuple(points[1::2]), mask, meta["prompt"], config)
+
+
+def find_samples(root: Path, categories: list[str] | None = None, limit: int | None = None) -> list[Sample]:
+    """Every <category>/<sample> folder holding original_image.png and meta_data.pkl, in sorted order."""
+    if not root.is_dir():
+        raise DragError(f"DragBench root {root} is not a folder")
+    samples = [
+        Sample(f.parent.parent.name, f.parent.name, f.parent)
+        for f in sorted(root.glob("*/*/meta_data.pkl"))
+        if (f.parent / "original_image.png").is_file()
+    ]
+    if categories:
+        samples = [s for s in samples if s.category in categories]
+    if not samples:
+        raise DragError(
+            f"no DragBench samples under {root} (expected <category>/<sample>/original_image.png and meta_data.pkl)"
+        )
+    return samples[:limit] if limit else samples
+
+
+def edit_all(engine: DragEngine, samples: list[Sample], out: Path, config, log: Callable[[str], None] = print) -> int:
+    """Edit each sample not yet done; returns how many were edited. A rerun skips finished samples, and a
+    crash loses nothing finished: each result is written atomically, the image last."""
+    edited = 0
+    for sample in samples:
+        target = out / sample.category / sample.name / "dragged_image.png"
+        if target.is_file():
+            continue
+        request = sample.request(config)
+        result = engine.drag(request)
+        session = Session.from_request(request, engine.model.spec)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_session(session, target.with_name("session.json"))
+        save_result_png(result.image, session, target)
+        edited += 1
+        log(f"{sample.key}: {result.steps_used} drag steps, {result.timings['total']:.1f} s")
+    return edited
+
+
+def mean_distances(
+    model, samples: list[Sample], out: Path, timestep: int = 261, block: int = 1, ensemble: int = 8
+) -> Iterator[tuple[Sample, list[float]]]:
+    """Per sample, the DIFT matching distance of every handle/target pair (original px)."""
+    for sample in samples:
+        meta = load_meta(sample.folder / "meta_data.pkl")
+        source = load_image(sample.folder / "original_image.png")
+        edited = load_image(out / sample.category / sample.name / "dragged_image.png")
+        points = [Point(float(x), float(y)) for x, y in meta["points"]]
+        features = [dift_features(model, im, meta["prompt"], timestep, block, ensemble) for im in (source, edited)]
+        yield sample, mean_distance_pairs(*features, tuple(points[0::2]), tuple(points[1::2]))
+
+
+def aggregate(per_sample: dict[str, list[float]]) -> dict[str, float]:
+    """MD pooled over all pairs (DragBench's number) and the mean of per-image means (differs when images have
+    different numbers of pairs)."""
+    pooled = [d for distances in per_sample.values() for d in distances]
+    return {
+        "md_pooled": float(np.mean(pooled)),
+        "md_per_image": float(np.mean([np.mean(d) for d in per_sample.values()])),
+        "pairs": len(pooled),
+        "images": len(per_sample),
+    }

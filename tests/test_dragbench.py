@@ -1,0 +1,104 @@
+"""DragBench layout, safe metadata loading, resumable editing and MD aggregation (issue 7, first part)."""
+
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dragdiff import DragError
+from dragdiff.engine import DragEngine
+from dragdiff.eval.dragbench import aggregate, edit_all, find_samples, load_meta
+
+
+def write_sample(folder, image, points, prompt="a photo"):
+    folder.mkdir(parents=True)
+    image.save(folder / "original_image.png")
+    mask = np.zeros((image.height, image.width), np.uint8)
+    mask[10:60, 10:90] = 1
+    meta = {"prompt": prompt, "points": [np.array(p) for p in points], "mask": mask}
+    (folder / "meta_data.pkl").write_bytes(pickle.dumps(meta))
+    image.save(folder / "user_drag.png")
+
+
+@pytest.fixture
+def bench(tmp_path, scene):
+    root = tmp_path / "drag_bench_data"
+    write_sample(root / "animals" / "cat_1", scene, [[40, 48], [60, 48]])
+    write_sample(root / "animals" / "cat_2", scene.resize((128, 128)), [[40, 40], [50, 40], [90, 90], [80, 90]])
+    write_sample(root / "art_work" / "a_1", scene, [[20, 20], [30, 30]])
+    write_sample(root / "art_work" / "a_2", scene, [[70, 40], [70, 60]])
+    return root
+
+
+def test_samples_are_found_in_the_official_layout(bench):
+    samples = find_samples(bench)
+    assert [s.key for s in samples] == ["animals/cat_1", "animals/cat_2", "art_work/a_1", "art_work/a_2"]
+    assert [s.key for s in find_samples(bench, ["art_work"], limit=1)] == ["art_work/a_1"]
+    meta = load_meta(samples[1].folder / "meta_data.pkl")
+    assert meta["points"].shape == (4, 2) and meta["mask"].dtype == bool
+
+
+def test_editing_writes_the_reference_layout_and_a_rerun_does_no_work(bench, tmp_path, tiny_model, fast_config):
+    engine, out = DragEngine(tiny_model, cache_dir=tmp_path / "cache"), tmp_path / "results"
+    samples = find_samples(bench)
+    assert edit_all(engine, samples, out, fast_config, log=lambda _: None) == 4
+    for sample in samples:
+        result = out / sample.category / sample.name / "dragged_image.png"
+        assert Image.open(result).size == Image.open(sample.folder / "original_image.png").size
+        assert (result.parent / "session.json").is_file()
+    assert edit_all(engine, samples, out, fast_config, log=lambda _: None) == 0
+
+
+class Exploit:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/dragdiff-pwned",))
+
+
+def test_a_malicious_pickle_is_refused_and_nothing_runs(tmp_path):
+    path = tmp_path / "meta_data.pkl"
+    path.write_bytes(pickle.dumps({"prompt": "x", "points": [], "mask": Exploit()}))
+    with pytest.raises(DragError, match=r"refused to unpickle (posix|os)\.system"):
+        load_meta(path)
+    assert not (tmp_path.parent / "dragdiff-pwned").exists()
+    import os
+
+    assert not os.path.exists("/tmp/dragdiff-pwned")
+
+
+def test_pooled_and_per_image_md_differ_as_they_should():
+    per_sample = {"a": [10.0], "b": [0.0, 0.0, 0.0]}  # one pair far off, three pairs exact
+    result = aggregate(per_sample)
+    assert result["md_pooled"] == pytest.approx(2.5)  # 10 / 4 pairs
+    assert result["md_per_image"] == pytest.approx(5.0)  # (10 + 0) / 2 images
+    assert result["pairs"] == 4 and result["images"] == 2
+
+
+def test_the_dragbench_command_edits_scores_and_resumes(bench, tmp_path, monkeypatch):
+    import json
+
+    from dragdiff.eval.__main__ import main
+
+    monkeypatch.setenv("DRAGDIFF_CACHE", str(tmp_path / "cache"))
+    fast = ["lora_steps=1", "lora_batch_size=1", "n_inference_steps=10", "n_inversion_steps=7", "drag_steps=2"]
+    args = [
+        "dragbench",
+        "--root",
+        str(bench),
+        "--model",
+        "tiny",
+        "--md-model",
+        "same",
+        "--out",
+        str(tmp_path / "r"),
+        "--device",
+        "cpu",
+        *[arg for item in fast for arg in ("--set", item)],
+    ]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["pairs"] == 5 and summary["images"] == 4 and summary["md_pooled"] >= 0
+    assert (tmp_path / "r" / "per_sample.csv").read_text().count("\n") == 5
+    assert main(args[:-2] + ["--root", str(tmp_path / "nowhere")]) == 2  # a clear error, not a crash
