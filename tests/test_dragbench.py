@@ -102,3 +102,53 @@ def test_the_dragbench_command_edits_scores_and_resumes(bench, tmp_path, monkeyp
     assert summary["pairs"] == 5 and summary["images"] == 4 and summary["md_pooled"] >= 0
     assert (tmp_path / "r" / "per_sample.csv").read_text().count("\n") == 5
     assert main(args[:-2] + ["--root", str(tmp_path / "nowhere")]) == 2  # a clear error, not a crash
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate_give_the_same_summary(bench, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    fast = ["lora_steps=1", "lora_batch_size=1", "n_inference_steps=10", "n_inversion_steps=7", "drag_steps=2"]
+    sets = [arg for item in fast for arg in ("--set", item)]
+    env = {**os.environ, "DRAGDIFF_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+
+    def run(prefix, out):
+        command = [
+            *prefix,
+            "-m",
+            "dragdiff.eval",
+            "dragbench",
+            "--root",
+            str(bench),
+            "--model",
+            "tiny",
+            "--md-model",
+            "same",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            *sets,
+        ]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((out / "summary.json").read_text())
+
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    assert run(launch, tmp_path / "two") == run([sys.executable], tmp_path / "one")

@@ -61,14 +61,24 @@ def _dragbench(args, overrides: dict) -> int:
     import csv
     import json
 
+    from accelerate import PartialState
+
     from ..engine import DragEngine
     from ..models import load_model
     from .dragbench import aggregate, edit_all, find_samples, mean_distances
 
+    # Under `accelerate launch` every process edits its share of the samples (on its own device), then the main
+    # process scores them all; run plainly it is one process doing everything.
+    state = PartialState(cpu=args.device == "cpu")
+    device = args.device or str(state.device)
     samples = find_samples(args.root, args.categories, args.limit)
-    engine = DragEngine(load_model(args.model, args.device))
-    edit_all(engine, samples, args.out, engine.default_config(**overrides))
-    md_model = engine.model if args.md_model == "same" else load_model(args.md_model, args.device)
+    engine = DragEngine(load_model(args.model, device))
+    with state.split_between_processes(samples) as mine:
+        edit_all(engine, mine, args.out, engine.default_config(**overrides))
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return 0
+    md_model = engine.model if args.md_model == "same" else load_model(args.md_model, device)
     per_sample = {s.key: d for s, d in mean_distances(md_model, samples, args.out)}
     summary = {"model": engine.model.spec, "md_model": md_model.spec, **aggregate(per_sample)}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
