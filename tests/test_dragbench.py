@@ -95,6 +95,7 @@ def test_the_dragbench_command_edits_scores_and_resumes(bench, tmp_path, monkeyp
         str(tmp_path / "r"),
         "--device",
         "cpu",
+        "--skip-if",
         *[arg for item in fast for arg in ("--set", item)],
     ]
     assert main(args) == 0
@@ -131,6 +132,7 @@ def test_two_processes_under_accelerate_give_the_same_summary(bench, tmp_path):
             str(out),
             "--device",
             "cpu",
+            "--skip-if",
             *sets,
         ]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -152,3 +154,41 @@ def test_two_processes_under_accelerate_give_the_same_summary(bench, tmp_path):
         "no",
     ]
     assert run(launch, tmp_path / "two") == run([sys.executable], tmp_path / "one")
+
+
+def test_image_fidelity_plumbing_with_a_random_lpips_network(scene):
+    import torch
+
+    from dragdiff.eval.lpips import LPIPS, image_fidelity
+
+    torch.manual_seed(0)
+    model = LPIPS()  # random backbone: the real weights are never downloaded
+    for name, param in model.named_parameters():
+        if name.startswith("lin"):
+            param.data.fill_(1.0 / param.shape[1])  # like the real layers: non-negative channel weights
+    assert image_fidelity(model, scene, scene) == (1.0, 0.0)
+    fidelity, distance = image_fidelity(model, scene, scene.rotate(90))
+    assert distance > 0 and fidelity == pytest.approx(1 - distance)
+
+
+def test_missing_lpips_weights_say_where_to_put_them(tmp_path):
+    from dragdiff.eval.lpips import LPIPS
+
+    with pytest.raises(DragError) as error:
+        LPIPS.pretrained(tmp_path)
+    message = str(error.value)
+    assert str(tmp_path) in message and "convert_lpips_weights.py" in message and "alexnet" in message
+
+
+def test_converted_weights_load_into_the_network(tmp_path):
+    """The converter's key names are exactly the network's (torchvision `features.*`, lpips `lin*.model.1`)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from dragdiff.eval.lpips import FILES, LPIPS
+
+    state = LPIPS().state_dict()
+    save_file({k: v for k, v in state.items() if k.startswith("features.")}, tmp_path / FILES[0])
+    save_file({k: v for k, v in state.items() if k.startswith("lin")}, tmp_path / FILES[1])
+    loaded = LPIPS.pretrained(tmp_path)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())

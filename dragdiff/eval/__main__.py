@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--limit", type=int, help="only the first N samples")
     bench.add_argument("--categories", nargs="*", help="only these categories")
     bench.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    bench.add_argument(
+        "--lpips-dir",
+        type=Path,
+        help="folder of the LPIPS weights for Image Fidelity (default: "
+        "$DRAGDIFF_LPIPS_DIR or ~/.cache/dragdiff/lpips; see scripts/convert_lpips_weights.py)",
+    )
+    bench.add_argument("--skip-if", action="store_true", help="do not compute Image Fidelity (no LPIPS weights)")
     for command in (shapes, bench):
         command.add_argument(
             "--set",
@@ -66,12 +73,14 @@ def _dragbench(args, overrides: dict) -> int:
     from ..engine import DragEngine
     from ..models import load_model
     from .dragbench import aggregate, edit_all, find_samples, mean_distances
+    from .lpips import LPIPS, image_fidelity
 
     # Under `accelerate launch` every process edits its share of the samples (on its own device), then the main
     # process scores them all; run plainly it is one process doing everything.
     state = PartialState(cpu=args.device == "cpu")
     device = args.device or str(state.device)
     samples = find_samples(args.root, args.categories, args.limit)
+    lpips = None if args.skip_if else LPIPS.pretrained(args.lpips_dir)  # fails before hours of editing
     engine = DragEngine(load_model(args.model, device))
     with state.split_between_processes(samples) as mine:
         edit_all(engine, mine, args.out, engine.default_config(**overrides))
@@ -81,6 +90,10 @@ def _dragbench(args, overrides: dict) -> int:
     md_model = engine.model if args.md_model == "same" else load_model(args.md_model, device)
     per_sample = {s.key: d for s, d in mean_distances(md_model, samples, args.out)}
     summary = {"model": engine.model.spec, "md_model": md_model.spec, **aggregate(per_sample)}
+    if lpips is not None:
+        scores = [image_fidelity(lpips, *s.images(args.out)) for s in samples]
+        summary["image_fidelity"] = float(sum(f for f, _ in scores) / len(scores))
+        summary["lpips"] = float(sum(d for _, d in scores) / len(scores))
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     with open(args.out / "per_sample.csv", "w", newline="") as file:
         writer = csv.writer(file)

@@ -99,6 +99,11 @@ class Sample:
     def key(self) -> str:
         return f"{self.category}/{self.name}"
 
+    def images(self, results: Path) -> tuple:
+        """(original, dragged) images of this sample, the latter from a results folder."""
+        edited = results / self.category / self.name / "dragged_image.png"
+        return load_image(self.folder / "original_image.png"), load_image(edited)
+
     def request(self, config) -> DragRequest:
         meta = load_meta(self.folder / "meta_data.pkl")
         image = load_image(self.folder / "original_image.png")
@@ -150,8 +155,7 @@ def mean_distances(
     """Per sample, the DIFT matching distance of every handle/target pair (original px)."""
     for sample in samples:
         meta = load_meta(sample.folder / "meta_data.pkl")
-        source = load_image(sample.folder / "original_image.png")
-        edited = load_image(out / sample.category / sample.name / "dragged_image.png")
+        source, edited = sample.images(out)
         points = [Point(float(x), float(y)) for x, y in meta["points"]]
         features = [dift_features(model, im, meta["prompt"], timestep, block, ensemble) for im in (source, edited)]
         yield sample, mean_distance_pairs(*features, tuple(points[0::2]), tuple(points[1::2]))
