@@ -102,6 +102,9 @@ def test_the_dragbench_command_edits_scores_and_resumes(bench, tmp_path, monkeyp
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["pairs"] == 5 and summary["images"] == 4 and summary["md_pooled"] >= 0
     assert (tmp_path / "r" / "per_sample.csv").read_text().count("\n") == 5
+    assert set(summary["categories"]) == {"animals", "art_work"} and summary["categories"]["animals"]["pairs"] == 3
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "| animals |" in report and (tmp_path / "r" / "report_grid.png").is_file()
     assert main(args[:-2] + ["--root", str(tmp_path / "nowhere")]) == 2  # a clear error, not a crash
 
 

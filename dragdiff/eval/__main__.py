@@ -65,15 +65,14 @@ def _shapes(args, overrides: dict) -> int:
 
 
 def _dragbench(args, overrides: dict) -> int:
-    import csv
     import json
 
     from accelerate import PartialState
 
     from ..engine import DragEngine
     from ..models import load_model
-    from .dragbench import aggregate, edit_all, find_samples, mean_distances
-    from .lpips import LPIPS, image_fidelity
+    from .dragbench import edit_all, find_samples, score
+    from .lpips import LPIPS
 
     # Under `accelerate launch` every process edits its share of the samples (on its own device), then the main
     # process scores them all; run plainly it is one process doing everything.
@@ -88,18 +87,9 @@ def _dragbench(args, overrides: dict) -> int:
     if not state.is_main_process:
         return 0
     md_model = engine.model if args.md_model == "same" else load_model(args.md_model, device)
-    per_sample = {s.key: d for s, d in mean_distances(md_model, samples, args.out)}
-    summary = {"model": engine.model.spec, "md_model": md_model.spec, **aggregate(per_sample)}
-    if lpips is not None:
-        scores = [image_fidelity(lpips, *s.images(args.out)) for s in samples]
-        summary["image_fidelity"] = float(sum(f for f, _ in scores) / len(scores))
-        summary["lpips"] = float(sum(d for _, d in scores) / len(scores))
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    with open(args.out / "per_sample.csv", "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["sample", "pairs", "md"])
-        writer.writerows([key, len(d), round(float(sum(d) / len(d)), 3)] for key, d in per_sample.items())
-    print(json.dumps(summary, indent=2))
+    summary = score(md_model, lpips, samples, args.out)
+    print(json.dumps({k: v for k, v in summary.items() if k != "categories"}, indent=2))
+    print(f"wrote {args.out / 'summary.json'}, per_sample.csv and report.md")
     return 0
 
 

@@ -8,19 +8,23 @@ RESULTS/<category>/<sample>/dragged_image.png (the layout the reference scripts 
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from ..engine import DragEngine
 from ..errors import DragError
 from ..images import load_image
 from ..session import Session, save_result_png, save_session
 from ..types import DragRequest, Point
+from .lpips import image_fidelity
 from .metrics import dift_features, mean_distance_pairs
 
 # What a DragBench meta_data.pkl may contain: plain containers, numbers, strings and numpy arrays. Anything
@@ -104,12 +108,16 @@ class Sample:
         edited = results / self.category / self.name / "dragged_image.png"
         return load_image(self.folder / "original_image.png"), load_image(edited)
 
-    def request(self, config) -> DragRequest:
+    def meta(self) -> dict:
+        """The sample's prompt, mask, and points as (handles, targets) tuples of Points."""
         meta = load_meta(self.folder / "meta_data.pkl")
-        image = load_image(self.folder / "original_image.png")
         points = [Point(float(x), float(y)) for x, y in meta["points"]]
+        return {**meta, "handles": tuple(points[0::2]), "targets": tuple(points[1::2])}
+
+    def request(self, config) -> DragRequest:
+        meta, image = self.meta(), load_image(self.folder / "original_image.png")
         mask = meta["mask"] if meta["mask"].shape == (image.height, image.width) else None
-        return DragRequest(image, tuple(points[0::2]), tuple(points[1::2]), mask, meta["prompt"], config)
+        return DragRequest(image, meta["handles"], meta["targets"], mask, meta["prompt"], config)
 
 
 def find_samples(root: Path, categories: list[str] | None = None, limit: int | None = None) -> list[Sample]:
@@ -154,11 +162,9 @@ def mean_distances(
 ) -> Iterator[tuple[Sample, list[float]]]:
     """Per sample, the DIFT matching distance of every handle/target pair (original px)."""
     for sample in samples:
-        meta = load_meta(sample.folder / "meta_data.pkl")
-        source, edited = sample.images(out)
-        points = [Point(float(x), float(y)) for x, y in meta["points"]]
-        features = [dift_features(model, im, meta["prompt"], timestep, block, ensemble) for im in (source, edited)]
-        yield sample, mean_distance_pairs(*features, tuple(points[0::2]), tuple(points[1::2]))
+        meta = sample.meta()
+        features = [dift_features(model, im, meta["prompt"], timestep, block, ensemble) for im in sample.images(out)]
+        yield sample, mean_distance_pairs(*features, meta["handles"], meta["targets"])
 
 
 def aggregate(per_sample: dict[str, list[float]]) -> dict[str, float]:
@@ -171,3 +177,83 @@ def aggregate(per_sample: dict[str, list[float]]) -> dict[str, float]:
         "pairs": len(pooled),
         "images": len(per_sample),
     }
+
+
+def score(md_model, lpips, samples: list[Sample], out: Path, grid_size: int = 8) -> dict:
+    """MD (and IF when `lpips` is given) overall and per category; writes summary.json, per_sample.csv and
+    report.md (a table and an input-with-arrows | result grid of the first `grid_size` samples) to `out`."""
+    rows = []
+    for sample, distances in mean_distances(md_model, samples, out):
+        row = {"sample": sample.key, "category": sample.category, "distances": distances}
+        if lpips is not None:
+            row["if"], row["lpips"] = image_fidelity(lpips, *sample.images(out))
+        rows.append(row)
+    summary = {
+        "model": md_model.spec,
+        **_aggregate_rows(rows),
+        "categories": {
+            c: _aggregate_rows([r for r in rows if r["category"] == c]) for c in sorted({r["category"] for r in rows})
+        },
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    with open(out / "per_sample.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["sample", "pairs", "md", "if", "lpips"])
+        for r in rows:
+            writer.writerow(
+                [
+                    r["sample"],
+                    len(r["distances"]),
+                    round(float(np.mean(r["distances"])), 3),
+                    r.get("if", ""),
+                    r.get("lpips", ""),
+                ]
+            )
+    _report(out, summary, samples[:grid_size])
+    return summary
+
+
+def _aggregate_rows(rows: list[dict]) -> dict:
+    result = aggregate({r["sample"]: r["distances"] for r in rows})
+    if rows and "if" in rows[0]:
+        result["image_fidelity"] = float(np.mean([r["if"] for r in rows]))
+        result["lpips"] = float(np.mean([r["lpips"] for r in rows]))
+    return result
+
+
+def _report(out: Path, summary: dict, shown: list[Sample]) -> None:
+    keys = [k for k in ("md_pooled", "md_per_image", "image_fidelity", "lpips", "pairs", "images") if k in summary]
+    lines = ["# DragBench results", "", "| category | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, values in [("all", summary), *summary["categories"].items()]:
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{values[k]:.3f}" if isinstance(values[k], float) else str(values[k]) for k in keys)
+            + " |"
+        )
+    tiles = []
+    for sample in shown:
+        meta = sample.meta()
+        source, edited = sample.images(out)
+        tiles += [_with_arrows(source, meta["handles"], meta["targets"]), edited]
+    if tiles:
+        height = 256
+        tiles = [t.resize((round(t.width * height / t.height), height)) for t in tiles]
+        width = max(tiles[i].width + tiles[i + 1].width for i in range(0, len(tiles), 2))
+        sheet = Image.new("RGB", (width, height * len(shown)), "white")
+        for i in range(0, len(tiles), 2):
+            sheet.paste(tiles[i], (0, height * (i // 2)))
+            sheet.paste(tiles[i + 1], (tiles[i].width, height * (i // 2)))
+        sheet.save(out / "report_grid.png")
+        lines += ["", "Input with drags (red handle → blue target) | result:", "", "![grid](report_grid.png)"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _with_arrows(image: Image.Image, handles, targets) -> Image.Image:
+    shown = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(shown)
+    radius = max(2, round(max(shown.size) / 100))
+    for h, t in zip(handles, targets, strict=True):
+        draw.line([(h.x, h.y), (t.x, t.y)], fill=(255, 255, 255), width=max(1, radius // 2))
+        draw.ellipse([h.x - radius, h.y - radius, h.x + radius, h.y + radius], fill=(230, 40, 40))
+        draw.ellipse([t.x - radius, t.y - radius, t.x + radius, t.y + radius], fill=(40, 90, 235))
+    return shown
