@@ -195,3 +195,13 @@ def test_converted_weights_load_into_the_network(tmp_path):
     save_file({k: v for k, v in state.items() if k.startswith("lin")}, tmp_path / FILES[1])
     loaded = LPIPS.pretrained(tmp_path)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
+
+
+def test_shapes_tasks_export_to_the_dragbench_layout(tmp_path):
+    from dragdiff.eval.__main__ import main
+
+    assert main(["shapes", "--export", "--count", "3", "--out", str(tmp_path)]) == 0
+    samples = find_samples(tmp_path)
+    assert [s.category for s in samples] == ["shapes"] * 3
+    meta = samples[0].meta()
+    assert len(meta["handles"]) == len(meta["targets"]) >= 1 and meta["mask"].shape == (128, 128)

@@ -18,6 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     shapes.add_argument("--count", type=int, default=20, help="number of tasks (default 20)")
     shapes.add_argument("--seed", type=int, default=0, help="task seed: the same seed gives the same tasks")
     shapes.add_argument("--out", type=Path, required=True, help="folder for results.json, results.csv, grid.png")
+    shapes.add_argument(
+        "--export",
+        action="store_true",
+        help="only write the tasks to --out in DragBench's layout (category 'shapes'), for `dragbench --root`",
+    )
     shapes.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     bench = commands.add_parser("dragbench", help="DragBench in its official layout: edit (resumable), then MD")
     bench.add_argument("--root", type=Path, required=True, help="DragBench folder: <category>/<sample>/...")
@@ -40,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--skip-if", action="store_true", help="do not compute Image Fidelity (no LPIPS weights)")
     for command in (shapes, bench):
         command.add_argument(
+            "--method",
+            default="dragdiffusion",
+            choices=["dragdiffusion"],
+            help="editing method (DragonDiffusion joins when it lands)",
+        )
+        command.add_argument(
             "--set",
             action="append",
             default=[],
@@ -57,7 +68,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _shapes(args, overrides: dict) -> int:
     from .run_shapes import run, table
+    from .shapes_bench import export_dragbench, make_tasks
 
+    if args.export:
+        export_dragbench(make_tasks(args.count, args.seed), args.out)
+        print(f"wrote {args.count} tasks to {args.out / 'shapes'} in DragBench's layout")
+        return 0
     summary = run(args.model, args.count, args.seed, args.out, overrides, args.device)
     print(table(summary))
     print(f"wrote {args.out / 'results.json'}, results.csv and grid.png")

@@ -8,8 +8,10 @@ Kinds: "move" (one shape), "move2" (two shapes at once), "stretch" (drag the rig
 from __future__ import annotations
 
 import math
+import pickle
 import random
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -198,3 +200,16 @@ def arrows(image: Image.Image, task: ShapeTask) -> Image.Image:
         draw.ellipse([h.x - 2, h.y - 2, h.x + 2, h.y + 2], fill=(230, 30, 30))
         draw.ellipse([t.x - 2, t.y - 2, t.x + 2, t.y + 2], fill=(30, 60, 230))
     return shown
+
+
+def export_dragbench(tasks: list[ShapeTask], root: Path) -> None:
+    """Write tasks in DragBench's layout (root/shapes/<task>/original_image.png, meta_data.pkl, user_drag.png)
+    so that `python -m dragdiff.eval dragbench` and other tools read them like DragBench."""
+    for task in tasks:
+        folder = root / "shapes" / task.name
+        folder.mkdir(parents=True, exist_ok=True)
+        task.input_image().save(folder / "original_image.png")
+        arrows(task.input_image(), task).save(folder / "user_drag.png")
+        points = [np.array([p.x, p.y]) for pair in zip(task.handles, task.targets, strict=True) for p in pair]
+        meta = {"prompt": task.prompt, "points": points, "mask": task.mask.astype(np.uint8)}
+        (folder / "meta_data.pkl").write_bytes(pickle.dumps(meta))
