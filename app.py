@@ -452,6 +452,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
     parser.add_argument("--outputs", type=Path, default=ROOT / "outputs", help="where every result is saved")
     parser.add_argument(
+        "--config",
+        type=Path,
+        help="YAML file of parameters (keys as in configs/drag.yaml) that the Advanced panel starts with",
+    )
+    parser.add_argument(
         "--max-image-pixels",
         type=int,
         default=MAX_IMAGE_PIXELS,
