@@ -42,9 +42,6 @@ from dragdiff.images import MAX_IMAGE_PIXELS, load_image
 from dragdiff.session import Session, load_session, save_session
 
 ROOT = Path(__file__).resolve().parent
-# Gradio opens every upload (the header only) before handing us the path; dragdiff.images applies its own pixel
-# limit before decoding, with a message that says so, so Pillow's generic bomb error must not pre-empt it.
-PILImage.MAX_IMAGE_PIXELS = None
 EXAMPLES = sorted((ROOT / "assets" / "examples").glob("*.json"))
 MODELS = ["auto", "demo", "sd15", "tiny"]
 CSS = """
@@ -469,6 +466,9 @@ def main(argv: list[str] | None = None) -> None:
     SETTINGS.model, SETTINGS.device, SETTINGS.outputs = args.model, args.device, args.outputs
     SETTINGS.max_image_pixels, SETTINGS.gpu_jobs, SETTINGS.config = args.max_image_pixels, args.gpu_jobs, args.config
     ENGINES.device = args.device
+    # Gradio opens every upload (the header only) before handing us the path; dragdiff.images applies its own
+    # pixel limit before decoding, with a message that says so, so Pillow's generic bomb error must not pre-empt it.
+    PILImage.MAX_IMAGE_PIXELS = None
     app = build_app()  # rebuilt so that the flags (default model, queue size) are in the layout
     app.queue(default_concurrency_limit=SETTINGS.gpu_jobs)
     app.launch(
