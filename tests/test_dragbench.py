@@ -82,22 +82,7 @@ def test_the_dragbench_command_edits_scores_and_resumes(bench, tmp_path, monkeyp
     from dragdiff.eval.__main__ import main
 
     monkeypatch.setenv("DRAGDIFF_CACHE", str(tmp_path / "cache"))
-    fast = ["lora_steps=1", "lora_batch_size=1", "n_inference_steps=10", "n_inversion_steps=7", "drag_steps=2"]
-    args = [
-        "dragbench",
-        "--root",
-        str(bench),
-        "--model",
-        "tiny",
-        "--md-model",
-        "same",
-        "--out",
-        str(tmp_path / "r"),
-        "--device",
-        "cpu",
-        "--skip-if",
-        *[arg for item in fast for arg in ("--set", item)],
-    ]
+    args = dragbench_args(bench, tmp_path / "r")
     assert main(args) == 0
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["pairs"] == 5 and summary["images"] == 4 and summary["md_pooled"] >= 0
@@ -105,7 +90,14 @@ def test_the_dragbench_command_edits_scores_and_resumes(bench, tmp_path, monkeyp
     assert set(summary["categories"]) == {"animals", "art_work"} and summary["categories"]["animals"]["pairs"] == 3
     report = (tmp_path / "r" / "report.md").read_text()
     assert "| animals |" in report and (tmp_path / "r" / "report_grid.png").is_file()
-    assert main(args[:-2] + ["--root", str(tmp_path / "nowhere")]) == 2  # a clear error, not a crash
+    assert main(dragbench_args(tmp_path / "nowhere", tmp_path / "r")) == 2  # a clear error, not a crash
+
+
+def dragbench_args(root, out) -> list[str]:
+    """`dragbench` on the tiny model with a few cheap steps (no LPIPS weights here)."""
+    fast = ["lora_steps=1", "lora_batch_size=1", "n_inference_steps=10", "n_inversion_steps=7", "drag_steps=2"]
+    common = ["--model", "tiny", "--md-model", "same", "--device", "cpu", "--skip-if"]
+    return ["dragbench", "--root", str(root), "--out", str(out), *common, *[a for i in fast for a in ("--set", i)]]
 
 
 @pytest.mark.slow
@@ -115,29 +107,10 @@ def test_two_processes_under_accelerate_give_the_same_summary(bench, tmp_path):
     import subprocess
     import sys
 
-    fast = ["lora_steps=1", "lora_batch_size=1", "n_inference_steps=10", "n_inversion_steps=7", "drag_steps=2"]
-    sets = [arg for item in fast for arg in ("--set", item)]
     env = {**os.environ, "DRAGDIFF_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
 
     def run(prefix, out):
-        command = [
-            *prefix,
-            "-m",
-            "dragdiff.eval",
-            "dragbench",
-            "--root",
-            str(bench),
-            "--model",
-            "tiny",
-            "--md-model",
-            "same",
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-            "--skip-if",
-            *sets,
-        ]
+        command = [*prefix, "-m", "dragdiff.eval", *dragbench_args(bench, out)]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads((out / "summary.json").read_text())
