@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 from gradio.data_classes import FileData
 from PIL import Image as PILImage
 
@@ -30,12 +29,13 @@ from dragdiff.editor import (
     clicks_from_table,
     describe,
     display_scale,
+    editable_region,
     enlarge,
-    mask_from_editor,
     overlay,
     pairs,
     points_table,
     stream,
+    tint,
     to_image_point,
 )
 from dragdiff.images import MAX_IMAGE_PIXELS, load_image
@@ -68,7 +68,15 @@ PARAMS = [f.name for f in fields(DragConfig)]
 
 
 def new_state() -> dict[str, Any]:
-    return {"image": None, "clicks": [], "mask": None, "result": None, "history": [], "stop": StopFlag()}
+    return {
+        "image": None,
+        "clicks": [],
+        "mask": None,
+        "restored_mask": None,  # from a loaded session: shown in the editor's picture, not in a layer
+        "result": None,
+        "history": [],
+        "stop": StopFlag(),
+    }
 
 
 def fresh(state: dict, **values: Any) -> dict[str, Any]:
@@ -95,10 +103,19 @@ def on_upload(path: str | None, state: dict):
 def on_mask(editor_value: dict | None, state: dict):
     if state["image"] is None:
         return state, None, ""
-    mask = mask_from_editor(editor_value, state["image"].size)
+    mask = editable_region(state["restored_mask"], editor_value, state["image"].size)
     state = {**state, "mask": mask}
     note = NO_MASK if mask is None else f"Editable region: {mask.mean():.0%} of the image."
     return state, overlay(state["image"], state["clicks"], mask), note
+
+
+def on_clear_mask(state: dict):
+    """Forget the painted and the restored mask: the whole image may change again."""
+    if state["image"] is None:
+        return state, None, None, ""
+    state = {**state, "mask": None, "restored_mask": None}
+    editor = {"background": state["image"], "layers": [], "composite": state["image"]}
+    return state, editor, overlay(state["image"], state["clicks"], None), NO_MASK
 
 
 def on_click(state: dict, evt: gr.SelectData):
@@ -240,9 +257,8 @@ def load_saved(path: str | None, state: dict):
         gr.Warning(str(exc))
         return (state, *([gr.skip()] * 5), f"⚠️ {exc}", *([gr.skip()] * len(PARAMS)))
     clicks = [p.as_list() for pair in zip(session.handles, session.targets, strict=True) for p in pair]
-    state = fresh(state, image=session.image, clicks=clicks, mask=session.mask)
-    layers = [] if session.mask is None else [_mask_layer(session.mask)]
-    editor = {"background": session.image, "layers": layers, "composite": session.image}
+    state = fresh(state, image=session.image, clicks=clicks, mask=session.mask, restored_mask=session.mask)
+    editor = {"background": session.image, "layers": [], "composite": tint(session.image, session.mask)}
     values = [_widget_value(v) for v in session.config.to_dict().values()]
     shown = overlay(session.image, clicks, session.mask)
     return (
@@ -252,15 +268,10 @@ def load_saved(path: str | None, state: dict):
         points_table(clicks),
         session.prompt,
         session.model,
-        f"Session loaded: {len(session.handles)} point pair(s).",
+        f"Session loaded: {len(session.handles)} point pair(s)"
+        + ("." if session.mask is None else "; its mask is tinted in the editor (paint to add, Clear mask to redo)."),
         *values,
     )
-
-
-def _mask_layer(mask: np.ndarray) -> np.ndarray:
-    layer = np.zeros((*mask.shape, 4), np.uint8)
-    layer[mask] = (255, 255, 255, 255)
-    return layer
 
 
 def _widget_value(value: Any) -> Any:
@@ -363,6 +374,7 @@ def build_app() -> gr.Blocks:
                     brush=gr.Brush(colors=["#FFD23C99"], color_mode="fixed", default_size=12),
                     eraser=gr.Eraser(default_size=12),
                 )
+                clear_mask = gr.Button("Clear mask", size="sm", elem_id="clear-mask")
             with gr.Column(scale=2):
                 canvas = gr.Image(
                     type="pil", label="3 · Click handle, then target", interactive=False, format="png", elem_id="canvas"
@@ -422,6 +434,7 @@ def build_app() -> gr.Blocks:
         prompt.submit(prepare, settings, status, **gpu)
         prompt.blur(prepare, settings, status, **gpu)
         editor.change(on_mask, [editor, state], [state, canvas, status])
+        clear_mask.click(on_clear_mask, state, [state, editor, canvas, status])
         canvas.select(on_click, state, [state, canvas, table])
         undo.click(on_undo, state, [state, canvas, table])
         clear.click(on_clear, state, [state, canvas, table])

@@ -96,11 +96,7 @@ def overlay(
     joined by arrows, and optionally the tracked handle positions of a running edit (hollow circles).
     Points are in image pixels; the picture is display_scale(image.size) times larger."""
     scale = display_scale(image.size)
-    shown = enlarge(image.convert("RGB"))
-    size = shown.size
-    if mask is not None and mask.any():
-        region = Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)
-        shown = Image.composite(Image.blend(shown, Image.new("RGB", size, MASK_RGB), 0.35), shown, region)
+    shown = tint(enlarge(image.convert("RGB")), mask)
     draw = ImageDraw.Draw(shown)
     radius = max(4, round(DISPLAY_SIDE / 90))
     at = [[(x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5] for x, y in clicks]
@@ -114,6 +110,15 @@ def overlay(
         box = [x - 2 * radius, y - 2 * radius, x + 2 * radius, y + 2 * radius]
         draw.ellipse(box, outline=(255, 255, 255), width=2)
     return shown
+
+
+def tint(image: Image.Image, mask: np.ndarray | None) -> Image.Image:
+    """The RGB image with the mask's region (any size; scaled to fit) tinted in the brush colour."""
+    image = image.convert("RGB")
+    if mask is None or not mask.any():
+        return image
+    region = Image.fromarray(mask.astype(np.uint8) * 255).resize(image.size, Image.Resampling.NEAREST)
+    return Image.composite(Image.blend(image, Image.new("RGB", image.size, MASK_RGB), 0.35), image, region)
 
 
 def _dot(draw: ImageDraw.ImageDraw, at: list[float], radius: int, fill, label: str) -> None:
@@ -145,6 +150,15 @@ def mask_from_editor(value: dict | None, size: tuple[int, int]) -> np.ndarray | 
         if array.ndim == 3 and array.shape[2] == 4 and array.shape[:2] == painted.shape:
             painted |= array[..., 3] > 0
     return painted if painted.any() else None
+
+
+def editable_region(restored: np.ndarray | None, editor_value: dict | None, size: tuple[int, int]) -> np.ndarray | None:
+    """A mask restored from a session plus what is painted over it. Gradio's editor shows a value's composite
+    but not its layers, so a restored mask is shown tinted in the picture and kept here, not in a layer."""
+    painted = mask_from_editor(editor_value, size)
+    if restored is None or painted is None:
+        return painted if restored is None else restored
+    return restored | painted
 
 
 # -- engines, one per model, shared by every user --------------------------------------------------------

@@ -100,7 +100,17 @@ def test_session_save_and_load_round_trip(loaded):
     assert new_state["clicks"] == [[40.0, 48.0], [70.0, 48.0]] and np.array_equal(new_state["mask"], mask)
     assert prompt == "a red disc" and model == "tiny" and table == [[1, 40.0, 48.0, 70.0, 48.0]]
     assert values[app.PARAMS.index("drag_steps")] == 33
-    assert app.mask_from_editor(editor, (128, 96)).sum() == mask.sum()
+    # The editor shows the restored mask tinted in its picture; painting more adds to it; Clear mask forgets it
+    tinted = np.asarray(editor["composite"])
+    assert (tinted[mask] != np.asarray(loaded["image"].convert("RGB"))[mask]).any()
+    stroke = np.zeros((96, 128, 4), np.uint8)
+    stroke[80:90, 100:120] = 255
+    painted, *_ = app.on_mask({"background": None, "layers": [stroke], "composite": None}, new_state)
+    assert painted["mask"].sum() == mask.sum() + 200 and painted["mask"][mask].all()
+    cleared, editor, _, note = app.on_clear_mask(painted)
+    assert cleared["mask"] is None and cleared["restored_mask"] is None and editor["layers"] == []
+    unpainted, *_ = app.on_mask({"background": None, "layers": [], "composite": None}, cleared)
+    assert unpainted["mask"] is None
 
 
 def test_a_bad_session_file_is_reported_not_raised(tmp_path):
