@@ -4,10 +4,12 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dragdiff import DragError
 from dragdiff.engine import DragEngine
+from dragdiff.eval.clip_similarity import ClipSimilarity
 from dragdiff.eval.dragbench import aggregate, edit_all, find_samples, load_meta
 
 
@@ -91,6 +93,36 @@ def test_the_dragbench_command_edits_scores_and_resumes(bench, tmp_path, monkeyp
     report = (tmp_path / "r" / "report.md").read_text()
     assert "| animals |" in report and (tmp_path / "r" / "report_grid.png").is_file()
     assert main(dragbench_args(tmp_path / "nowhere", tmp_path / "r")) == 2  # a clear error, not a crash
+    # A rerun with a (local) CLIP model edits nothing again and adds CLIP image similarity to the scores
+    assert main([*args, "--clip-model", str(tiny_clip(tmp_path / "clip"))]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert 0 < summary["clip_similarity"] <= 1 and "clip_similarity" in summary["categories"]["animals"]
+
+
+def tiny_clip(folder):
+    """A random CLIP model saved as a local folder (safetensors), as a downloaded one would be."""
+    from transformers import CLIPConfig, CLIPModel
+
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    config = CLIPConfig(
+        text_config={**small, "vocab_size": 100, "bos_token_id": 0, "eos_token_id": 1},
+        vision_config={**small, "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_clip_similarity_is_one_for_the_same_image_and_less_for_another(tmp_path, scene):
+    clip = ClipSimilarity.load(tiny_clip(tmp_path / "clip"))
+    assert clip(scene, scene.copy()) == pytest.approx(1.0, abs=1e-5)
+    assert clip(scene, scene.transpose(Image.Transpose.FLIP_TOP_BOTTOM)) < 0.9999
+
+
+def test_a_missing_clip_model_is_named_with_how_to_get_it(tmp_path):
+    with pytest.raises(DragError, match="not available locally.*huggingface-cli download"):
+        ClipSimilarity.load(tmp_path / "no-clip-here")
 
 
 def dragbench_args(root, out) -> list[str]:

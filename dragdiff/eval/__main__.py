@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         help="folder of the LPIPS weights for Image Fidelity (default: "
         "$DRAGDIFF_LPIPS_DIR or ~/.cache/dragdiff/lpips; see scripts/convert_lpips_weights.py)",
     )
+    bench.add_argument(
+        "--clip-model",
+        help="also report CLIP image similarity (original vs edited) with this local CLIP model: a folder, or a "
+        "hub id already in the local cache, e.g. openai/clip-vit-base-patch32 (optional; never downloaded)",
+    )
     bench.add_argument("--skip-if", action="store_true", help="do not compute Image Fidelity (no LPIPS weights)")
     for command in (shapes, bench):
         command.add_argument(
@@ -87,6 +92,7 @@ def _dragbench(args, overrides: dict) -> int:
 
     from ..engine import DragEngine
     from ..models import load_model
+    from .clip_similarity import ClipSimilarity
     from .dragbench import edit_all, find_samples, score
     from .lpips import LPIPS
 
@@ -95,7 +101,9 @@ def _dragbench(args, overrides: dict) -> int:
     state = PartialState(cpu=args.device == "cpu")
     device = args.device or str(state.device)
     samples = find_samples(args.root, args.categories, args.limit)
-    lpips = None if args.skip_if else LPIPS.pretrained(args.lpips_dir)  # fails before hours of editing
+    # Metric models load first, so that a missing one fails before hours of editing.
+    lpips = None if args.skip_if else LPIPS.pretrained(args.lpips_dir)
+    clip = ClipSimilarity.load(args.clip_model, device) if args.clip_model else None
     engine = DragEngine(load_model(args.model, device))
     with state.split_between_processes(samples) as mine:
         edit_all(engine, mine, args.out, engine.default_config(**overrides))
@@ -103,7 +111,7 @@ def _dragbench(args, overrides: dict) -> int:
     if not state.is_main_process:
         return 0
     md_model = engine.model if args.md_model == "same" else load_model(args.md_model, device)
-    summary = score(md_model, lpips, samples, args.out)
+    summary = score(md_model, lpips, samples, args.out, clip=clip)
     print(json.dumps({k: v for k, v in summary.items() if k != "categories"}, indent=2))
     print(f"wrote {args.out / 'summary.json'}, per_sample.csv and report.md")
     return 0

@@ -179,14 +179,17 @@ def aggregate(per_sample: dict[str, list[float]]) -> dict[str, float]:
     }
 
 
-def score(md_model, lpips, samples: list[Sample], out: Path, grid_size: int = 8) -> dict:
-    """MD (and IF when `lpips` is given) overall and per category; writes summary.json, per_sample.csv and
-    report.md (a table and an input-with-arrows | result grid of the first `grid_size` samples) to `out`."""
+def score(md_model, lpips, samples: list[Sample], out: Path, grid_size: int = 8, clip=None) -> dict:
+    """MD (IF when `lpips` is given, CLIP image similarity when `clip` is) overall and per category; writes
+    summary.json, per_sample.csv and report.md (a table and an input-with-arrows | result grid of the first
+    `grid_size` samples) to `out`."""
     rows = []
     for sample, distances in mean_distances(md_model, samples, out):
         row = {"sample": sample.key, "category": sample.category, "distances": distances}
         if lpips is not None:
             row["if"], row["lpips"] = image_fidelity(lpips, *sample.images(out))
+        if clip is not None:
+            row["clip"] = clip(*sample.images(out))
         rows.append(row)
     summary = {
         "model": md_model.spec,
@@ -198,7 +201,7 @@ def score(md_model, lpips, samples: list[Sample], out: Path, grid_size: int = 8)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     with open(out / "per_sample.csv", "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["sample", "pairs", "md", "if", "lpips"])
+        writer.writerow(["sample", "pairs", "md", "if", "lpips", "clip"])
         for r in rows:
             writer.writerow(
                 [
@@ -207,6 +210,7 @@ def score(md_model, lpips, samples: list[Sample], out: Path, grid_size: int = 8)
                     round(float(np.mean(r["distances"])), 3),
                     r.get("if", ""),
                     r.get("lpips", ""),
+                    r.get("clip", ""),
                 ]
             )
     _report(out, summary, samples[:grid_size])
@@ -218,11 +222,17 @@ def _aggregate_rows(rows: list[dict]) -> dict:
     if rows and "if" in rows[0]:
         result["image_fidelity"] = float(np.mean([r["if"] for r in rows]))
         result["lpips"] = float(np.mean([r["lpips"] for r in rows]))
+    if rows and "clip" in rows[0]:
+        result["clip_similarity"] = float(np.mean([r["clip"] for r in rows]))
     return result
 
 
 def _report(out: Path, summary: dict, shown: list[Sample]) -> None:
-    keys = [k for k in ("md_pooled", "md_per_image", "image_fidelity", "lpips", "pairs", "images") if k in summary]
+    keys = [
+        k
+        for k in ("md_pooled", "md_per_image", "image_fidelity", "lpips", "clip_similarity", "pairs", "images")
+        if k in summary
+    ]
     lines = ["# DragBench results", "", "| category | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, values in [("all", summary), *summary["categories"].items()]:
         lines.append(
