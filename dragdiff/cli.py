@@ -172,6 +172,17 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` items as a mapping (values parsed as YAML; DragConfig checks names and ranges)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DragError(f"--set {item!r}: write KEY=VALUE, e.g. --set drag_steps=40")
+        overrides[key.strip()] = parse_value(value)
+    return overrides
+
+
 def config_help() -> dict[str, tuple[str, str]]:
     """{field: (default, comment)} from configs/drag.yaml, so that --help and the defaults share one source."""
     pattern = re.compile(r"^(\w+):\s*(.*?)\s*#\s*(.*)$")

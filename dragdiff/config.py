@@ -12,6 +12,15 @@ import yaml
 
 from .errors import DragError
 
+# Fields that change speed and memory but not the edit (beyond numeric noise): off in the benchmark's "naive".
+SPEED_FIELDS = (
+    "truncate_unet",
+    "lora_encode_once",
+    "fused_optimizers",
+    "channels_last",
+    "gradient_checkpointing",
+    "vae_tiling",
+)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG_FILE = CONFIG_DIR / "drag.yaml"
 
@@ -38,6 +47,12 @@ class DragConfig:
     mask_weight: float
     reference_attention: bool
     reference_attention_blocks: tuple[int, ...]
+    truncate_unet: bool
+    lora_encode_once: bool
+    fused_optimizers: bool
+    channels_last: bool
+    gradient_checkpointing: bool
+    vae_tiling: bool
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> DragConfig:
@@ -92,6 +107,7 @@ _RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
     "mask_weight": (float, 0.0, 1e6, False),
     "reference_attention": (bool, None, None, False),
     "reference_attention_blocks": (tuple, 0, 16, False),
+    **{name: (bool, None, None, False) for name in SPEED_FIELDS},
 }
 
 

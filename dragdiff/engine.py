@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +75,7 @@ class DragEngine:
     ) -> Prepared:
         """LoRA fine-tuning and DDIM inversion of `image` (RGB); each is loaded from the cache when it exists."""
         config = config or self.default_config()
+        self._apply_speed_settings(config)
         geometry = self.geometry(image.size, config)
         timings: dict[str, float] = {}
         text = self.model.encode_prompt(prompt)
@@ -147,6 +149,15 @@ class DragEngine:
             warnings=warnings,
         )
 
+    def _apply_speed_settings(self, config: DragConfig) -> None:
+        """Memory layout and VAE tiling as the config asks (both leave results unchanged up to rounding)."""
+        layout = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model.unet.to(memory_format=layout)
+        if config.vae_tiling:
+            self.model.vae.enable_tiling()
+        else:
+            self.model.vae.disable_tiling()
+
     def _check_blocks(self, config: DragConfig) -> None:
         """Block indices must exist in this model, and reference attention must control something."""
         count = len(self.model.unet.up_blocks)
@@ -196,6 +207,8 @@ class DragEngine:
             lr=config.lora_lr,
             batch_size=config.lora_batch_size,
             seed=config.seed,
+            encode_once=config.lora_encode_once,
+            fused=config.fused_optimizers,
             on_step=report,
             should_stop=should_stop,
         )
@@ -239,13 +252,19 @@ class DragEngine:
                 noise = m.unet(prepared.inverted, t, encoder_hidden_states=text).sample
             anchor = scheduler.step(noise.float(), t, prepared.inverted.float()).prev_sample
 
-        def features_and_penalty(latent: torch.Tensor):
+        def features_and_penalty(latent: torch.Tensor, with_penalty: bool = True):
+            penalty = keep is not None and with_penalty
             with autocast:
                 features, noise = unet_features(
-                    m.unet, latent.to(m.dtype), t, text, config.feature_blocks, need_output=keep is not None
+                    m.unet,
+                    latent.to(m.dtype),
+                    t,
+                    text,
+                    config.feature_blocks,
+                    need_output=penalty or not config.truncate_unet,
                 )
             grid = supervision_features(features, geometry.feature_size)
-            if keep is None:
+            if not penalty:
                 return grid, None
             previous = scheduler.step(noise.float(), t, latent).prev_sample
             return grid, config.mask_weight * mask_loss(previous, anchor, keep)
@@ -256,20 +275,22 @@ class DragEngine:
                 on_progress(Progress("drag", step, total, geometry.from_grid(current), left))
 
         scaler = torch.amp.GradScaler(m.device.type, enabled=m.dtype == torch.float16)
-        return drag_latent(
-            prepared.inverted,
-            features_and_penalty,
-            handles,
-            targets,
-            steps=config.drag_steps,
-            lr=config.drag_lr,
-            motion_radius=config.motion_radius,
-            tracking_radius=config.tracking_radius,
-            stop_distance=config.stop_distance,
-            grad_scaler=scaler,
-            on_step=report,
-            should_stop=should_stop,
-        )
+        with gradient_checkpointing(m.unet, config.gradient_checkpointing):
+            return drag_latent(
+                prepared.inverted,
+                features_and_penalty,
+                handles,
+                targets,
+                steps=config.drag_steps,
+                lr=config.drag_lr,
+                motion_radius=config.motion_radius,
+                tracking_radius=config.tracking_radius,
+                stop_distance=config.stop_distance,
+                grad_scaler=scaler,
+                fused=config.fused_optimizers,
+                on_step=report,
+                should_stop=should_stop,
+            )
 
     def _denoise(self, original, edited, text, scheduler, timesteps, config, on_progress, should_stop):
         """Denoise the edited z_t beside the original one, whose self-attention K/V it reads (item 1 of 2).
@@ -283,6 +304,19 @@ class DragEngine:
         with reference_attention(unet, config.reference_attention_blocks):
             both = denoise(unet, scheduler, torch.cat([original, edited]), text, timesteps, report, should_stop)
         return both[1:]
+
+
+@contextmanager
+def gradient_checkpointing(unet, enabled: bool):
+    """Recompute the UNet's block activations in the backward instead of keeping them (less memory)."""
+    if not enabled:
+        yield
+        return
+    unet.enable_gradient_checkpointing()
+    try:
+        yield
+    finally:
+        unet.disable_gradient_checkpointing()
 
 
 def image_to_tensor(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:

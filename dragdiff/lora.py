@@ -57,28 +57,31 @@ def train_lora(
     lr: float,
     batch_size: int,
     seed: int,
+    encode_once: bool = True,
+    fused: bool = False,
     on_step: Callable[[int, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Fine-tune a LoRA on `image` (1, 3, H, W) in [-1, 1] with prompt embedding `text`; returns its weights.
 
     The adapter stays attached to `model.unet`. Every random choice (init, crops, noise, timesteps) is drawn
-    from `seed`, so the same inputs give the same weights.
+    from `seed`, so the same inputs give the same weights. `encode_once` VAE-encodes each crop position once
+    (the same posterior every time it is drawn) instead of at every step; `fused` uses fused AdamW.
     """
     torch.manual_seed(seed)  # peft's gaussian init uses the global generator
     attach_lora(model.unet, rank)
     generator = torch.Generator().manual_seed(seed)
     params = lora_parameters(model.unet)
-    optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-2)
+    optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-2, fused=fused or None)
     noise_schedule = DDIMScheduler.from_config(model.scheduler_config)
-    crops = _crop_sampler(image, model.native_resolution, generator)
+    latents = _latent_sampler(model, image, generator, encode_once)
     text = text.expand(batch_size, -1, -1)
     model.unet.train()
     try:
         for step in range(steps):
             if should_stop and should_stop():
                 raise DragCancelled("cancelled while training the LoRA")
-            loss = _lora_loss(model, noise_schedule, crops(batch_size), text, generator)
+            loss = _lora_loss(model, noise_schedule, latents(batch_size), text, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -90,15 +93,9 @@ def train_lora(
 
 
 def _lora_loss(
-    model: DiffusionModel, schedule: DDIMScheduler, pixels: torch.Tensor, text: torch.Tensor, generator: torch.Generator
+    model: DiffusionModel, schedule: DDIMScheduler, latent: torch.Tensor, text: torch.Tensor, generator: torch.Generator
 ) -> torch.Tensor:
-    """Denoising loss of one batch: MSE between the UNet's prediction and the true ε (or v)."""
-    with torch.no_grad():
-        posterior = model.vae.encode(pixels.to(model.device, model.dtype)).latent_dist
-        sample = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(
-            posterior.mean
-        )
-        latent = (sample - model.latent_shift) * model.vae.config.scaling_factor
+    """Denoising loss of one batch of latents: MSE between the UNet's prediction and the true ε (or v)."""
     noise = torch.randn(latent.shape, generator=generator).to(latent)
     t = torch.randint(0, schedule.config.num_train_timesteps, (latent.shape[0],), generator=generator)
     t = t.to(model.device)
@@ -109,16 +106,38 @@ def _lora_loss(
     return F.mse_loss(prediction.float(), target.float())
 
 
-def _crop_sampler(image: torch.Tensor, size: int, generator: torch.Generator) -> Callable[[int], torch.Tensor]:
-    """Random size×size crops of the image resized so its short side is `size` (the reference's augmentation)."""
+def _latent_sampler(
+    model: DiffusionModel, image: torch.Tensor, generator: torch.Generator, encode_once: bool
+) -> Callable[[int], torch.Tensor]:
+    """Latents of random crops (the reference's augmentation: size×size crops of the image resized so its short
+    side is the model's size), each a sample of the VAE posterior. With `encode_once` each crop position's
+    posterior is computed once and reused (a square image has one position: one VAE pass in all)."""
+    size = model.native_resolution
     _, _, height, width = image.shape
     scale = size / min(height, width)
     new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
     resized = F.interpolate(image, (new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+    resized = resized.to(model.device, model.dtype)
+    posteriors: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def crops(batch: int) -> torch.Tensor:
+    @torch.no_grad()
+    def encode(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        posterior = model.vae.encode(crops).latent_dist
+        return posterior.mean, posterior.std
+
+    def posterior_at(y: int, x: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if (y, x) not in posteriors:
+            posteriors[y, x] = encode(resized[:, :, y : y + size, x : x + size])
+        return posteriors[y, x]
+
+    def latents(batch: int) -> torch.Tensor:
         tops = torch.randint(0, new_h - size + 1, (batch,), generator=generator).tolist()
         lefts = torch.randint(0, new_w - size + 1, (batch,), generator=generator).tolist()
-        return torch.cat([resized[:, :, y : y + size, x : x + size] for y, x in zip(tops, lefts, strict=False)])
+        if encode_once:
+            mean, std = (torch.cat(parts) for parts in zip(*(posterior_at(y, x) for y, x in zip(tops, lefts))))
+        else:
+            mean, std = encode(torch.cat([resized[:, :, y : y + size, x : x + size] for y, x in zip(tops, lefts)]))
+        sample = mean + std * torch.randn(mean.shape, generator=generator).to(mean)
+        return (sample - model.latent_shift) * model.vae.config.scaling_factor
 
-    return crops
+    return latents

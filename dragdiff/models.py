@@ -1,9 +1,11 @@
 """Load the parts of a Stable-Diffusion-shaped model from any spec, on the right device and dtype.
 
-Specs: "tiny" (seeded random test model built from configs/tiny), "demo" (the bundled model in assets/models),
-"sd15" or a hub id (from the local Hugging Face cache; downloaded only when the hub is allowed), a local diffusers
-folder, or a single ".safetensors" checkpoint. Only safetensors weights are ever read: never a pickle.
-Everything size-related (VAE factor, latent channels, native resolution) is read from the model's own configs.
+Specs: "tiny" (seeded random test model from configs/tiny); "sd15-random" (SD 1.5's architecture from
+configs/sd15 with seeded random weights: real-size costs for the benchmark); "demo" (the bundled model in
+assets/models); "sd15" or a hub id (from the local Hugging Face cache; downloaded only when the hub is
+allowed); a local diffusers folder; or a single ".safetensors" checkpoint. Only safetensors weights are ever
+read, never a pickle. Everything size-related (VAE factor, latent channels, native resolution) is read from
+the model's own configs.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 HUB_ALIASES = {"sd15": SD15_HUB_ID, "runwayml/stable-diffusion-v1-5": SD15_HUB_ID}
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 DEMO_MODEL_DIR = ASSETS_DIR / "models" / "demo"
-TINY_CONFIG_DIR = CONFIG_DIR / "tiny"
+# Random-weight models built from architecture configs: "tiny" for tests, "sd15-random" for real-size costs.
+RANDOM_MODELS = {"tiny": CONFIG_DIR / "tiny", "sd15-random": CONFIG_DIR / "sd15"}
 MODEL_DEFAULTS_FILE = "dragdiff.yaml"  # DragConfig values tuned for a model, beside its weights
 # What a hub download may fetch: configs, tokenizer files and safetensors weights; never .bin/.ckpt pickles.
 HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "scheduler/*.json", "tokenizer/*"]
@@ -119,9 +122,9 @@ def load_model(
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     spec, note = choose_auto() if spec.strip() == "auto" else (spec.strip(), "")
-    if spec == "tiny":
-        parts = build_tiny_parts()
-        model = DiffusionModel("tiny", "tiny-v1-seed0", *parts, device=device, dtype=dtype)
+    if spec in RANDOM_MODELS:
+        parts = build_random_parts(RANDOM_MODELS[spec])
+        model = DiffusionModel(spec, f"{spec}-v1-seed0", *parts, device=device, dtype=dtype)
     else:
         folder, fingerprint = resolve_spec(spec)
         if folder.is_file():
@@ -175,8 +178,8 @@ def resolve_spec(spec: str) -> tuple[Path, str]:
     if spec.count("/") != 1 or spec.startswith((".", "/", "~")):
         raise DragError(
             f"unknown model {spec!r}: not a file, not a folder and not a hub id; use auto, demo, "
-            "sd15, "
-            "tiny, a hub id such as stable-diffusion-v1-5/stable-diffusion-v1-5, a folder or a .safetensors file"
+            "sd15, tiny, sd15-random, a hub id such as stable-diffusion-v1-5/stable-diffusion-v1-5, a folder or "
+            "a .safetensors file"
         )
     repo = HUB_ALIASES.get(spec, spec)
     snapshot = _hub_snapshot(spec) or _hub_snapshot(repo) or _download(repo)
@@ -264,11 +267,12 @@ def _files_fingerprint(folder: Path) -> str:
     return f"folder:{digest.hexdigest()[:16]}"
 
 
-def build_tiny_parts(seed: int = 0):
-    """A tiny SD-1.5-shaped model with seeded random weights, from configs/tiny (for tests and smoke runs)."""
+def build_random_parts(config_dir: Path = RANDOM_MODELS["tiny"], seed: int = 0):
+    """An SD-1.5-shaped model with seeded random weights from the architecture configs in `config_dir`
+    (configs/tiny for tests and smoke runs, configs/sd15 for the benchmark's real-size costs)."""
 
     def read(name: str) -> dict:
-        values = json.loads((TINY_CONFIG_DIR / f"{name}.json").read_text())
+        values = json.loads((config_dir / f"{name}.json").read_text())
         return {k: v for k, v in values.items() if not k.startswith("_")}
 
     torch.manual_seed(seed)

@@ -59,7 +59,8 @@ class DragTrace:
     reached: bool  # every handle ended within the stopping distance of its target
 
 
-FeatureFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+# feature_fn(latent, with_penalty) -> (features, penalty or None); with_penalty=False when only features are used
+FeatureFn = Callable[[torch.Tensor, bool], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def drag_latent(
@@ -74,27 +75,29 @@ def drag_latent(
     tracking_radius: int,
     stop_distance: float,
     grad_scaler: torch.amp.GradScaler | None = None,
+    fused: bool = False,
     on_step: Callable[[int, int, torch.Tensor], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> DragTrace:
     """Optimise `latent` with Adam so that the features at the handles move to the targets (paper Alg. 1).
 
-    feature_fn(latent) -> (features (1, C, H, W) on the supervision grid, penalty or None), e.g. the mask term.
+    feature_fn(latent, with_penalty) -> (features (1, C, H, W) on the supervision grid, penalty or None), e.g.
+    the mask term; it is asked for no penalty where only the features are used (F0, the final tracking).
     handles, targets: (P, 2) (row, col) on that grid, rounded as the reference does. Each step: features,
     point tracking (from the 2nd step), stop check, motion-supervision loss + penalty, one Adam step.
     """
     handles = handles.round().long()
     targets = targets.round()
     with torch.no_grad():
-        reference = features_at(feature_fn(latent)[0][0], handles)  # F0 at the initial handles, (P, C)
+        reference = features_at(feature_fn(latent, False)[0][0], handles)  # F0 at the initial handles, (P, C)
     latent = latent.detach().float().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([latent], lr=lr)
+    optimizer = torch.optim.Adam([latent], lr=lr, fused=fused or None)
     scaler = grad_scaler or torch.amp.GradScaler(enabled=False)
     track, step = [handles], 0
     for step in range(steps):
         if should_stop and should_stop():
             raise DragCancelled("cancelled while dragging")
-        features, penalty = feature_fn(latent)
+        features, penalty = feature_fn(latent, True)
         if step > 0:
             handles = track_points(features[0].detach(), reference, handles, tracking_radius)
             track.append(handles)
@@ -111,6 +114,6 @@ def drag_latent(
             on_step(step + 1, steps, handles)
     if steps > 0:  # where the handles are after the last update
         with torch.no_grad():
-            handles = track_points(feature_fn(latent)[0][0], reference, handles, tracking_radius)
+            handles = track_points(feature_fn(latent, False)[0][0], reference, handles, tracking_radius)
         track.append(handles)
     return DragTrace(latent.detach(), track, steps, all_reached(handles, targets, stop_distance))

@@ -32,7 +32,7 @@ def test_motion_supervision_drags_a_synthetic_feature_to_its_target():
     targets = torch.tensor([[10.0, 22.0], [16.0, 12.0]])  # one horizontal, one diagonal drag
     trace = drag_latent(
         latent,
-        lambda z: (z, None),
+        lambda z, with_penalty: (z, None),
         handles,
         targets,
         steps=300,
@@ -50,8 +50,8 @@ def test_penalty_and_motion_losses_are_both_optimised():
     latent = gaussian_bump()
     anchor = latent.clone()
 
-    def with_penalty(z):
-        return z, 100 * (z - anchor).abs().sum()  # a heavy penalty holds everything in place
+    def with_penalty(z, wanted):
+        return z, 100 * (z - anchor).abs().sum() if wanted else None  # a heavy penalty holds everything in place
 
     trace = drag_latent(
         latent,
@@ -66,7 +66,7 @@ def test_penalty_and_motion_losses_are_both_optimised():
     )
     free = drag_latent(
         latent,
-        lambda z: (z, None),
+        lambda z, with_penalty: (z, None),
         torch.tensor([[10.0, 10.0]]),
         torch.tensor([[10.0, 22.0]]),
         steps=50,

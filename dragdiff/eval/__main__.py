@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import config_help, parse_value
+from ..cli import config_help, parse_overrides
 from ..errors import DragError
 
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     args = parser.parse_args(argv)
     try:
-        overrides = dict(_key_value(item) for item in args.set)
+        overrides = parse_overrides(args.set)
         return {"shapes": _shapes, "dragbench": _dragbench}[args.command](args, overrides)
     except DragError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -115,13 +115,6 @@ def _dragbench(args, overrides: dict) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k != "categories"}, indent=2))
     print(f"wrote {args.out / 'summary.json'}, per_sample.csv and report.md")
     return 0
-
-
-def _key_value(item: str) -> tuple[str, object]:
-    key, sep, value = item.partition("=")
-    if not sep:
-        raise DragError(f"--set {item!r}: write KEY=VALUE, e.g. --set drag_steps=40")
-    return key.strip(), parse_value(value)
 
 
 if __name__ == "__main__":

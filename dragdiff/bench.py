@@ -1,0 +1,374 @@
+"""Speed and memory of one complete edit, stage by stage: `python -m dragdiff.bench`.
+
+    python -m dragdiff.bench --model sd15-random --size 256 --compare --out bench.json
+
+One fixed edit (a generated scene, one drag, a mask, the config's seed) runs with a fresh, empty cache so
+that every stage really computes. `--compare` runs it twice in one process: "naive" (every speed setting of
+configs/drag.yaml off, fp32) and "optimised" (the defaults, fp16 on CUDA), and prints the ratio per stage.
+FLOPs per stage come from torch's flop counter in a separate short counting run (so the timed run carries no
+counting overhead); the achieved fraction of the device's peak uses a table for GPUs and, on CPU, the
+measured throughput of a large fp32 matmul. A benchmark, not a test: absolute CPU times on shared machines
+are noise, the ratio within one run is the figure to track.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import SPEED_FIELDS, DragConfig
+from .engine import DragEngine
+from .errors import DragError
+from .models import DiffusionModel, load_model
+from .types import DragRequest, Point
+
+STAGES = ("lora", "inversion", "drag", "denoise", "decode", "total")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+# Dense tensor-core peaks (TFLOP/s) from NVIDIA's datasheets, for the fraction of peak; fp32 = non-tensor.
+GPU_PEAK_TFLOPS = {
+    "H100": {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0},
+    "H200": {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0},
+    "A100": {"fp16": 312.0, "bf16": 312.0, "fp32": 19.5},
+    "L4": {"fp16": 121.0, "bf16": 121.0, "fp32": 30.3},
+    "RTX 4090": {"fp16": 165.2, "bf16": 165.2, "fp32": 82.6},
+    "RTX 3090": {"fp16": 71.0, "bf16": 71.0, "fp32": 35.6},
+    "T4": {"fp16": 65.0, "bf16": 65.0, "fp32": 8.1},
+}
+
+
+# -- the fixed edit -----------------------------------------------------------------------------------------
+
+
+def bench_request(size: int, config: DragConfig) -> DragRequest:
+    """A generated scene at size×size: drag the first shape right by size/8 inside a box around it."""
+    from .shapes import random_scene
+
+    scene = random_scene(random.Random(0), size=(size, size), max_shapes=2)
+    shape = scene.shapes[0]
+    x, y = shape.center
+    step = size / 8
+    handle = Point(x, y)
+    target = Point(min(x + step, size - 1), y)
+    mask = np.zeros((size, size), bool)
+    reach = shape.size + step
+    mask[
+        max(0, round(y - reach)) : round(y + reach),
+        max(0, round(x - shape.size - 2)) : round(x + reach + 2),
+    ] = True
+    return DragRequest(scene.render(), (handle,), (target,), mask, scene.caption(), config)
+
+
+def naive(config: DragConfig) -> DragConfig:
+    return config.replace(**{name: False for name in SPEED_FIELDS})
+
+
+# -- measuring ------------------------------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Peak CUDA memory allocated (GPU) or peak resident set size sampled every 5 ms (CPU), in MiB."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak = self.start = 0.0
+        self._running = False
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device) / 2**20
+        else:
+            self.start = self.peak = _rss_mib()
+            self._running = True
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, _rss_mib())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self._running = False
+            self._thread.join()
+            self.peak = max(self.peak, _rss_mib())
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as file:
+        return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def stage_steps(config: DragConfig, steps_used: int) -> dict[str, int]:
+    """How many steps each stage ran (the drag stage: optimiser updates, plus the final tracking pass)."""
+    return {
+        "lora": config.lora_steps,
+        "inversion": config.n_inversion_steps,
+        "drag": steps_used,
+        "denoise": config.n_inversion_steps,
+    }
+
+
+def run_edit(model: DiffusionModel, request: DragRequest) -> dict:
+    """Time one complete edit with an empty cache: seconds per stage and per step, peak memory, the image."""
+    with tempfile.TemporaryDirectory() as cache, PeakMemory(model.device) as memory:
+        result = DragEngine(model, cache_dir=cache).drag(request)
+    steps = stage_steps(request.config, result.steps_used)
+    return {
+        "seconds": {stage: result.timings[stage] for stage in STAGES},
+        "seconds_per_step": {s: result.timings[s] / n for s, n in steps.items() if n},
+        "steps": steps,
+        "peak_memory_mib": round(memory.peak, 1),
+        "memory_added_mib": round(memory.peak - memory.start, 1),
+        "image": result.image,
+    }
+
+
+def count_flops(model: DiffusionModel, request: DragRequest) -> dict[str, dict[str, float]]:
+    """FLOPs of each stage as `fixed` + `per_step` × steps, from a short counted run (two steps per stage).
+
+    Each stage's total is counted around the engine's method for it; its per-step part from the counter's
+    running total at its progress events. The rest is fixed (the drag stage's anchor, F0 and final tracking
+    passes; the VAE encoding of inversion and, with lora_encode_once, of the LoRA's first step).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    short = request.config.replace(
+        lora_steps=min(request.config.lora_steps, 2),
+        n_inversion_steps=2,
+        drag_steps=min(request.config.drag_steps, 2),
+        stop_distance=0.0,  # no early stop: both drag steps run
+    )
+    counter = FlopCounterMode(display=False)
+    totals: dict[str, float] = {}
+    marks: dict[str, list[int]] = {}
+    with tempfile.TemporaryDirectory() as cache, counter:
+        engine = DragEngine(model, cache_dir=cache)
+        for stage, method in (
+            ("lora", "_lora"),
+            ("inversion", "_invert"),
+            ("drag", "_optimise"),
+            ("denoise", "_denoise"),
+        ):
+            setattr(engine, method, _counted(getattr(engine, method), stage, counter, totals))
+        record = lambda progress: marks.setdefault(progress.stage, []).append(counter.get_total_flops())  # noqa: E731
+        engine.drag(replace(request, config=short), on_progress=record)
+        width, height = engine.geometry(request.image.size, short).latent_size
+        latent = torch.zeros(1, model.latent_channels, height, width, device=model.device, dtype=model.dtype)
+        _counted(model.decode, "decode", counter, totals)(latent)
+    per_step = {s: (m[-1] - m[0]) / (len(m) - 1) if len(m) > 1 else 0.0 for s, m in marks.items()}
+    fixed = {s: max(0.0, total - per_step.get(s, 0.0) * len(marks.get(s, ()))) for s, total in totals.items()}
+    return {"per_step": per_step, "fixed": fixed}
+
+
+def _counted(method, stage: str, counter, totals: dict[str, float]):
+    def counted(*args, **kwargs):
+        before = counter.get_total_flops()
+        try:
+            with torch.no_grad() if stage == "decode" else contextlib.nullcontext():
+                return method(*args, **kwargs)
+        finally:
+            totals[stage] = totals.get(stage, 0.0) + counter.get_total_flops() - before
+
+    return counted
+
+
+def device_peak_flops(device: torch.device, dtype_name: str) -> tuple[float, str]:
+    """FLOP/s the device can do: the datasheet's dense peak for known GPUs, else a measured fp32 matmul."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, peaks in GPU_PEAK_TFLOPS.items():
+            if key in name:
+                return peaks[dtype_name] * 1e12, f"{name} datasheet dense {dtype_name}"
+    a = torch.randn(1024, 1024, device=device)
+    torch.mm(a, a)
+    start, count = time.perf_counter(), 0
+    while time.perf_counter() - start < 1.0:
+        torch.mm(a, a)
+        count += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return 2 * 1024**3 * count / (time.perf_counter() - start), "measured 1024² fp32 matmul"
+
+
+def with_flops(report: dict, flops: dict[str, dict[str, float]], peak: float) -> None:
+    """Add FLOPs per stage (fixed + per step × steps) and the achieved fraction of peak to a run's report."""
+    steps = {**report["steps"], "decode": 0}
+    totals = {s: fixed + flops["per_step"].get(s, 0.0) * steps[s] for s, fixed in flops["fixed"].items()}
+    totals["total"] = sum(totals.values())
+    report["gflop"] = {s: round(f / 1e9, 3) for s, f in totals.items()}
+    report["fraction_of_peak"] = {
+        s: round(f / report["seconds"][s] / peak, 5) for s, f in totals.items() if report["seconds"].get(s)
+    }
+
+
+def difference(a: Image.Image, b: Image.Image) -> dict[str, float]:
+    """How far two results differ: max and mean absolute difference (0-255) and PSNR."""
+    x, y = (np.asarray(im.convert("RGB"), np.float64) for im in (a, b))
+    mse = float(((x - y) ** 2).mean())
+    return {
+        "max_abs": float(np.abs(x - y).max()),
+        "mean_abs": float(np.abs(x - y).mean()),
+        "psnr_db": float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse)),
+    }
+
+
+# -- command line -----------------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, overrides: dict) -> dict:
+    device = torch.device(args.device) if args.device else None
+    model = load_model(args.model, device, DTYPES[args.dtype] if args.dtype else None)
+    dtype_name = {v: k for k, v in DTYPES.items()}[model.dtype]
+    config = DragEngine(model).default_config(**overrides)
+    request = bench_request(args.size, config.replace(resolution=args.size))
+    variants = {"optimised": (model, request.config)}
+    if args.compare:
+        # The naive run is fp32 with every speed setting off; on CPU the model already is fp32.
+        slow = model if model.dtype == torch.float32 else load_model(args.model, model.device, torch.float32)
+        variants = {"naive": (slow, naive(request.config)), **variants}
+    if args.warmup:  # one-time costs (kernel selection, allocator growth) must not land in the first variant
+        warm = request.config.replace(lora_steps=1, n_inversion_steps=1, drag_steps=1)
+        run_edit(model, replace(request, config=warm))
+    reports = {}
+    for name, (variant_model, variant_config) in variants.items():
+        print(f"[bench] {name}: running the edit ...", file=sys.stderr, flush=True)
+        reports[name] = run_edit(variant_model, replace(request, config=variant_config))
+    if args.flops:
+        for name, (variant_model, variant_config) in variants.items():
+            print(f"[bench] {name}: counting FLOPs ...", file=sys.stderr, flush=True)
+            variant_request = replace(request, config=variant_config)
+            peak, peak_source = device_peak_flops(variant_model.device, _dtype_name(variant_model))
+            with_flops(reports[name], count_flops(variant_model, variant_request), peak)
+            reports[name]["peak_flops"] = {"tflops": round(peak / 1e12, 3), "source": peak_source}
+    images = {name: report.pop("image") for name, report in reports.items()}
+    summary = {
+        "model": model.spec,
+        "size": args.size,
+        "device": _device_name(model.device),
+        "dtype": dtype_name,
+        "torch": torch.__version__,
+        "diffusers": _version("diffusers"),
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "config": request.config.to_dict(),
+        "variants": reports,
+    }
+    if args.compare:
+        summary["speedup"] = {
+            s: round(reports["naive"]["seconds"][s] / max(reports["optimised"]["seconds"][s], 1e-9), 3) for s in STAGES
+        }
+        summary["difference"] = difference(images["naive"], images["optimised"])
+    if args.save_images:
+        args.save_images.mkdir(parents=True, exist_ok=True)
+        request.image.save(args.save_images / "input.png")
+        for name, image in images.items():
+            image.save(args.save_images / f"{name}.png")
+    return summary
+
+
+def table(summary: dict) -> str:
+    variants = summary["variants"]
+    names = list(variants)
+    header = ["stage", *[f"{n} s" for n in names]]
+    if "speedup" in summary:
+        header.append("speedup")
+    header += [f"{names[-1]} s/step", "GFLOP", "% of peak"]
+    rows = [header]
+    last = variants[names[-1]]
+    for stage in STAGES:
+        row = [stage, *[f"{variants[n]['seconds'][stage]:.2f}" for n in names]]
+        if "speedup" in summary:
+            row.append(f"{summary['speedup'][stage]:.2f}×")
+        per_step = last["seconds_per_step"].get(stage)
+        row.append(f"{per_step:.3f}" if per_step is not None else "")
+        row.append(f"{last['gflop'][stage]:.1f}" if "gflop" in last and stage in last["gflop"] else "")
+        fraction = last.get("fraction_of_peak", {}).get(stage)
+        row.append(f"{100 * fraction:.1f}" if fraction is not None else "")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    memory = ", ".join(f"{n} {variants[n]['peak_memory_mib']:.0f} MiB" for n in names)
+    lines.append(f"peak memory ({'CUDA allocated' if 'cuda' in summary['device'] else 'RSS'}): {memory}")
+    lines.append(f"{summary['model']} at {summary['size']} px on {summary['device']} ({summary['dtype']})")
+    if "difference" in summary:
+        d = summary["difference"]
+        lines.append(f"naive vs optimised result: max |Δ| {d['max_abs']:.0f}/255, PSNR {d['psnr_db']:.1f} dB")
+    return "\n".join(lines)
+
+
+def _dtype_name(model: DiffusionModel) -> str:
+    return {v: k for k, v in DTYPES.items()}[model.dtype]
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import config_help, parse_overrides
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dragdiff.bench", description="Time and measure one complete drag edit, stage by stage."
+    )
+    parser.add_argument("--model", default="tiny", help="tiny, demo, sd15-random (SD 1.5's size, random weights), …")
+    parser.add_argument("--size", type=int, default=256, help="image and working size in px (default 256)")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), help="default: fp16 on CUDA, fp32 on CPU")
+    parser.add_argument("--compare", action="store_true", help="also run the naive variant and print the ratios")
+    parser.add_argument("--no-flops", dest="flops", action="store_false", help="skip the FLOP-counting runs")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the short warm-up edit")
+    parser.add_argument("--out", type=Path, help="write the JSON report here")
+    parser.add_argument("--save-images", type=Path, help="folder for the input and each variant's result")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a DragConfig parameter (e.g. lora_steps=10); one of: {', '.join(config_help())}",
+    )
+    args = parser.parse_args(argv)
+    try:
+        summary = run(args, parse_overrides(args.set))
+    except DragError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table(summary))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The speed benchmark runs and its optimisations do not change the edit (timings are never asserted: they
+are noise on shared machines; the FLOP counts are exact and show the work saved)."""
+
+import json
+
+from dragdiff.bench import main
+
+FAST = ["lora_steps=3", "drag_steps=4", "n_inference_steps=10", "n_inversion_steps=7"]
+
+
+def test_compare_runs_both_variants_with_the_same_result_and_less_work(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["--model", "tiny", "--size", "64", "--device", "cpu", "--compare", "--no-warmup", "--out", str(out)]
+    assert main(args + [a for item in FAST for a in ("--set", item)]) == 0
+    report = json.loads(out.read_text())
+    naive, optimised = report["variants"]["naive"], report["variants"]["optimised"]
+    for variant in (naive, optimised):
+        assert set(variant["seconds"]) == {"lora", "inversion", "drag", "denoise", "decode", "total"}
+        assert variant["peak_memory_mib"] > 0 and variant["steps"]["lora"] == 3
+    assert set(report["speedup"]) == set(naive["seconds"])
+    # Optimisations must not change the result beyond numeric noise ...
+    assert report["difference"]["max_abs"] <= 2 and report["difference"]["psnr_db"] > 45
+    # ... and must save work: LoRA steps no longer run the VAE, feature-only passes stop early in the UNet.
+    assert optimised["gflop"]["lora"] < 0.9 * naive["gflop"]["lora"]
+    assert optimised["gflop"]["drag"] < naive["gflop"]["drag"]
+    assert optimised["gflop"]["inversion"] == naive["gflop"]["inversion"]
+    printed = capsys.readouterr().out
+    assert "speedup" in printed and "naive vs optimised result" in printed
+
+
+def test_a_bad_setting_is_named(capsys):
+    assert main(["--model", "tiny", "--size", "64", "--set", "drag_steps=-1"]) == 2
+    assert "drag_steps" in capsys.readouterr().err
