@@ -223,6 +223,20 @@ def with_flops(report: dict, flops: dict[str, dict[str, float]], peak: float) ->
     }
 
 
+def profile(model: DiffusionModel, request: DragRequest, path: Path, rows: int = 25) -> None:
+    """torch.profiler's table of the operators that take the most time in one edit, written to `path`."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if model.device.type == "cuda" else [])
+    with torch_profile(activities=activities) as profiler:
+        run_edit(model, request)
+    sort = "self_cuda_time_total" if model.device.type == "cuda" else "self_cpu_time_total"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(profiler.key_averages().table(sort_by=sort, row_limit=rows))
+    print(f"wrote the profile's top {rows} operators to {path}", file=sys.stderr)
+
+
 def difference(a: Image.Image, b: Image.Image) -> dict[str, float]:
     """How far two results differ: max and mean absolute difference (0-255) and PSNR."""
     x, y = (np.asarray(im.convert("RGB"), np.float64) for im in (a, b))
@@ -255,6 +269,9 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
     for name, (variant_model, variant_config) in variants.items():
         print(f"[bench] {name}: running the edit ...", file=sys.stderr, flush=True)
         reports[name] = run_edit(variant_model, replace(request, config=variant_config))
+    if args.profile:
+        print("[bench] optimised: profiling ...", file=sys.stderr, flush=True)
+        profile(model, request, args.profile)
     if args.flops:
         for name, (variant_model, variant_config) in variants.items():
             print(f"[bench] {name}: counting FLOPs ...", file=sys.stderr, flush=True)
@@ -348,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-flops", dest="flops", action="store_false", help="skip the FLOP-counting runs")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the short warm-up edit")
     parser.add_argument("--out", type=Path, help="write the JSON report here")
+    parser.add_argument("--profile", type=Path, help="also profile the optimised edit; top operators to this file")
     parser.add_argument("--save-images", type=Path, help="folder for the input and each variant's result")
     parser.add_argument(
         "--set",

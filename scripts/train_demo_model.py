@@ -2,7 +2,7 @@
 
     python scripts/train_demo_model.py vae  --minutes 20      # 1. the autoencoder (4x, 128 px -> 32x32 latents)
     python scripts/train_demo_model.py unet --minutes 60      # 2. UNet + text encoder (resumable, run again)
-    python scripts/train_demo_model.py card                   # 3. evaluate and write the model card
+    python scripts/demo_model_card.py                         # 3. evaluate and write the model card
 
 Every stage writes the model folder (a diffusers folder, fp16 safetensors) at least every --checkpoint-minutes,
 so an interrupted run loses at most that much. Training resumes from the folder's weights (a fresh optimiser

@@ -204,6 +204,8 @@ def test_browser_upload_click_paint_run_download(server, tmp_path):
         for x, y in [(40, 48), (70, 48)]:  # image pixels
             canvas.click(position={"x": (x + 0.5) * scale, "y": (y + 0.5) * scale})
             page.wait_for_timeout(800)
+        # The background preparation (LoRA, inversion) reports in the same status line: let it finish first
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Ready to drag')", timeout=120_000)
         page.locator("#mask button[aria-label='Brush']").first.click()
         paint = page.locator("#mask canvas").first.bounding_box()
         page.mouse.move(paint["x"] + paint["width"] * 0.2, paint["y"] + paint["height"] * 0.5)
