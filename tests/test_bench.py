@@ -3,7 +3,12 @@ are noise on shared machines; the FLOP counts are exact and show the work saved)
 
 import json
 
-from dragdiff.bench import main
+import numpy as np
+
+from dragdiff.bench import difference, main, naive
+from dragdiff.config import SPEED_FIELDS
+from dragdiff.engine import DragEngine
+from dragdiff.types import DragRequest, Point
 
 FAST = ["lora_steps=3", "drag_steps=4", "n_inference_steps=10", "n_inversion_steps=7"]
 
@@ -31,3 +36,17 @@ def test_compare_runs_both_variants_with_the_same_result_and_less_work(tmp_path,
 def test_a_bad_setting_is_named(capsys):
     assert main(["--model", "tiny", "--size", "64", "--set", "drag_steps=-1"]) == 2
     assert "drag_steps" in capsys.readouterr().err
+
+
+def test_every_speed_setting_leaves_the_edit_unchanged(tiny_model, scene, fast_config, tmp_path):
+    """All speed and memory settings on (non-square image, with and without a mask) give the edit of all off."""
+    mask = np.zeros((96, 128), bool)
+    mask[30:70, 20:100] = True
+    all_on = fast_config.replace(**{name: True for name in SPEED_FIELDS})
+    for editable in (mask, None):
+        images = []
+        for index, config in enumerate((naive(fast_config), all_on)):
+            engine = DragEngine(tiny_model, cache_dir=str(tmp_path / f"{index}-{editable is None}"))
+            request = DragRequest(scene, (Point(40, 48),), (Point(60, 50),), editable, "a disc", config)
+            images.append(engine.drag(request).image)
+        assert difference(*images)["max_abs"] <= 2, difference(*images)
