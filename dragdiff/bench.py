@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import gc
 import json
 import os
 import platform
@@ -94,6 +96,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.start = torch.cuda.memory_allocated(self.device) / 2**20
         else:
+            _release_freed_memory()  # else the second variant starts on the first one's retained heap
             self.start = self.peak = _rss_mib()
             self._running = True
             self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -113,6 +116,15 @@ class PeakMemory:
             self._running = False
             self._thread.join()
             self.peak = max(self.peak, _rss_mib())
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them), so that RSS measures this run's own peak."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc: RSS then includes memory retained from earlier runs
+        pass
 
 
 def _rss_mib() -> float:

@@ -81,7 +81,7 @@ class DragEngine:
         text = self.model.encode_prompt(prompt)
         pixels = image_to_tensor(image, geometry.work_size)
         image_id = cache_key(list(image.size), image.tobytes())
-        lora_key = cache_key("lora-v1", self.model.fingerprint, image_id, prompt, config.pick(*LORA_FIELDS))
+        lora_key = cache_key("lora-v2", self.model.fingerprint, image_id, prompt, config.pick(*LORA_FIELDS))
 
         start = time.perf_counter()
         lora = self._lora(pixels, text, config, lora_key, on_progress, should_stop)
@@ -207,6 +207,7 @@ class DragEngine:
             lr=config.lora_lr,
             batch_size=config.lora_batch_size,
             seed=config.seed,
+            size=pixels.shape[-1] // self.model.vae_factor * self.model.vae_factor,  # the working width
             encode_once=config.lora_encode_once,
             fused=config.fused_optimizers,
             on_step=report,

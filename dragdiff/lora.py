@@ -57,6 +57,7 @@ def train_lora(
     lr: float,
     batch_size: int,
     seed: int,
+    size: int | None = None,
     encode_once: bool = True,
     fused: bool = False,
     on_step: Callable[[int, int, float], None] | None = None,
@@ -66,7 +67,8 @@ def train_lora(
 
     The adapter stays attached to `model.unet`. Every random choice (init, crops, noise, timesteps) is drawn
     from `seed`, so the same inputs give the same weights. `encode_once` VAE-encodes each crop position once
-    (the same posterior every time it is drawn) instead of at every step; `fused` uses fused AdamW.
+    (the same posterior every time it is drawn) instead of at every step; `fused` uses fused AdamW. Crops are
+    `size` px (the working resolution; default the model's native size, as the reference's 512 for SD 1.5).
     """
     torch.manual_seed(seed)  # peft's gaussian init uses the global generator
     attach_lora(model.unet, rank)
@@ -74,7 +76,7 @@ def train_lora(
     params = lora_parameters(model.unet)
     optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-2, fused=fused or None)
     noise_schedule = DDIMScheduler.from_config(model.scheduler_config)
-    latents = _latent_sampler(model, image, generator, encode_once)
+    latents = _latent_sampler(model, image, size or model.native_resolution, generator, encode_once)
     text = text.expand(batch_size, -1, -1)
     model.unet.train()
     try:
@@ -107,12 +109,11 @@ def _lora_loss(
 
 
 def _latent_sampler(
-    model: DiffusionModel, image: torch.Tensor, generator: torch.Generator, encode_once: bool
+    model: DiffusionModel, image: torch.Tensor, size: int, generator: torch.Generator, encode_once: bool
 ) -> Callable[[int], torch.Tensor]:
     """Latents of random crops (the reference's augmentation: size×size crops of the image resized so its short
-    side is the model's size), each a sample of the VAE posterior. With `encode_once` each crop position's
+    side is `size`), each a sample of the VAE posterior. With `encode_once` each crop position's
     posterior is computed once and reused (a square image has one position: one VAE pass in all)."""
-    size = model.native_resolution
     _, _, height, width = image.shape
     scale = size / min(height, width)
     new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
