@@ -364,7 +364,7 @@ def _version(package: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import config_help, parse_overrides
+    from .cli import add_set_argument, parse_overrides
 
     parser = argparse.ArgumentParser(
         prog="python -m dragdiff.bench", description="Time and measure one complete drag edit, stage by stage."
@@ -379,13 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     parser.add_argument("--profile", type=Path, help="also profile the optimised edit; top operators to this file")
     parser.add_argument("--save-images", type=Path, help="folder for the input and each variant's result")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a DragConfig parameter (e.g. lora_steps=10); one of: {', '.join(config_help())}",
-    )
+    add_set_argument(parser)
     args = parser.parse_args(argv)
     try:
         summary = run(args, parse_overrides(args.set))

@@ -172,6 +172,17 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """`--set KEY=VALUE` (repeatable) for any DragConfig parameter; read back with parse_overrides."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a DragConfig parameter (e.g. drag_steps=40); one of: {', '.join(config_help())}",
+    )
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """`--set KEY=VALUE` items as a mapping (values parsed as YAML; DragConfig checks names and ranges)."""
     overrides = {}

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import config_help, parse_overrides
+from ..cli import add_set_argument, parse_overrides
 from ..errors import DragError
 
 
@@ -55,13 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             choices=["dragdiffusion"],
             help="editing method (DragonDiffusion joins when it lands)",
         )
-        command.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help=f"override a DragConfig parameter; one of: {', '.join(config_help())}",
-        )
+        add_set_argument(command)
     args = parser.parse_args(argv)
     try:
         overrides = parse_overrides(args.set)
