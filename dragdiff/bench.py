@@ -133,7 +133,7 @@ def _rss_mib() -> float:
 
 
 def stage_steps(config: DragConfig, steps_used: int) -> dict[str, int]:
-    """How many steps each stage ran (the drag stage: optimiser updates, plus the final tracking pass)."""
+    """How many steps each stage ran (the drag stage: the optimiser updates it made)."""
     return {
         "lora": config.lora_steps,
         "inversion": config.n_inversion_steps,
@@ -251,13 +251,10 @@ def profile(model: DiffusionModel, request: DragRequest, path: Path, rows: int =
 
 def difference(a: Image.Image, b: Image.Image) -> dict[str, float]:
     """How far two results differ: max and mean absolute difference (0-255) and PSNR."""
-    x, y = (np.asarray(im.convert("RGB"), np.float64) for im in (a, b))
-    mse = float(((x - y) ** 2).mean())
-    return {
-        "max_abs": float(np.abs(x - y).max()),
-        "mean_abs": float(np.abs(x - y).mean()),
-        "psnr_db": float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse)),
-    }
+    from .eval.metrics import as_array, psnr
+
+    gap = np.abs(as_array(a) - as_array(b))
+    return {"max_abs": float(gap.max()), "mean_abs": float(gap.mean()), "psnr_db": psnr(a, b)}
 
 
 # -- command line -----------------------------------------------------------------------------------------------
@@ -266,7 +263,6 @@ def difference(a: Image.Image, b: Image.Image) -> dict[str, float]:
 def run(args: argparse.Namespace, overrides: dict) -> dict:
     device = torch.device(args.device) if args.device else None
     model = load_model(args.model, device, DTYPES[args.dtype] if args.dtype else None)
-    dtype_name = {v: k for k, v in DTYPES.items()}[model.dtype]
     config = DragEngine(model).default_config(**overrides)
     request = bench_request(args.size, config.replace(resolution=args.size))
     variants = {"optimised": (model, request.config)}
@@ -296,7 +292,7 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
         "model": model.spec,
         "size": args.size,
         "device": _device_name(model.device),
-        "dtype": dtype_name,
+        "dtype": _dtype_name(model),
         "torch": torch.__version__,
         "diffusers": _version("diffusers"),
         "python": platform.python_version(),
