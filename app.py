@@ -208,6 +208,10 @@ def run(state: dict, prompt: str, model: str, *values):
         where = f" during {describe(last)}" if last else ""
         yield state, f"Stopped{where}. Nothing was changed; press Drag to run again.", *no_change
         return
+    except DragError as exc:  # found by the engine once it knows the model, e.g. a block the UNet lacks
+        gr.Warning(str(exc))
+        yield state, f"⚠️ {exc}", *no_change
+        return
     result = event.value
     path = autosave(SETTINGS.outputs, result.image, session)
     history = [*state["history"], str(path)]
@@ -252,7 +256,7 @@ def load_saved(path: str | None, state: dict):
     if not path:
         return (state, *([gr.skip()] * (6 + len(PARAMS))))
     try:
-        session = load_session(path)
+        session = load_session(path, max_pixels=SETTINGS.max_image_pixels)
     except DragError as exc:
         gr.Warning(str(exc))
         return (state, *([gr.skip()] * 5), f"⚠️ {exc}", *([gr.skip()] * len(PARAMS)))
@@ -296,6 +300,8 @@ def api_edit(
     from dragdiff.validation import parse_points
 
     try:
+        if not image:
+            raise DragError("image: no image was given; pass the image file to edit")
         picture = load_image(image["path"], max_pixels=SETTINGS.max_image_pixels)
         handles, targets = parse_points(points)
         engine = ENGINES.get(model or SETTINGS.model)
@@ -449,7 +455,7 @@ def build_app() -> gr.Blocks:
 demo = build_app()
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="dragdiff: point-drag image editing in the browser")
     parser.add_argument(
         "--host",
@@ -475,7 +481,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--gpu-jobs", type=int, default=1, help="edits run at once on the device (default 1; others wait in the queue)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     SETTINGS.model, SETTINGS.device, SETTINGS.outputs = args.model, args.device, args.outputs
     SETTINGS.max_image_pixels, SETTINGS.gpu_jobs, SETTINGS.config = args.max_image_pixels, args.gpu_jobs, args.config
     ENGINES.device = args.device

@@ -4,6 +4,7 @@ in a worker thread while streaming its progress, and saving every finished edit 
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -54,20 +55,31 @@ def points_table(clicks: list[list[float]]) -> list[list[Any]]:
 
 
 def clicks_from_table(rows: list[list[Any]]) -> list[list[float]]:
-    """The inverse of points_table, after a user edited it; blank rows are dropped, bad cells are named."""
-    clicks = []
+    """The inverse of points_table, after a user edited it; blank rows are dropped, bad cells are named.
+    Only the last pair may lack its target (it is still being clicked)."""
+    clicks: list[list[float]] = []
     for number, row in enumerate(rows, start=1):
         cells = [str(c).strip() for c in list(row)[1:5]]
         if not any(cells):
             continue
-        try:
-            values = [float(c) for c in cells if c != ""]
-        except ValueError as exc:
-            raise DragError(f"points table, pair {number}: {row!r} holds a value that is not a number") from exc
+        where = f"points table, pair {number}"
+        if len(clicks) % 2:  # else this row's handle would silently become the target of the pair above
+            raise DragError(f"{where}: the pair above has no target; give its target's x and y first")
+        values = [_cell_number(c, where) for c in cells if c != ""]
         if len(values) not in (2, 4) or (len(values) == 2 and cells[0] == ""):
-            raise DragError(f"points table, pair {number}: give the handle's x and y (and the target's)")
+            raise DragError(f"{where}: give the handle's x and y (and the target's)")
         clicks += [values[0:2]] + ([values[2:4]] if len(values) == 4 else [])
     return clicks
+
+
+def _cell_number(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DragError(f"{where}: {text!r} is not a number; type x and y in pixels of the image") from None
+    if not math.isfinite(value):  # "nan" and "inf" parse as floats, but no pixel is there
+        raise DragError(f"{where}: {text!r} is not a finite number; type x and y in pixels of the image")
+    return value
 
 
 # -- the overlay -----------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ MODEL_DEFAULTS_FILE = "dragdiff.yaml"  # DragConfig values tuned for a model, be
 # What a hub download may fetch: configs, tokenizer files and safetensors weights; never .bin/.ckpt pickles.
 HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "scheduler/*.json", "tokenizer/*"]
 HUB_IGNORE = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx*", "*fp16*", "*non_ema*", "*.h5"]
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")  # torch.load formats: unpickling can run code
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,9 @@ def _download(repo: str) -> Path:
 
 
 def _load_folder(folder: Path, spec: str):
+    pickled = sorted(str(f.relative_to(folder)) for f in folder.rglob("*") if f.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        log.warning("model %r: ignoring pickled weights %s; only .safetensors files are loaded", spec, pickled)
     try:
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", use_safetensors=True)
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", use_safetensors=True)
@@ -245,7 +249,10 @@ def _load_single_file(path: Path, config: str | Path | None):
             requires_safety_checker=False,
         )
     except Exception as exc:  # noqa: BLE001 - diffusers raises many types for a bad checkpoint
-        raise DragError(f"cannot load the checkpoint {path}: {exc}") from exc
+        raise DragError(
+            f"cannot load the checkpoint {path}: {exc}. Give a complete Stable Diffusion .safetensors checkpoint "
+            "and, offline, the diffusers folder with its configs (--model-config)"
+        ) from exc
     return pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, dict(pipe.scheduler.config)
 
 

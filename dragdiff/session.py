@@ -47,7 +47,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from .config import DragConfig
 from .errors import DragError
-from .images import PNG_SIGNATURE, load_image, load_mask, mask_to_image, png_bytes, read_png_text
+from .images import MAX_IMAGE_PIXELS, PNG_SIGNATURE, load_image, load_mask, mask_to_image, png_bytes, read_png_text
 from .types import DragRequest, Point
 from .validation import check_request, effective_mask
 
@@ -128,18 +128,21 @@ class Session:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=True) + "\n"
 
 
-def load_session(source: str | Path) -> Session:
-    """Read a session from a .json file or from a PNG written by `save_result_png`."""
+def load_session(source: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Session:
+    """Read a session from a .json file or from a PNG written by `save_result_png`.
+
+    An image (embedded or by path) of more than `max_pixels` pixels is refused before it is decoded.
+    """
     path = Path(source)
     if _starts_like_png(path):
-        return read_png_session(path)
+        return read_png_session(path, max_pixels=max_pixels)
     name = f"session file '{path}'"
     data = _parse_json(_utf8(_read_session_file(path), name), name)
     with _within(f"session file '{path}'"):
-        return session_from_dict(data, folder=path.parent)
+        return session_from_dict(data, folder=path.parent, max_pixels=max_pixels)
 
 
-def read_png_session(path: str | Path) -> Session:
+def read_png_session(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Session:
     """The session in a result PNG's "dragdiff-session" text chunk; paths are relative to the PNG's folder."""
     path = Path(path)
     text = read_png_text(path, PNG_TEXT_KEY, max_bytes=MAX_SESSION_BYTES)
@@ -150,13 +153,14 @@ def read_png_session(path: str | Path) -> Session:
         )
     data = _parse_json(text, f"the session in '{path}'")
     with _within(f"the session in '{path}'"):
-        return session_from_dict(data, folder=path.parent)
+        return session_from_dict(data, folder=path.parent, max_pixels=max_pixels)
 
 
-def session_from_dict(data: Any, folder: Path | None = None) -> Session:
+def session_from_dict(data: Any, folder: Path | None = None, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Session:
     """Validate parsed session JSON into a Session; errors name the field, e.g. "session.points[0].target".
 
     `folder` is where "path" entries are resolved; None refuses them (the JSON did not come from a file).
+    An image of more than `max_pixels` pixels is refused from its header.
     """
     if not isinstance(data, dict):
         raise DragError(f"session: expected a JSON object, got {_json_kind(data)}")
@@ -164,12 +168,14 @@ def session_from_dict(data: Any, folder: Path | None = None) -> Session:
     _check_fields(data, "session", _REQUIRED_FIELDS, _OPTIONAL_FIELDS)
     config = _config(data.get("config", {}))
     handles, targets = _points(data["points"])
+    source = _image_source(data["image"], "session.image", folder)  # its errors name the field themselves
     with _within("session.image"):
-        image = load_image(_image_source(data["image"], "session.image", folder))
+        image = load_image(source, max_pixels=max_pixels)
     mask = None
     if data.get("mask") is not None:
+        source = _image_source(data["mask"], "session.mask", folder)
         with _within("session.mask"):
-            mask = load_mask(_image_source(data["mask"], "session.mask", folder), image.size)
+            mask = load_mask(source, image.size)
     prompt, model = data.get("prompt", ""), data["model"]
     if not isinstance(prompt, str):
         raise DragError(f"session.prompt: expected text, got {_json_kind(prompt)}")
@@ -270,7 +276,7 @@ def _check_fields(data: dict[str, Any], where: str, required: tuple[str, ...], o
             raise DragError(f"{where}: unknown field {name!r}; known fields are {sorted(required + optional)}")
     for name in required:
         if name not in data:
-            raise DragError(f"{where}: missing field {name!r}")
+            raise DragError(f"{where}: missing field {name!r}; add it (required fields: {', '.join(required)})")
 
 
 def _config(values: Any) -> DragConfig:

@@ -125,7 +125,7 @@ def _check_point(name: str, point: object, size: tuple[int, int]) -> None:
         raise DragError(f"{name}: expected a dragdiff Point(x, y), got {point!r}")
     for axis, value in (("x", point.x), ("y", point.y)):
         if not _is_finite_number(value):
-            raise DragError(f"{name}: {axis} = {value!r} is not a finite number")
+            raise DragError(f"{name}: {axis} = {value!r} is not a finite number; give x and y in pixels of the image")
     width, height = size
     if not (0 <= point.x <= width - 1 and 0 <= point.y <= height - 1):
         raise DragError(
