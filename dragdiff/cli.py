@@ -18,6 +18,13 @@ EXAMPLES = """examples:
   python -m dragdiff edit --image cat.png --points "120,80>160,80" --mask cat_mask.png --out cat_dragged.png
   python -m dragdiff edit --image in.png --points "10,10>20,20; 50,60>50,90" --model tiny --lora-steps 5 --out o.png
   python -m dragdiff edit --session cat_dragged.png --out replay.png     # replay the session a result carries
+  python -m dragdiff edit --method dragon --mode move --image in.png --mask obj.png --offset 30,0 --out moved.png
+  python -m dragdiff edit --method dragon --mode resize --image in.png --mask obj.png --offset=-5,0 \\
+      --scale 1.5 --out big.png
+  python -m dragdiff edit --method dragon --mode appearance --image in.png --mask obj.png \\
+      --reference other.png --reference-mask other_obj.png --out restyled.png
+  python -m dragdiff edit --method dragon --mode paste --image bg.png --reference obj.png --reference-mask m.png \\
+      --position 200,150 --scale 0.8 --out pasted.png
 """
 
 
@@ -59,6 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--session",
         help="a session .json, or a PNG written by dragdiff, to replay; other flags given override its values",
     )
+    dragon = edit.add_argument_group("DragonDiffusion (--method dragon; parameters in configs/dragon.yaml)")
+    dragon.add_argument(
+        "--method",
+        choices=["dragdiffusion", "dragon"],
+        help="dragdiffusion (default: LoRA + latent optimisation) or dragon (training-free DragonDiffusion)",
+    )
+    dragon.add_argument(
+        "--mode",
+        choices=["move", "resize", "drag", "appearance", "paste"],
+        help="dragon: move/resize the object under --mask by --offset/--scale; drag --points within --mask; "
+        "appearance: give the --mask object the look of the --reference-mask object of --reference; paste the "
+        "--reference-mask object of --reference at --position",
+    )
+    dragon.add_argument("--offset", help="move/resize: dx,dy in pixels (a negative dx needs --offset=-30,0)")
+    dragon.add_argument("--scale", type=float, help="resize/paste: size factor (default 1)")
+    dragon.add_argument("--position", help="paste: x,y in pixels of --image where the object's centre goes")
+    dragon.add_argument("--reference", help="appearance/paste: the second image")
+    dragon.add_argument("--reference-mask", help="appearance/paste: the object in --reference (white)")
+    dragon.add_argument("--reference-prompt", help="appearance/paste: text describing --reference")
+    dragon.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a DragonConfig parameter, e.g. n_steps=30"
+    )
     out = edit.add_argument_group("model and output")
     out.add_argument(
         "--model", help="auto (default), demo, sd15, tiny, a hub id, a diffusers folder or a .safetensors checkpoint"
@@ -85,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
 def run_edit(args: argparse.Namespace) -> int:
     from .engine import DragEngine  # heavy imports only once the arguments are known to parse
     from .session import save_result_png
+
+    if args.method == "dragon" or (args.session and _is_dragon_session(args.session)):
+        return run_dragon(args)
+    if args.mode or args.set:
+        raise DragError("--mode and --set belong to --method dragon; DragDiffusion takes its parameters as flags")
 
     session = build_session(args)  # checks the points and mask against the image: nothing runs on bad input
     model = _load(session.model, args)
@@ -122,6 +156,92 @@ def run_edit(args: argparse.Namespace) -> int:
         f"wrote {out} and {out.with_suffix('.json')} ({result.steps_used} drag steps, {result.timings['total']:.1f} s)"
     )
     return 0
+
+
+def run_dragon(args: argparse.Namespace) -> int:
+    """A DragonDiffusion edit from flags or a dragon session; writes the PNG (session embedded) and its .json."""
+    from .dragon import DragonEditor
+    from .dragon.session import load_dragon_session, save_result
+    from .engine import DragEngine
+
+    if args.session:
+        request, spec = load_dragon_session(args.session)
+        config = request.config.replace(**parse_overrides(args.set))
+    else:
+        request, spec, config = None, args.model or "auto", None
+    model = _load(args.model or spec, args)
+    if model.note:
+        print(model.note, file=sys.stderr)
+    editor = DragonEditor(DragEngine(model, cache_dir=args.cache_dir))
+    if request is None:
+        mode = {"resize": "move"}.get(args.mode or "", args.mode)
+        if mode is None:
+            raise DragError("--method dragon needs --mode (move, resize, drag, appearance or paste) or --session")
+        config = editor.default_config(mode, **parse_overrides(args.set))
+        request = _dragon_request(args, mode, config)
+    request = replace(request, config=config)
+    bars = ProgressBars(enabled=not args.quiet)
+    try:
+        result = editor.edit(request, on_progress=bars.update)
+    finally:
+        bars.close()
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_result(result.image, request, model.spec, config, out)
+    print(
+        f"wrote {out} and {out.with_suffix('.json')} (DragonDiffusion {request.mode}, {result.timings['total']:.1f} s)"
+    )
+    return 0
+
+
+def _dragon_request(args: argparse.Namespace, mode: str, config):
+    """The request of `mode` from the flags; each missing flag is named."""
+    from .dragon import AppearanceRequest, ContentDragRequest, MoveRequest, PasteRequest
+    from .images import load_image, load_mask
+    from .validation import parse_points
+
+    def need(flag: str):
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is None:
+            raise DragError(f"--mode {args.mode} needs {flag}; see python -m dragdiff edit --help")
+        return value
+
+    image = load_image(need("--image"))
+    prompt = args.prompt or ""
+    mask = load_mask(args.mask, image.size) if args.mask else None
+    scale = 1.0 if args.scale is None else args.scale
+    if mode == "drag":
+        handles, targets = parse_points(need("--points"))
+        return ContentDragRequest(image, handles, targets, mask, prompt, config)
+    if mode == "move":
+        need("--mask")
+        return MoveRequest(image, mask, _xy_flag("--offset", need("--offset")), scale, prompt, config)
+    reference = load_image(need("--reference"), what="reference image")
+    reference_mask = load_mask(need("--reference-mask"), reference.size)
+    reference_prompt = args.reference_prompt or ""
+    if mode == "appearance":
+        need("--mask")
+        return AppearanceRequest(image, mask, reference, reference_mask, prompt, reference_prompt, config)
+    position = _xy_flag("--position", need("--position"))
+    return PasteRequest(image, reference, reference_mask, position, scale, prompt, reference_prompt, config)
+
+
+def _xy_flag(flag: str, text: str):
+    from .types import Point
+
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise DragError(f"{flag} {text!r}: write two numbers as x,y, e.g. {flag} 30,-10") from exc
+    return Point(x, y)
+
+
+def _is_dragon_session(path: str) -> bool:
+    from .dragon.session import is_dragon_session, read_session_data
+
+    return is_dragon_session(read_session_data(path))
 
 
 def build_session(args: argparse.Namespace):

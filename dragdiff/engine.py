@@ -85,7 +85,7 @@ class DragEngine:
 
         start = time.perf_counter()
         lora = self._lora(pixels, text, config, lora_key, on_progress, should_stop)
-        self._use_lora(lora_key, lora)  # inversion runs on the fine-tuned UNet, as in the reference
+        self.use_lora(lora_key, lora)  # inversion runs on the fine-tuned UNet, as in the reference
         timings["lora"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -112,7 +112,7 @@ class DragEngine:
         # 2. LoRA and inversion (cached per image, prompt and settings).
         prepared = self.prepare(request.image, request.prompt, config, on_progress, should_stop)
         geometry, m = prepared.geometry, self.model
-        self._use_lora(prepared.lora_key, prepared.lora)
+        self.use_lora(prepared.lora_key, prepared.lora)
         scheduler = m.scheduler()
         timesteps = drag_timesteps(scheduler, config.n_inference_steps, config.n_inversion_steps)
         # 3. Optimise z_t with motion supervision and point tracking.
@@ -177,7 +177,7 @@ class DragEngine:
         """Inversion then plain denoising, no edit: what a drag with nothing to do returns."""
         config = config or self.default_config()
         prepared = self.prepare(image, prompt, config)
-        self._use_lora(prepared.lora_key, prepared.lora)
+        self.use_lora(prepared.lora_key, prepared.lora)
         scheduler = self.model.scheduler()
         timesteps = drag_timesteps(scheduler, config.n_inference_steps, config.n_inversion_steps)
         latent = denoise(self.model.unet, scheduler, prepared.inverted, prepared.text, timesteps)
@@ -218,8 +218,9 @@ class DragEngine:
         self.cache.save("lora", key, weights)
         return weights
 
-    def _use_lora(self, key: str, weights: dict[str, torch.Tensor] | None) -> None:
-        """Make the UNet carry these LoRA weights (or none) without reloading when it already does."""
+    def use_lora(self, key: str | None, weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Make the UNet carry these LoRA weights (or none: `weights` None) without reloading when it already
+        does. DragonDiffusion edits call use_lora(None): they run on the plain UNet."""
         if self._attached_lora == key:
             return
         if weights is None:

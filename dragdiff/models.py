@@ -54,6 +54,7 @@ class DiffusionModel:
     device: torch.device
     dtype: torch.dtype
     drag_defaults: dict = field(default_factory=dict)  # the model's own DragConfig values (dragdiff.yaml)
+    dragon_defaults: dict = field(default_factory=dict)  # its DragonConfig values (dragdiff.yaml's `dragon:`)
     note: str = ""  # why this model was chosen (for `auto`), for logs and the UI
 
     @property
@@ -135,6 +136,7 @@ def load_model(
         model = DiffusionModel(spec, fingerprint, *parts, device=device, dtype=dtype)
         if folder.is_dir() and (folder / MODEL_DEFAULTS_FILE).is_file():
             model.drag_defaults = read_config_file(folder / MODEL_DEFAULTS_FILE)
+            model.dragon_defaults = model.drag_defaults.pop("dragon", {})
     model.note = note
     return _prepare(model)
 

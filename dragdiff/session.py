@@ -256,6 +256,10 @@ def _check_format_and_version(data: dict[str, Any]) -> None:
     for name in ("format", "version"):
         if name not in data:
             raise DragError(f"session: missing field '{name}'; is this a dragdiff session file?")
+    if data["format"] == "dragdiff-dragon-session":
+        raise DragError(
+            "this is a DragonDiffusion session; replay it with python -m dragdiff edit --method dragon --session FILE"
+        )
     if data["format"] != SESSION_FORMAT:
         raise DragError(
             f"session.format: expected '{SESSION_FORMAT}', got {_short(data['format'])}; this is not a dragdiff session"

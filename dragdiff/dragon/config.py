@@ -1,0 +1,103 @@
+"""DragonConfig: every knob of a DragonDiffusion edit; defaults and per-mode defaults from configs/dragon.yaml."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import CONFIG_DIR, _coerce, read_config_file
+from ..errors import DragError
+
+DEFAULT_FILE = CONFIG_DIR / "dragon.yaml"
+MODES = ("move", "drag", "appearance", "paste")  # resize is a move with scale != 1
+VARIANTS = ("dragon", "diffeditor")
+
+
+@dataclass(frozen=True)
+class DragonConfig:
+    """All parameters of one DragonDiffusion edit. Comments and sources live in configs/dragon.yaml."""
+
+    seed: int
+    resolution: int | None
+    n_steps: int
+    variant: str
+    cfg_scale: float
+    energy_scale: float
+    step_constant: float
+    w_edit: float
+    w_content: float
+    w_contrast: float
+    w_inpaint: float
+    feature_blocks: tuple[int, ...]
+    guided_until: int
+    memory_start: int
+    memory_mix_until: int
+    memory_blocks: tuple[int, ...] | None
+    memory_on_cpu: bool
+    sde_strength: float
+    time_travel_repeats: int
+
+    @classmethod
+    def load(
+        cls, mode: str, path: str | Path | None = None, model_defaults: dict | None = None, **overrides: Any
+    ) -> DragonConfig:
+        """configs/dragon.yaml and its `modes.<mode>` values, then a model's own values (the `dragon:` section
+        of its dragdiff.yaml, which may have `modes` too), then `path` (a YAML file), then `overrides`."""
+        if mode not in MODES:
+            raise DragError(f"mode: {mode!r} is not one of {list(MODES)} (resize is move with a scale)")
+        values = _with_mode(read_config_file(DEFAULT_FILE), mode)
+        values.update(_with_mode(model_defaults or {}, mode))
+        if path is not None:
+            values.update(read_config_file(Path(path)))
+        values.update(overrides)
+        return cls.from_dict(values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "dragon config") -> DragonConfig:
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise DragError(f"{where}: unknown parameter(s) {unknown}; known parameters are {names}")
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise DragError(f"{where}: missing parameter(s) {missing}")
+        if values["variant"] not in VARIANTS:
+            raise DragError(f"{where}.variant: {values['variant']!r} is not one of {list(VARIANTS)}")
+        return cls(**{n: values[n] if n == "variant" else _coerce(f"{where}.{n}", values[n], _RULES[n]) for n in names})
+
+    def replace(self, **changes: Any) -> DragonConfig:
+        return DragonConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _with_mode(values: dict[str, Any], mode: str) -> dict[str, Any]:
+    """Flatten {..., "modes": {mode: {...}}} into the values for one mode."""
+    values = dict(values)
+    modes = values.pop("modes", None) or {}
+    return {**values, **modes.get(mode, {})}
+
+
+_RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
+    "seed": (int, 0, 2**32 - 1, False),
+    "resolution": (int, 64, 4096, True),
+    "n_steps": (int, 2, 1000, False),
+    "cfg_scale": (float, 0.0, 50.0, False),
+    "energy_scale": (float, 0.0, 100.0, False),
+    "step_constant": (float, 0.0, 10.0, False),
+    "w_edit": (float, 0.0, 100.0, False),
+    "w_content": (float, 0.0, 100.0, False),
+    "w_contrast": (float, 0.0, 100.0, False),
+    "w_inpaint": (float, 0.0, 100.0, False),
+    "feature_blocks": (tuple, 0, 16, False),
+    "guided_until": (int, 0, 1000, False),
+    "memory_start": (int, 0, 1000, False),
+    "memory_mix_until": (int, 0, 1000, False),
+    "memory_blocks": (tuple, 0, 16, True),
+    "memory_on_cpu": (bool, None, None, False),
+    "sde_strength": (float, 0.0, 1.0, False),
+    "time_travel_repeats": (int, 0, 10, False),
+}

@@ -1,0 +1,147 @@
+"""The memory bank: the original's decoder self-attention keys and values, recorded during DDIM inversion and
+read back while the edit is sampled, so that what the edit does not touch keeps the original's look.
+
+One `MemoryControl` drives every controlled layer. Its `mode` says what the layers do at the current step:
+  off      plain self-attention
+  record   plain self-attention, storing K/V of the (single) latent under (timestep, layer)
+  replace  K/V := the stored ones (move: the object finds its appearance at the old place)
+  concat   K/V := [live; stored] (drag)
+  mix      K/V := stored base tokens outside the base mask + stored reference tokens inside the reference mask
+           (appearance replacement and paste)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
+from diffusers.models.attention_processor import Attention
+
+MODES = ("off", "record", "replace", "concat", "mix")
+
+
+@dataclass
+class MemoryBank:
+    """K/V per (timestep, layer name), each (1, tokens, channels), on `device`."""
+
+    device: torch.device | None = None  # None: keep where computed
+    entries: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    def put(self, timestep: int, layer: str, key: torch.Tensor, value: torch.Tensor) -> None:
+        move = (lambda x: x.detach().to(self.device)) if self.device else (lambda x: x.detach())
+        self.entries[(timestep, layer)] = (move(key), move(value))
+
+    def get(self, timestep: int, layer: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        key, value = self.entries[(timestep, layer)]
+        return key.to(like.device, like.dtype), value.to(like.device, like.dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.nbytes + v.nbytes for k, v in self.entries.values())
+
+
+@dataclass
+class MemoryControl:
+    """Shared state of all controlled layers: the mode, the current timestep and the banks to read."""
+
+    bank: MemoryBank
+    mode: str = "off"
+    timestep: int = 0
+    reference: MemoryBank | None = None  # mix: the reference image's bank
+    base_mask: torch.Tensor | None = None  # mix: (h, w) bool on the latent grid, True = the edited region
+    reference_mask: torch.Tensor | None = None  # mix: (h, w) bool, True = the reference object
+
+    def keys_values(self, layer: str, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The K/V this layer attends to, given its live ones (B, N, C)."""
+        if self.mode == "record":
+            self.bank.put(self.timestep, layer, key[:1], value[:1])
+        if self.mode in ("off", "record"):
+            return key, value
+        stored_key, stored_value = self.bank.get(self.timestep, layer, key)
+        batch = key.shape[0]
+        if self.mode == "replace":
+            return stored_key.expand(batch, -1, -1), stored_value.expand(batch, -1, -1)
+        if self.mode == "concat":
+            return torch.cat([key, stored_key.expand(batch, -1, -1)], 1), torch.cat(
+                [value, stored_value.expand(batch, -1, -1)], 1
+            )
+        if self.mode == "mix":
+            ref_key, ref_value = self.reference.get(self.timestep, layer, key)
+            keep = token_mask(self.base_mask, key.shape[1], invert=True)
+            take = token_mask(self.reference_mask, key.shape[1])
+            mixed_key = torch.cat([stored_key[:, keep], ref_key[:, take]], 1)
+            mixed_value = torch.cat([stored_value[:, keep], ref_value[:, take]], 1)
+            return mixed_key.expand(batch, -1, -1), mixed_value.expand(batch, -1, -1)
+        raise ValueError(f"memory mode {self.mode!r} is not one of {MODES}")
+
+
+def token_mask(mask: torch.Tensor, tokens: int, invert: bool = False) -> torch.Tensor:
+    """A latent-grid (h, w) mask at the resolution of a layer with `tokens` = (h/f)·(w/f) tokens, flattened.
+    A cell counts when any of it is inside; never empty (an empty selection would leave nothing to attend to)."""
+    height, width = mask.shape
+    factor = 1
+    while -(-height // factor) * -(-width // factor) > tokens:
+        factor *= 2
+    size = (-(-height // factor), -(-width // factor))
+    pooled = F.adaptive_max_pool2d(mask[None, None].float(), size)[0, 0] > 0
+    selected = (~pooled if invert else pooled).flatten()
+    return selected if selected.any() else torch.ones_like(selected)
+
+
+class MemoryAttentionProcessor:
+    """Self-attention whose keys/values come from `control.keys_values` (plain attention when mode is off)."""
+
+    def __init__(self, layer: str, control: MemoryControl):
+        self.layer, self.control = layer, control
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        batch = hidden_states.shape[0]
+        key, value = self.control.keys_values(self.layer, attn.to_k(hidden_states), attn.to_v(hidden_states))
+
+        def split_heads(x: torch.Tensor) -> torch.Tensor:  # (B, N, C) -> (B, heads, N, C / heads)
+            return x.view(batch, x.shape[1], attn.heads, -1).transpose(1, 2)
+
+        query = split_heads(attn.to_q(hidden_states))
+        out = F.scaled_dot_product_attention(query, split_heads(key), split_heads(value))
+        out = out.transpose(1, 2).reshape(batch, hidden_states.shape[1], -1).to(query.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
+def decoder_self_attention(unet: UNet2DConditionModel, blocks: tuple[int, ...] | None) -> list[str]:
+    """Processor names of the self-attention layers of the decoder blocks `blocks` (None: every one)."""
+    blocks = range(len(unet.up_blocks)) if blocks is None else blocks
+    prefixes = tuple(f"up_blocks.{i}." for i in blocks)
+    return [name for name in unet.attn_processors if name.startswith(prefixes) and ".attn1." in name]
+
+
+@contextmanager
+def memory_attention(
+    unet: UNet2DConditionModel, control: MemoryControl, blocks: tuple[int, ...] | None
+) -> Iterator[int]:
+    """Install the memory-bank processor on the decoder self-attention; restore the processors after.
+    Yields the number of controlled layers."""
+    original = unet.attn_processors
+    controlled = set(decoder_self_attention(unet, blocks))
+    unet.set_attn_processor(
+        {n: MemoryAttentionProcessor(n, control) if n in controlled else p for n, p in original.items()}
+    )
+    try:
+        yield len(controlled)
+    finally:
+        unet.set_attn_processor(original)
