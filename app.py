@@ -19,7 +19,11 @@ from PIL import Image as PILImage
 
 from dragdiff import DragCancelled, DragConfig, DragError, DragRequest
 from dragdiff.cli import config_help, parse_value
+from dragdiff.dragon import DragonEditor
+from dragdiff.dragon.requests import check_dragon_request
+from dragdiff.dragon.session import load_dragon_session, save_result
 from dragdiff.editor import (
+    DRAGON_HELP,
     Engines,
     Finished,
     StageBoard,
@@ -29,8 +33,12 @@ from dragdiff.editor import (
     clicks_from_table,
     describe,
     display_scale,
+    dragon_click,
+    dragon_request,
     editable_region,
     enlarge,
+    mask_from_editor,
+    new_result_path,
     overlay,
     pairs,
     points_table,
@@ -326,6 +334,232 @@ def _json_object(text: str) -> dict:
     return value
 
 
+# -- the DragonDiffusion tab ---------------------------------------------------------------------------
+
+DRAGON_MODES = list(DRAGON_HELP)
+
+
+def new_dragon_state() -> dict[str, Any]:
+    return {
+        "image": None,
+        "mask": None,
+        "clicks": [],
+        "reference": None,
+        "reference_mask": None,
+        "history": [],
+        "stop": StopFlag(),
+    }
+
+
+def dragon_upload(path: str | None, state: dict, what: str = "image"):
+    """A new base image (what="image") or reference image: resets what depended on the old one."""
+    if not path:
+        return state, None, gr.skip()
+    try:
+        image = load_image(path, max_pixels=SETTINGS.max_image_pixels)
+    except DragError as exc:
+        gr.Warning(str(exc))
+        return state, None, f"⚠️ {exc}"
+    if what == "image":
+        state = {**state, "image": image, "mask": None, "clicks": []}
+    else:
+        state = {**state, "reference": image, "reference_mask": None}
+    editor = {"background": image, "layers": [], "composite": image}
+    return state, editor, f"{what.capitalize()}: {image.width}×{image.height} px."
+
+
+def dragon_paint(editor_value: dict | None, state: dict, what: str = "mask"):
+    image = state["image" if what == "mask" else "reference"]
+    if image is None:
+        return state, gr.skip()
+    state = {**state, what: mask_from_editor(editor_value, image.size)}
+    return state, _dragon_overlay(state)
+
+
+def dragon_click_at(mode: str, state: dict, evt: gr.SelectData):
+    if state["image"] is None:
+        gr.Warning("Upload an image first.")
+        return state, None
+    x, y = to_image_point(*evt.index, display_scale(state["image"].size))
+    try:
+        state = {**state, "clicks": dragon_click(mode, state["clicks"], x, y)}
+    except DragError as exc:
+        gr.Warning(str(exc))
+    return state, _dragon_overlay(state)
+
+
+def dragon_mode(mode: str, state: dict):
+    """The mode's instructions and inputs; points of another mode are cleared (they meant something else)."""
+    state = {**state, "clicks": []}
+    shown = _dragon_overlay(state) if state["image"] is not None else None
+    uses_reference, uses_scale = mode in ("appearance", "paste"), mode in ("resize", "paste")
+    return state, DRAGON_HELP[mode], gr.update(visible=uses_reference), gr.update(visible=uses_scale), shown
+
+
+def _dragon_overlay(state: dict):
+    return overlay(state["image"], state["clicks"], state["mask"]) if state["image"] is not None else None
+
+
+def dragon_run(state: dict, mode: str, scale: float, prompt: str, model: str, params: str):
+    """A DragonDiffusion edit, streamed like the drag tab's and saved the same way (PNG with its session)."""
+    no_change = (gr.skip(),) * 3
+    try:
+        engine = ENGINES.get(model)
+        editor = DragonEditor(engine)
+        config = editor.default_config("move" if mode == "resize" else mode, **_yaml_object(params))
+        request = dragon_request(mode, state, scale, prompt, config)
+        check_dragon_request(request)  # refuse bad input before any work
+    except DragError as exc:
+        gr.Warning(str(exc))
+        yield state, f"⚠️ {exc}", *no_change
+        return
+    stop, board, event = state["stop"].event, StageBoard(), None
+    stop.clear()
+    try:
+        for event in stream(lambda progress, halt: editor.edit(request, progress, halt), stop):
+            if isinstance(event, Finished):
+                break
+            yield state, board.update(event), *no_change
+    except DragCancelled:
+        yield state, "Stopped. Nothing was changed; press Edit to run again.", *no_change
+        return
+    except DragError as exc:
+        yield state, f"⚠️ {exc}", *no_change
+        return
+    result = event.value
+    path = new_result_path(SETTINGS.outputs)
+    save_result(result.image, request, engine.model.spec, config, path)
+    history = [*state["history"], str(path)]
+    state = {**state, "history": history}
+    notes = "".join(f"  \n⚠️ {w}" for w in result.warnings)
+    status = f"Done in {result.timings['total']:.1f} s. Saved to {path}.{notes}"
+    yield state, status, (enlarge(state["image"]), enlarge(result.image)), str(path), history
+
+
+def dragon_load(path: str | None, state: dict):
+    """Restore a DragonDiffusion session (its .json or result PNG) into the tab."""
+    skip = (gr.skip(),) * 8
+    if not path:
+        return state, *skip
+    try:
+        request, model = load_dragon_session(path, SETTINGS.max_image_pixels)
+    except DragError as exc:
+        gr.Warning(str(exc))
+        return state, *skip[:-1], f"⚠️ {exc}"
+    mode, clicks = request.mode, []
+    if mode == "move":
+        rows, cols = request.mask.nonzero()
+        x, y = (cols.min() + cols.max()) / 2, (rows.min() + rows.max()) / 2
+        clicks = [[float(x), float(y)], [float(x + request.offset.x), float(y + request.offset.y)]]
+        mode = "resize" if request.scale != 1 else "move"
+    elif mode == "paste":
+        clicks = [request.position.as_list()]
+    elif mode == "drag":
+        clicks = [p.as_list() for pair in zip(request.handles, request.targets, strict=True) for p in pair]
+    state = {
+        **state,
+        "image": request.image,
+        "mask": request.mask,
+        "clicks": clicks,
+        "reference": getattr(request, "reference", None),
+        "reference_mask": getattr(request, "reference_mask", None),
+    }
+    params = "\n".join(f"{k}: {json.dumps(v)}" for k, v in request.config.to_dict().items())
+    editor = {"background": request.image, "layers": [], "composite": tint(request.image, request.mask)}
+    reference = state["reference"]
+    reference_editor = (
+        {"background": reference, "layers": [], "composite": tint(reference, state["reference_mask"])}
+        if reference is not None
+        else gr.skip()
+    )
+    scale = getattr(request, "scale", 1.0)
+    return state, mode, editor, reference_editor, _dragon_overlay(state), scale, params, f"Session loaded ({model})."
+
+
+def _yaml_object(text: str) -> dict:
+    value = parse_value(text or "{}") or {}
+    if not isinstance(value, dict):
+        raise DragError("parameters: write one 'name: value' per line, e.g. n_steps: 30")
+    return value
+
+
+def dragon_tab() -> None:
+    """Layout and wiring of the DragonDiffusion tab."""
+    state = gr.State(new_dragon_state())
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            mode = gr.Radio(DRAGON_MODES, value="move", label="Mode", elem_id="dragon-mode")
+            instructions = gr.Markdown(DRAGON_HELP["move"])
+            upload = gr.Image(
+                type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Image", height=200
+            )
+            scale = gr.Slider(0.2, 5.0, value=1.0, step=0.05, label="Scale", visible=False, elem_id="dragon-scale")
+            prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...")
+            model = gr.Dropdown(MODELS, value=SETTINGS.model, label="Model", allow_custom_value=True)
+            with gr.Row():
+                run_button = gr.Button("Edit", variant="primary", elem_id="dragon-run")
+                stop_button = gr.Button("Stop", variant="stop")
+            status = gr.Markdown("", elem_id="dragon-status")
+        with gr.Column(scale=2):
+            editor = gr.ImageEditor(
+                type="numpy",
+                label="Paint the object (drag mode: the region that may change)",
+                sources=(),
+                transforms=(),
+                layers=False,
+                brush=gr.Brush(colors=["#FFD23C99"], color_mode="fixed", default_size=12),
+                eraser=gr.Eraser(default_size=12),
+            )
+        with gr.Column(scale=2):
+            canvas = gr.Image(type="pil", label="Click (see the mode's instructions)", interactive=False, format="png")
+    with gr.Row(visible=False) as reference_row:
+        reference_upload = gr.Image(
+            type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Reference image", height=200
+        )
+        reference_editor = gr.ImageEditor(
+            type="numpy",
+            label="Paint the reference's object",
+            sources=(),
+            transforms=(),
+            layers=False,
+            brush=gr.Brush(colors=["#FFD23C99"], color_mode="fixed", default_size=12),
+        )
+    with gr.Row():
+        result = gr.ImageSlider(type="pil", label="Before ⟷ after", format="png", interactive=False)
+        with gr.Column():
+            download = gr.File(label="Download (PNG with the session inside)")
+            history = gr.Gallery(label="This session's results", columns=4, height=220, object_fit="contain")
+    with gr.Accordion("Parameters and sessions", open=False):
+        params = gr.Textbox(
+            label="Parameters (YAML, one 'name: value' per line; empty = the mode's and model's defaults)",
+            placeholder="n_steps: 30\nvariant: diffeditor",
+            lines=3,
+        )
+        load_file = gr.File(label="Load a DragonDiffusion session (.json or result .png)", file_types=[".json", ".png"])
+    gpu = dict(concurrency_id="gpu", concurrency_limit=SETTINGS.gpu_jobs)
+    mode.change(dragon_mode, [mode, state], [state, instructions, reference_row, scale, canvas])
+    upload.upload(dragon_upload, [upload, state], [state, editor, status]).then(
+        lambda s: _dragon_overlay(s), state, canvas
+    )
+    reference_upload.upload(
+        lambda path, s: dragon_upload(path, s, "reference"),
+        [reference_upload, state],
+        [state, reference_editor, status],
+    )
+    editor.change(dragon_paint, [editor, state], [state, canvas])
+    reference_editor.change(
+        lambda v, s: dragon_paint(v, s, "reference_mask"), [reference_editor, state], [state, canvas]
+    )
+    canvas.select(dragon_click_at, [mode, state], [state, canvas])
+    run_button.click(
+        dragon_run, [state, mode, scale, prompt, model, params], [state, status, result, download, history], **gpu
+    )
+    stop_button.click(on_stop, state, status)
+    load_file.change(
+        dragon_load, [load_file, state], [state, mode, editor, reference_editor, canvas, scale, params, status]
+    )
+
+
 # -- layout ----------------------------------------------------------------------------------------------
 
 
@@ -339,117 +573,126 @@ def param_widget(name: str, default: Any, help_text: str):
 
 
 def build_app() -> gr.Blocks:
-    defaults, help_texts = DragConfig.load(SETTINGS.config).to_dict(), {k: c for k, (_, c) in config_help().items()}
     with gr.Blocks(title="dragdiff — drag editing") as demo:
         state = gr.State(new_state())
         gr.Markdown(
             "# dragdiff\nUpload a photo, paint the region that may change, click a **handle** (red) and "
-            "then its **target** (blue), and press **Drag**."
+            "then its **target** (blue), and press **Drag**. The DragonDiffusion tab moves, resizes, restyles "
+            "and pastes objects without fine-tuning."
         )
-        with gr.Row():
-            with gr.Column(scale=1, min_width=260):
-                upload = gr.Image(  # image_mode=None: the file as uploaded; load_image handles modes, EXIF, limits
-                    type="filepath",
-                    image_mode=None,
-                    sources=["upload", "clipboard"],
-                    label="1 · Image",
-                    height=220,
-                    elem_id="upload",
-                )
-                prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...", elem_id="prompt")
-                model = gr.Dropdown(
-                    MODELS,
-                    value=SETTINGS.model,
-                    label="Model",
-                    allow_custom_value=True,
-                    info="auto: Stable Diffusion 1.5 if downloaded, else the bundled demo model; "
-                    "or a folder / .safetensors path",
-                )
-                with gr.Row():
-                    run_button = gr.Button("Drag", variant="primary", elem_id="run")
-                    stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-                status = gr.Markdown("", elem_id="status")
-            with gr.Column(scale=2):
-                editor = gr.ImageEditor(
-                    type="numpy",
-                    label="2 · Paint the region that may change",
-                    sources=(),
-                    transforms=(),
-                    layers=False,
-                    elem_id="mask",
-                    brush=gr.Brush(colors=["#FFD23C99"], color_mode="fixed", default_size=12),
-                    eraser=gr.Eraser(default_size=12),
-                )
-                clear_mask = gr.Button("Clear mask", size="sm", elem_id="clear-mask")
-            with gr.Column(scale=2):
-                canvas = gr.Image(
-                    type="pil", label="3 · Click handle, then target", interactive=False, format="png", elem_id="canvas"
-                )
-                with gr.Row():
-                    undo = gr.Button("Undo last point", size="sm")
-                    clear = gr.Button("Clear points", size="sm")
-                table = gr.Dataframe(
-                    headers=["pair", "handle x", "handle y", "target x", "target y"],
-                    datatype=["number"] * 5,
-                    interactive=True,
-                    label="Points (editable)",
-                    elem_id="points",
-                )
-        with gr.Row():
-            with gr.Column(scale=2):
-                result = gr.ImageSlider(
-                    type="pil",
-                    label="Before ⟷ after (drag the divider)",
-                    format="png",
-                    interactive=False,
-                    elem_id="result",
-                )
-                with gr.Row():
-                    download = gr.File(label="Download (PNG with the session inside)", elem_id="download")
-                    again = gr.Button("Edit this result")
-            with gr.Column(scale=2):
-                history = gr.Gallery(
-                    label="This session's results", columns=4, height=300, object_fit="contain", elem_id="history"
-                )
-        with gr.Accordion("Advanced settings", open=False):
-            widgets = [param_widget(n, defaults[n], help_texts.get(n, "")) for n in PARAMS]
-        with gr.Accordion("Sessions", open=False):
-            with gr.Row():
-                save_button = gr.Button("Save session")
-                saved = gr.File(label="Session JSON")
-                load_file = gr.File(
-                    label="Load a session (.json) or a dragdiff result (.png)",
-                    file_types=[".json", ".png"],
-                    elem_id="load",
-                )
-        if EXAMPLES:
-            gr.Examples([[str(p)] for p in EXAMPLES], inputs=[load_file], label="Examples (one click loads them)")
-
-        settings = [state, prompt, model, *widgets]
-        gpu = dict(concurrency_id="gpu", concurrency_limit=SETTINGS.gpu_jobs)
-        # A new image (uploaded, loaded from a session, or a result to edit again) or prompt: prepare at once.
-        new_image = [
-            upload.upload(on_upload, [upload, state], [state, editor, canvas, table, status]),
-            again.click(edit_result, state, [state, editor, canvas, table, status]),
-            load_file.change(
-                load_saved, [load_file, state], [state, editor, canvas, table, prompt, model, status, *widgets]
-            ),
-        ]
-        for event in new_image:
-            event.then(prepare, settings, status, **gpu)
-        prompt.submit(prepare, settings, status, **gpu)
-        prompt.blur(prepare, settings, status, **gpu)
-        editor.change(on_mask, [editor, state], [state, canvas, status])
-        clear_mask.click(on_clear_mask, state, [state, editor, canvas, status])
-        canvas.select(on_click, state, [state, canvas, table])
-        undo.click(on_undo, state, [state, canvas, table])
-        clear.click(on_clear, state, [state, canvas, table])
-        table.input(on_table, [table, state], [state, canvas, table])
-        run_button.click(run, settings, [state, status, canvas, result, download, history], **gpu)
-        stop_button.click(on_stop, state, status)
-        save_button.click(save_current, settings, saved)
-        gr.api(api_edit, api_name="edit", **gpu)
+        with gr.Tab("DragDiffusion"):
+            drag_tab(state)
+        with gr.Tab("DragonDiffusion"):
+            dragon_tab()
     return demo
+
+
+def drag_tab(state) -> None:
+    """Layout and wiring of the DragDiffusion tab."""
+    defaults, help_texts = DragConfig.load(SETTINGS.config).to_dict(), {k: c for k, (_, c) in config_help().items()}
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            upload = gr.Image(  # image_mode=None: the file as uploaded; load_image handles modes, EXIF, limits
+                type="filepath",
+                image_mode=None,
+                sources=["upload", "clipboard"],
+                label="1 · Image",
+                height=220,
+                elem_id="upload",
+            )
+            prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...", elem_id="prompt")
+            model = gr.Dropdown(
+                MODELS,
+                value=SETTINGS.model,
+                label="Model",
+                allow_custom_value=True,
+                info="auto: Stable Diffusion 1.5 if downloaded, else the bundled demo model; "
+                "or a folder / .safetensors path",
+            )
+            with gr.Row():
+                run_button = gr.Button("Drag", variant="primary", elem_id="run")
+                stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
+            status = gr.Markdown("", elem_id="status")
+        with gr.Column(scale=2):
+            editor = gr.ImageEditor(
+                type="numpy",
+                label="2 · Paint the region that may change",
+                sources=(),
+                transforms=(),
+                layers=False,
+                elem_id="mask",
+                brush=gr.Brush(colors=["#FFD23C99"], color_mode="fixed", default_size=12),
+                eraser=gr.Eraser(default_size=12),
+            )
+            clear_mask = gr.Button("Clear mask", size="sm", elem_id="clear-mask")
+        with gr.Column(scale=2):
+            canvas = gr.Image(
+                type="pil", label="3 · Click handle, then target", interactive=False, format="png", elem_id="canvas"
+            )
+            with gr.Row():
+                undo = gr.Button("Undo last point", size="sm")
+                clear = gr.Button("Clear points", size="sm")
+            table = gr.Dataframe(
+                headers=["pair", "handle x", "handle y", "target x", "target y"],
+                datatype=["number"] * 5,
+                interactive=True,
+                label="Points (editable)",
+                elem_id="points",
+            )
+    with gr.Row():
+        with gr.Column(scale=2):
+            result = gr.ImageSlider(
+                type="pil",
+                label="Before ⟷ after (drag the divider)",
+                format="png",
+                interactive=False,
+                elem_id="result",
+            )
+            with gr.Row():
+                download = gr.File(label="Download (PNG with the session inside)", elem_id="download")
+                again = gr.Button("Edit this result")
+        with gr.Column(scale=2):
+            history = gr.Gallery(
+                label="This session's results", columns=4, height=300, object_fit="contain", elem_id="history"
+            )
+    with gr.Accordion("Advanced settings", open=False):
+        widgets = [param_widget(n, defaults[n], help_texts.get(n, "")) for n in PARAMS]
+    with gr.Accordion("Sessions", open=False):
+        with gr.Row():
+            save_button = gr.Button("Save session")
+            saved = gr.File(label="Session JSON")
+            load_file = gr.File(
+                label="Load a session (.json) or a dragdiff result (.png)",
+                file_types=[".json", ".png"],
+                elem_id="load",
+            )
+    if EXAMPLES:
+        gr.Examples([[str(p)] for p in EXAMPLES], inputs=[load_file], label="Examples (one click loads them)")
+
+    settings = [state, prompt, model, *widgets]
+    gpu = dict(concurrency_id="gpu", concurrency_limit=SETTINGS.gpu_jobs)
+    # A new image (uploaded, loaded from a session, or a result to edit again) or prompt: prepare at once.
+    new_image = [
+        upload.upload(on_upload, [upload, state], [state, editor, canvas, table, status]),
+        again.click(edit_result, state, [state, editor, canvas, table, status]),
+        load_file.change(
+            load_saved, [load_file, state], [state, editor, canvas, table, prompt, model, status, *widgets]
+        ),
+    ]
+    for event in new_image:
+        event.then(prepare, settings, status, **gpu)
+    prompt.submit(prepare, settings, status, **gpu)
+    prompt.blur(prepare, settings, status, **gpu)
+    editor.change(on_mask, [editor, state], [state, canvas, status])
+    clear_mask.click(on_clear_mask, state, [state, editor, canvas, status])
+    canvas.select(on_click, state, [state, canvas, table])
+    undo.click(on_undo, state, [state, canvas, table])
+    clear.click(on_clear, state, [state, canvas, table])
+    table.input(on_table, [table, state], [state, canvas, table])
+    run_button.click(run, settings, [state, status, canvas, result, download, history], **gpu)
+    stop_button.click(on_stop, state, status)
+    save_button.click(save_current, settings, saved)
+    gr.api(api_edit, api_name="edit", **gpu)
 
 
 demo = build_app()

@@ -251,7 +251,14 @@ def stream(
     yield Finished(outcome["value"])
 
 
-STAGE_NAMES = {"lora": "LoRA fine-tuning", "inversion": "DDIM inversion", "drag": "dragging", "denoise": "denoising"}
+STAGE_NAMES = {
+    "lora": "LoRA fine-tuning",
+    "inversion": "DDIM inversion",
+    "drag": "dragging",
+    "denoise": "denoising",
+    "reference": "inverting the reference",
+    "editing": "guided sampling",
+}
 
 
 def describe(progress: Progress) -> str:
@@ -282,10 +289,65 @@ class StageBoard:
 
 def autosave(outputs: Path, result: Image.Image, session: Session) -> Path:
     """Write outputs/<date>/<time>-<id>.png (session embedded) and .json, atomically; return the PNG path."""
-    folder = outputs / datetime.now().strftime("%Y-%m-%d")
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{datetime.now().strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    png = folder / f"{stem}.png"
+    png = new_result_path(outputs)
     save_result_png(result, session, png)
     save_session(session, png.with_suffix(".json"))
     return png
+
+
+def new_result_path(outputs: Path) -> Path:
+    """A fresh outputs/<date>/<time>-<id>.png (the folder is created; the file is not)."""
+    folder = outputs / datetime.now().strftime("%Y-%m-%d")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{datetime.now().strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}.png"
+
+
+# -- DragonDiffusion modes -------------------------------------------------------------------------------
+
+DRAGON_HELP = {
+    "move": "Paint the object, then click where it is and where it should go (two clicks: an arrow).",
+    "resize": "Paint the object, set the scale, and optionally click from → to to move it as well.",
+    "drag": "Paint the region that may change, then click handle → target pairs as in DragDiffusion.",
+    "appearance": "Paint the object, then upload a reference image and paint the object whose look it takes.",
+    "paste": "Upload a reference image, paint the object to paste, set the scale, and click where it goes.",
+}
+
+
+def dragon_click(mode: str, clicks: list[list[float]], x: float, y: float) -> list[list[float]]:
+    """Clicks as each mode uses them: move/resize keep one from → to arrow (a third click starts a new one),
+    paste keeps one position, drag alternates handle and target, appearance takes none."""
+    if mode in ("move", "resize"):
+        return [*(clicks if len(clicks) < 2 else []), [float(x), float(y)]]
+    if mode == "paste":
+        return [[float(x), float(y)]]
+    if mode == "drag":
+        return add_click(clicks, x, y)
+    raise DragError("appearance replacement needs no points: paint the object and the reference's object")
+
+
+def dragon_request(mode: str, state: dict, scale: float, prompt: str, config):
+    """The DragonDiffusion request of the tab's state; what is missing is named with what to do."""
+    from .dragon import AppearanceRequest, ContentDragRequest, MoveRequest, PasteRequest
+
+    image, mask, clicks = state["image"], state["mask"], state["clicks"]
+    if image is None:
+        raise DragError("Upload an image first.")
+    if mode == "drag":
+        handles, targets = pairs(clicks)
+        return ContentDragRequest(image, handles, targets, mask, prompt, config)
+    if mode in ("appearance", "paste") and (state["reference"] is None or state["reference_mask"] is None):
+        raise DragError(f"{mode}: upload a reference image and paint its object.")
+    if mode == "paste":
+        if not clicks:
+            raise DragError("paste: click where the object's centre should go.")
+        return PasteRequest(
+            image, state["reference"], state["reference_mask"], Point(*clicks[0]), scale, prompt, "", config
+        )
+    if mask is None:
+        raise DragError(f"{mode}: paint over the object first.")
+    if mode == "appearance":
+        return AppearanceRequest(image, mask, state["reference"], state["reference_mask"], prompt, "", config)
+    if mode == "move" and len(clicks) < 2:
+        raise DragError("move: click on the object, then where it should go.")
+    dx, dy = (clicks[1][0] - clicks[0][0], clicks[1][1] - clicks[0][1]) if len(clicks) == 2 else (0.0, 0.0)
+    return MoveRequest(image, mask, Point(dx, dy), scale if mode == "resize" else 1.0, prompt, config)

@@ -247,3 +247,69 @@ def test_stop_ends_the_run_cleanly_and_the_next_run_works(loaded, tmp_path, monk
     assert not (tmp_path / "outputs").exists()  # nothing half-written
     finished = list(app.run(state, "", "tiny", *widget_values(**FAST)))
     assert "Done" in finished[-1][1] and len(list((tmp_path / "outputs").rglob("*.png"))) == 1
+
+
+# -- the DragonDiffusion tab ------------------------------------------------------------------------------------
+
+
+def dragon_loaded(scene, tmp_path, disc):
+    path = tmp_path / "in.png"
+    scene.save(path)
+    state, editor, _ = app.dragon_upload(str(path), app.new_dragon_state())
+    layer = np.zeros((96, 128, 4), np.uint8)
+    layer[disc] = (255, 210, 60, 150)  # the brush stroke over the object
+    state, _ = app.dragon_paint({**editor, "layers": [layer]}, state)
+    return state
+
+
+def dragon_click(state, mode, x, y):
+    scale = app.display_scale(state["image"].size)
+    at = SimpleNamespace(index=[round((x + 0.5) * scale - 0.5), round((y + 0.5) * scale - 0.5)])
+    return app.dragon_click_at(mode, state, at)[0]
+
+
+@pytest.fixture
+def disc():
+    yy, xx = np.mgrid[0:96, 0:128]
+    return (xx - 40) ** 2 + (yy - 48) ** 2 < 15**2
+
+
+def test_dragon_tab_moves_with_an_arrow_saves_and_reloads_the_session(scene, disc, tmp_path, monkeypatch):
+    monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
+    state = dragon_loaded(scene, tmp_path, disc)
+    assert np.array_equal(state["mask"], disc)
+    state = dragon_click(dragon_click(state, "move", 40, 48), "move", 70, 40)
+    assert state["clicks"] == [[40.0, 48.0], [70.0, 40.0]]
+    assert dragon_click(state, "move", 5, 5)["clicks"] == [[5.0, 5.0]]  # a third click starts a new arrow
+    updates = list(app.dragon_run(state, "move", 1.0, "a red disc", "tiny", "n_steps: 5"))
+    assert any("guided sampling" in u[1] for u in updates)  # progress per stage
+    final, status, (before, after), download, history = updates[-1]
+    assert "Done" in status and history == [download] and Image.open(download).size == scene.size
+    loaded = app.dragon_load(download, app.new_dragon_state())
+    restored, mode, *_, scale, params, note = loaded
+    assert mode == "move" and scale == 1.0 and "n_steps: 5" in params and "Session loaded" in note
+    assert restored["clicks"] == [[40.0, 48.0], [70.0, 40.0]] and np.array_equal(restored["mask"], disc)
+
+
+def test_dragon_tab_explains_what_is_missing_and_writes_nothing(scene, disc, tmp_path, monkeypatch):
+    monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
+    empty = app.new_dragon_state()
+    assert "Upload an image" in next(app.dragon_run(empty, "move", 1.0, "", "tiny", ""))[1]
+    state = dragon_loaded(scene, tmp_path, disc)
+    assert "click on the object, then where it should go" in next(app.dragon_run(state, "move", 1, "", "tiny", ""))[1]
+    assert "upload a reference image" in next(app.dragon_run(state, "paste", 1, "", "tiny", ""))[1]
+    one_click = dragon_click(state, "drag", 40, 48)
+    assert "has no target yet" in next(app.dragon_run(one_click, "drag", 1, "", "tiny", ""))[1]
+    far = dragon_click(dragon_click(state, "resize", 40, 48), "resize", 127, 95)
+    assert "scale: 9.0 is out of range" in next(app.dragon_run(far, "resize", 9.0, "", "tiny", ""))[1]
+    assert "parameters: write one" in next(app.dragon_run(far, "resize", 1.0, "", "tiny", "- 3"))[1]
+    assert "variant" in next(app.dragon_run(far, "resize", 1.0, "", "tiny", "variant: fast"))[1]
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_dragon_tab_shows_the_inputs_each_mode_needs(scene, disc, tmp_path):
+    state = dragon_loaded(scene, tmp_path, disc)
+    for mode, reference, scale in [("move", False, False), ("resize", False, True), ("paste", True, True)]:
+        _, instructions, reference_row, scale_slider, _ = app.dragon_mode(mode, state)
+        assert reference_row["visible"] is reference and scale_slider["visible"] is scale
+        assert instructions == app.DRAGON_HELP[mode]
