@@ -1,5 +1,6 @@
 """DragBench layout, safe metadata loading, resumable editing and MD aggregation (issue 7, first part)."""
 
+import json
 import pickle
 
 import numpy as np
@@ -11,6 +12,7 @@ from dragdiff import DragError
 from dragdiff.engine import DragEngine
 from dragdiff.eval.clip_similarity import ClipSimilarity
 from dragdiff.eval.dragbench import aggregate, edit_all, find_samples, load_meta
+from dragdiff.eval.methods import make_method
 
 
 def write_sample(folder, image, points, prompt="a photo"):
@@ -41,15 +43,24 @@ def test_samples_are_found_in_the_official_layout(bench):
     assert meta["points"].shape == (4, 2) and meta["mask"].dtype == bool
 
 
-def test_editing_writes_the_reference_layout_and_a_rerun_does_no_work(bench, tmp_path, tiny_model, fast_config):
+@pytest.mark.parametrize("name", ["dragdiffusion", "dragon"])
+def test_editing_writes_the_reference_layout_and_a_rerun_does_no_work(bench, tmp_path, tiny_model, name):
     engine, out = DragEngine(tiny_model, cache_dir=tmp_path / "cache"), tmp_path / "results"
+    fast = dict(lora_steps=2, lora_batch_size=2, n_inference_steps=10, n_inversion_steps=7, drag_steps=4, n_steps=4)
+    method = make_method(name, engine, fast)
     samples = find_samples(bench)
-    assert edit_all(engine, samples, out, fast_config, log=lambda _: None) == 4
+    assert edit_all(method, samples, out, log=lambda _: None) == 4
     for sample in samples:
         result = out / sample.category / sample.name / "dragged_image.png"
         assert Image.open(result).size == Image.open(sample.folder / "original_image.png").size
-        assert (result.parent / "session.json").is_file()
-    assert edit_all(engine, samples, out, fast_config, log=lambda _: None) == 0
+        session = json.loads(result.with_suffix(".json").read_text())
+        assert session["format"] == {"dragdiffusion": "dragdiff-session", "dragon": "dragdiff-dragon-session"}[name]
+    assert edit_all(method, samples, out, log=lambda _: None) == 0
+
+
+def test_set_names_a_parameter_no_method_has(tiny_model, tmp_path):
+    with pytest.raises(DragError, match="unknown parameter"):
+        make_method("dragon", DragEngine(tiny_model, cache_dir=tmp_path), {"drag_stepz": 3})
 
 
 class Exploit:

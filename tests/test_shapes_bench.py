@@ -97,11 +97,17 @@ def test_the_runner_writes_table_csv_and_grid(tmp_path):
     from dragdiff.eval.__main__ import main
 
     fast = ["lora_steps=1", "lora_batch_size=1", "n_inference_steps=10", "n_inversion_steps=7", "drag_steps=2"]
+    fast.append("n_steps=4")  # DragonDiffusion's
     args = ["shapes", "--model", "tiny", "--count", "3", "--out", str(tmp_path), "--device", "cpu"]
+    args += ["--method", "dragdiffusion", "dragon"]
     assert main(args + [arg for item in fast for arg in ("--set", item)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["summary"]) == {"no edit", "naive warp", "DragDiffusion"} and len(results["rows"]) == 9
+    methods = {"no edit", "naive warp", "DragDiffusion", "DragonDiffusion"}
+    assert set(results["summary"]) == methods and len(results["rows"]) == 12
+    assert (
+        results["config"]["DragonDiffusion"]["n_steps"] == 4 and results["config"]["DragDiffusion"]["drag_steps"] == 2
+    )
     assert results["summary"]["no edit"]["moved_fraction"] < 0.05
     assert results["summary"]["no edit"]["psnr_outside_mask"] == float("inf")
-    assert (tmp_path / "results.csv").read_text().count("\n") == 10
-    assert Image.open(tmp_path / "grid.png").size == (128 * 4, 128 * 3)  # input | DragDiffusion | warp | truth
+    assert (tmp_path / "results.csv").read_text().count("\n") == 13
+    assert Image.open(tmp_path / "grid.png").size == (128 * 5, 128 * 3)  # input | warp | 2 methods | truth

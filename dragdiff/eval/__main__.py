@@ -51,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     for command in (shapes, bench):
         command.add_argument(
             "--method",
-            default="dragdiffusion",
-            choices=["dragdiffusion"],
-            help="editing method (DragonDiffusion joins when it lands)",
+            nargs="+",
+            default=["dragdiffusion"],
+            choices=["dragdiffusion", "dragon"],
+            help="editing method(s): dragdiffusion (default) and/or dragon (DragonDiffusion's content drag); "
+            "shapes compares all given on the same tasks, dragbench takes one",
         )
         add_set_argument(command)
     args = parser.parse_args(argv)
@@ -73,7 +75,7 @@ def _shapes(args, overrides: dict) -> int:
         export_dragbench(make_tasks(args.count, args.seed), args.out)
         print(f"wrote {args.count} tasks to {args.out / 'shapes'} in DragBench's layout")
         return 0
-    summary = run(args.model, args.count, args.seed, args.out, overrides, args.device)
+    summary = run(args.model, args.count, args.seed, args.out, overrides, args.device, args.method)
     print(table(summary))
     print(f"wrote {args.out / 'results.json'}, results.csv and grid.png")
     return 0
@@ -89,6 +91,10 @@ def _dragbench(args, overrides: dict) -> int:
     from .clip_similarity import ClipSimilarity
     from .dragbench import edit_all, find_samples, score
     from .lpips import LPIPS
+    from .methods import make_method
+
+    if len(args.method) != 1:
+        raise DragError("dragbench: give one --method per results folder (compare methods with `shapes`)")
 
     # Under `accelerate launch` every process edits its share of the samples (on its own device), then the main
     # process scores them all; run plainly it is one process doing everything.
@@ -99,8 +105,9 @@ def _dragbench(args, overrides: dict) -> int:
     lpips = None if args.skip_if else LPIPS.pretrained(args.lpips_dir)
     clip = ClipSimilarity.load(args.clip_model, device) if args.clip_model else None
     engine = DragEngine(load_model(args.model, device))
+    method = make_method(args.method[0], engine, overrides)
     with state.split_between_processes(samples) as mine:
-        edit_all(engine, mine, args.out, engine.default_config(**overrides))
+        edit_all(method, mine, args.out)
     state.wait_for_everyone()
     if not state.is_main_process:
         return 0

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import pickle
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..engine import DragEngine
 from ..errors import DragError
 from ..images import load_image
-from ..session import Session, save_result_png, save_session
 from ..types import DragRequest, Point
 from .lpips import image_fidelity
+from .methods import Method
 from .metrics import dift_features, mean_distance_pairs
 
 # What a DragBench meta_data.pkl may contain: plain containers, numbers, strings and numpy arrays. Anything
@@ -114,10 +114,11 @@ class Sample:
         points = [Point(float(x), float(y)) for x, y in meta["points"]]
         return {**meta, "handles": tuple(points[0::2]), "targets": tuple(points[1::2])}
 
-    def request(self, config) -> DragRequest:
+    def request(self) -> DragRequest:
+        """The sample as a DragRequest with default settings (each method applies its own)."""
         meta, image = self.meta(), load_image(self.folder / "original_image.png")
         mask = meta["mask"] if meta["mask"].shape == (image.height, image.width) else None
-        return DragRequest(image, meta["handles"], meta["targets"], mask, meta["prompt"], config)
+        return DragRequest(image, meta["handles"], meta["targets"], mask, meta["prompt"])
 
 
 def find_samples(root: Path, categories: list[str] | None = None, limit: int | None = None) -> list[Sample]:
@@ -138,22 +139,21 @@ def find_samples(root: Path, categories: list[str] | None = None, limit: int | N
     return samples[:limit] if limit else samples
 
 
-def edit_all(engine: DragEngine, samples: list[Sample], out: Path, config, log: Callable[[str], None] = print) -> int:
-    """Edit each sample not yet done; returns how many were edited. A rerun skips finished samples, and a
-    crash loses nothing finished: each result is written atomically, the image last."""
+def edit_all(method: Method, samples: list[Sample], out: Path, log: Callable[[str], None] = print) -> int:
+    """Edit each sample not yet done with `method`; returns how many were edited. A rerun skips finished
+    samples, and a crash loses nothing finished: each result is written atomically, the image last."""
     edited = 0
     for sample in samples:
         target = out / sample.category / sample.name / "dragged_image.png"
         if target.is_file():
             continue
-        request = sample.request(config)
-        result = engine.drag(request)
-        session = Session.from_request(request, engine.model.spec)
+        request = sample.request()
+        start = time.perf_counter()
+        image = method.edit(request)
         target.parent.mkdir(parents=True, exist_ok=True)
-        save_session(session, target.with_name("session.json"))
-        save_result_png(result.image, session, target)
+        method.save(image, request, target)
         edited += 1
-        log(f"{sample.key}: {result.steps_used} drag steps, {result.timings['total']:.1f} s")
+        log(f"{sample.key}: {method.name}, {time.perf_counter() - start:.1f} s")
     return edited
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 from ..engine import DragEngine
 from ..models import load_model
 from ..types import DragRequest
+from .methods import make_method
 from .metrics import dift_features, mean_distance_pairs
 from .shapes_bench import ShapeTask, arrows, make_tasks, naive_warp, no_edit, score
 
@@ -28,22 +29,21 @@ def run(
     out: Path,
     overrides: dict,
     device: str | None = None,
+    method_names: tuple[str, ...] | list[str] = ("dragdiffusion",),
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Edit every task with each method, score it, and write results.json, results.csv and grid.png to `out`."""
+    """Edit every task with the baselines and each method, score it, and write results.json, results.csv and
+    grid.png to `out`."""
     model = load_model(model_spec, device)
     engine = DragEngine(model)
-    config = engine.default_config(**overrides)
+    editors = [make_method(name, engine, overrides) for name in method_names]
     tasks = make_tasks(count, seed, (model.native_resolution, model.native_resolution))
-    methods: dict[str, Callable[[ShapeTask], Image.Image]] = {
-        "no edit": no_edit,
-        "naive warp": naive_warp,
-        "DragDiffusion": lambda task: (
-            engine.drag(
-                DragRequest(task.input_image(), task.handles, task.targets, task.mask, task.prompt, config)
-            ).image
-        ),
-    }
+    methods: dict[str, Callable[[ShapeTask], Image.Image]] = {"no edit": no_edit, "naive warp": naive_warp}
+    for editor in editors:
+        methods[editor.name] = lambda task, edit=editor.edit: edit(
+            DragRequest(task.input_image(), task.handles, task.targets, task.mask, task.prompt)
+        )
+    config = {editor.name: editor.config.to_dict() for editor in editors}
     rows, results = [], {name: [] for name in methods}
     for task in tasks:
         source_features = _features(model, task.input_image(), task.prompt)
@@ -102,7 +102,7 @@ def _write(out: Path, rows, summary, tasks, results, model_spec, config, seed) -
                 "tasks": len(tasks),
                 "summary": summary,
                 "rows": rows,
-                "config": config.to_dict(),
+                "config": config,
             },
             indent=2,
         )
