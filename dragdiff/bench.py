@@ -56,11 +56,15 @@ GPU_PEAK_TFLOPS = {
 # -- the fixed edit -----------------------------------------------------------------------------------------
 
 
-def bench_request(size: int, config: DragConfig) -> DragRequest:
-    """A generated scene at size×size: drag the first shape right by size/8 inside a box around it."""
+def bench_scene(size: int):
     from .shapes import random_scene
 
-    scene = random_scene(random.Random(0), size=(size, size), max_shapes=2)
+    return random_scene(random.Random(0), size=(size, size), max_shapes=2)
+
+
+def bench_request(size: int, config: DragConfig) -> DragRequest:
+    """A generated scene at size×size: drag the first shape right by size/8 inside a box around it."""
+    scene = bench_scene(size)
     shape = scene.shapes[0]
     x, y = shape.center
     step = size / 8
@@ -154,6 +158,30 @@ def run_edit(model: DiffusionModel, request: DragRequest) -> dict:
         "peak_memory_mib": round(memory.peak, 1),
         "memory_added_mib": round(memory.peak - memory.start, 1),
         "image": result.image,
+    }
+
+
+def run_dragon(model: DiffusionModel, size: int, overrides: dict) -> dict:
+    """DragonDiffusion's move of the same scene's first shape by size/8: seconds per stage, peak memory and the
+    memory bank's size."""
+    from .dragon import DragonEditor, MoveRequest
+
+    scene = bench_scene(size)
+    with tempfile.TemporaryDirectory() as cache:
+        editor = DragonEditor(DragEngine(model, cache_dir=cache))
+        config = editor.default_config("move", **{"resolution": size, **overrides})
+        request = MoveRequest(scene.render(), scene.shape_mask(0), Point(size / 8, 0), 1.0, scene.caption(), config)
+        with PeakMemory(model.device) as memory:
+            result = editor.edit(request)
+    return {
+        "mode": "move",
+        "seconds": {k: round(v, 3) for k, v in result.timings.items()},
+        "seconds_per_step": round(result.timings["editing"] / config.n_steps, 4),
+        "steps": config.n_steps,
+        "variant": config.variant,
+        "memory_bank_mib": round(result.memory_bytes / 2**20, 1),
+        "memory_bank_on": "cpu" if config.memory_on_cpu else str(model.device),
+        "peak_memory_mib": round(memory.peak, 1),
     }
 
 
@@ -261,6 +289,9 @@ def difference(a: Image.Image, b: Image.Image) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace, overrides: dict) -> dict:
+    from .eval.methods import split_overrides
+
+    overrides, dragon_overrides = split_overrides(overrides)
     device = torch.device(args.device) if args.device else None
     model = load_model(args.model, device, DTYPES[args.dtype] if args.dtype else None)
     config = DragEngine(model).default_config(**overrides)
@@ -288,6 +319,10 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
             with_flops(reports[name], count_flops(variant_model, variant_request), peak)
             reports[name]["peak_flops"] = {"tflops": round(peak / 1e12, 3), "source": peak_source}
     images = {name: report.pop("image") for name, report in reports.items()}
+    dragon = None
+    if args.dragon:
+        print("[bench] DragonDiffusion move ...", file=sys.stderr, flush=True)
+        dragon = run_dragon(model, args.size, dragon_overrides)
     summary = {
         "model": model.spec,
         "size": args.size,
@@ -300,6 +335,8 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
         "config": request.config.to_dict(),
         "variants": reports,
     }
+    if dragon:
+        summary["dragon"] = dragon
     if args.compare:
         summary["speedup"] = {
             s: round(reports["naive"]["seconds"][s] / max(reports["optimised"]["seconds"][s], 1e-9), 3) for s in STAGES
@@ -337,6 +374,13 @@ def table(summary: dict) -> str:
     memory = ", ".join(f"{n} {variants[n]['peak_memory_mib']:.0f} MiB" for n in names)
     lines.append(f"peak memory ({'CUDA allocated' if 'cuda' in summary['device'] else 'RSS'}): {memory}")
     lines.append(f"{summary['model']} at {summary['size']} px on {summary['device']} ({summary['dtype']})")
+    if "dragon" in summary:
+        d = summary["dragon"]
+        lines.append(
+            f"DragonDiffusion move ({d['steps']} steps, {d['variant']}): inversion {d['seconds']['inversion']:.2f} s, "
+            f"editing {d['seconds']['editing']:.2f} s, total {d['seconds']['total']:.2f} s; memory bank "
+            f"{d['memory_bank_mib']:.1f} MiB on {d['memory_bank_on']}; peak memory {d['peak_memory_mib']:.0f} MiB"
+        )
     if "difference" in summary:
         d = summary["difference"]
         lines.append(f"naive vs optimised result: max |Δ| {d['max_abs']:.0f}/255, PSNR {d['psnr_db']:.1f} dB")
@@ -375,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     parser.add_argument("--profile", type=Path, help="also profile the optimised edit; top operators to this file")
     parser.add_argument("--save-images", type=Path, help="folder for the input and each variant's result")
+    parser.add_argument(
+        "--dragon", action="store_true", help="also time a DragonDiffusion move and report its memory bank's size"
+    )
     add_set_argument(parser)
     args = parser.parse_args(argv)
     try:

@@ -33,6 +33,16 @@ def test_compare_runs_both_variants_with_the_same_result_and_less_work(tmp_path,
     assert "speedup" in printed and "naive vs optimised result" in printed
 
 
+def test_dragon_reports_its_memory_bank(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["--model", "tiny", "--size", "64", "--device", "cpu", "--no-warmup", "--no-flops", "--dragon"]
+    assert main([*args, "--out", str(out), *[a for item in [*FAST, "n_steps=4"] for a in ("--set", item)]]) == 0
+    dragon = json.loads(out.read_text())["dragon"]
+    assert dragon["steps"] == 4 and dragon["memory_bank_mib"] > 0 and dragon["memory_bank_on"] == "cpu"
+    assert set(dragon["seconds"]) == {"inversion", "editing", "total"}
+    assert "memory bank" in capsys.readouterr().out
+
+
 def test_a_bad_setting_is_named(capsys):
     assert main(["--model", "tiny", "--size", "64", "--set", "drag_steps=-1"]) == 2
     assert "drag_steps" in capsys.readouterr().err

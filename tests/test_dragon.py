@@ -281,3 +281,14 @@ def test_a_dragon_session_given_to_the_dragdiffusion_loader_says_how_to_replay_i
     save_result(scene, request, "tiny", DragonConfig.load("move"), tmp_path / "r.png")
     with pytest.raises(DragError, match="--method dragon --session"):
         load_session(tmp_path / "r.json")
+
+
+def test_the_memory_bank_holds_what_its_size_estimate_says_and_can_live_on_the_cpu(editor, scene, disc_mask):
+    from dragdiff.coords import Geometry
+    from dragdiff.dragon.memory import bank_bytes
+
+    model = editor.model
+    latent = Geometry.for_image(scene.size, model.native_resolution, model.vae_factor, 0.25).latent_size
+    config = DragonConfig.load("move", memory_on_cpu=True, **FAST)
+    result = editor.edit(MoveRequest(scene, disc_mask, Point(20, 0), config=config))
+    assert result.memory_bytes == bank_bytes(model.unet, None, latent, 6, model.dtype) > 0

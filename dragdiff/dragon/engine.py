@@ -19,7 +19,7 @@ from ..features import supervision_features, unet_features
 from ..types import Progress, ProgressCallback, StopCallback
 from . import energy
 from .config import DragonConfig
-from .memory import MemoryBank, MemoryControl, decoder_self_attention, memory_attention
+from .memory import MemoryBank, MemoryControl, bank_bytes, decoder_self_attention, memory_attention
 from .regions import centre, grid_mask, paste, ring, warp, warp_mask
 from .requests import AppearanceRequest, ContentDragRequest, DragonRequest, MoveRequest, check_dragon_request
 from .sampler import GuidedSampler, invert, sample, step_plan
@@ -76,7 +76,7 @@ class DragonEditor:
         text = m.encode_prompt(request.prompt)
         scheduler = m.scheduler()
         scheduler.set_timesteps(config.n_steps)
-        control = MemoryControl(MemoryBank(torch.device("cpu") if config.memory_on_cpu else None))
+        control = MemoryControl(MemoryBank(self._bank_device(config, geometry, request, warnings)))
         timings = {}
         with memory_attention(m.unet, control, config.memory_blocks):
             base = self._invert(
@@ -144,6 +144,22 @@ class DragonEditor:
                 raise DragError(f"{name}: this model's UNet has up_blocks 0-{count - 1}, not {bad}")
         if not decoder_self_attention(self.model.unet, config.memory_blocks):
             raise DragError(f"memory_blocks {config.memory_blocks}: no decoder self-attention there; use null (all)")
+
+    def _bank_device(self, config: DragonConfig, geometry: Geometry, request, warnings: list[str]):
+        """Where the memory bank lives: with the model (None) unless configured for the CPU or, on a GPU, when
+        it would take more than half of the free memory (then the CPU, with a warning)."""
+        if config.memory_on_cpu:
+            return torch.device("cpu")
+        if self.model.device.type != "cuda":
+            return None
+        m = self.model
+        images = 2 if request.mode in ("appearance", "paste") else 1
+        needed = images * bank_bytes(m.unet, config.memory_blocks, geometry.latent_size, config.n_steps, m.dtype)
+        free, _ = torch.cuda.mem_get_info(m.device)
+        if needed > free / 2:
+            warnings.append(f"the memory bank ({needed / 2**30:.1f} GiB) is kept in CPU memory: the GPU has too little")
+            return torch.device("cpu")
+        return None
 
     def _invert(self, image, work_size, text, config, control, stage, on_progress, should_stop) -> _Branch:
         latent = self.model.encode_image(image_to_tensor(image, work_size))

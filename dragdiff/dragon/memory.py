@@ -130,6 +130,19 @@ def decoder_self_attention(unet: UNet2DConditionModel, blocks: tuple[int, ...] |
     return [name for name in unet.attn_processors if name.startswith(prefixes) and ".attn1." in name]
 
 
+def bank_bytes(unet: UNet2DConditionModel, blocks, latent_size: tuple[int, int], steps: int, dtype) -> int:
+    """Bytes a memory bank of one image will hold: K and V of every controlled layer at every step.
+    Decoder block i runs at the latent size divided by 2^(blocks - 1 - i)."""
+    total, count = 0, len(unet.up_blocks)
+    for name in decoder_self_attention(unet, blocks):
+        index = int(name.split(".")[1])
+        factor = 2 ** (count - 1 - index)
+        tokens = -(-latent_size[0] // factor) * -(-latent_size[1] // factor)
+        attention = unet.get_submodule(name.removesuffix(".processor"))
+        total += 2 * tokens * attention.to_k.out_features
+    return total * steps * torch.tensor([], dtype=dtype).element_size()
+
+
 @contextmanager
 def memory_attention(
     unet: UNet2DConditionModel, control: MemoryControl, blocks: tuple[int, ...] | None

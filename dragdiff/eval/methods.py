@@ -26,17 +26,27 @@ class Method:
     save: Callable[[Image.Image, DragRequest, Path], None]  # the result PNG with its session, and the session JSON
 
 
-def make_method(name: str, engine: DragEngine, overrides: dict) -> Method:
-    """`overrides` may mix DragConfig and DragonConfig fields (--set); each method takes its own."""
-    from ..dragon import ContentDragRequest, DragonConfig, DragonEditor
+def split_overrides(overrides: dict) -> tuple[dict, dict]:
+    """--set values that mix DragConfig and DragonConfig fields -> (DragDiffusion's, DragonDiffusion's); a
+    name both have (seed, resolution, feature_blocks) goes to both, one neither has is an error."""
+    from ..dragon import DragonConfig
 
     drag_fields = {f.name for f in dataclasses.fields(DragConfig)}
     dragon_fields = {f.name for f in dataclasses.fields(DragonConfig)}
     unknown = sorted(set(overrides) - drag_fields - dragon_fields)
     if unknown:
         raise DragError(f"--set: unknown parameter(s) {unknown}; see configs/drag.yaml and configs/dragon.yaml")
+    pick = lambda names: {k: v for k, v in overrides.items() if k in names}  # noqa: E731
+    return pick(drag_fields), pick(dragon_fields)
+
+
+def make_method(name: str, engine: DragEngine, overrides: dict) -> Method:
+    """`overrides` may mix DragConfig and DragonConfig fields (--set); each method takes its own."""
+    from ..dragon import ContentDragRequest, DragonEditor
+
+    drag_overrides, dragon_overrides = split_overrides(overrides)
     if name == "dragdiffusion":
-        config = engine.default_config(**{k: v for k, v in overrides.items() if k in drag_fields})
+        config = engine.default_config(**drag_overrides)
 
         def drag(request: DragRequest) -> Image.Image:
             return engine.drag(replace(request, config=config)).image
@@ -44,7 +54,7 @@ def make_method(name: str, engine: DragEngine, overrides: dict) -> Method:
         return Method(METHODS[name], config, drag, _dragdiffusion_saver(engine, config))
     if name == "dragon":
         editor = DragonEditor(engine)
-        dragon_config = editor.default_config("drag", **{k: v for k, v in overrides.items() if k in dragon_fields})
+        dragon_config = editor.default_config("drag", **dragon_overrides)
 
         def content(request: DragRequest) -> ContentDragRequest:
             r = request
