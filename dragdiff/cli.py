@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     dragon.add_argument("--reference", help="appearance/paste: the second image")
     dragon.add_argument("--reference-mask", help="appearance/paste: the object in --reference (white)")
     dragon.add_argument("--reference-prompt", help="appearance/paste: text describing --reference")
+    dragon.add_argument("--box", help="instead of --mask: x0,y0,x1,y1 around the object (refined with GrabCut)")
+    dragon.add_argument("--reference-box", help="instead of --reference-mask: x0,y0,x1,y1 around its object")
     dragon.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a DragonConfig parameter, e.g. n_steps=30"
     )
@@ -199,7 +201,7 @@ def run_dragon(args: argparse.Namespace) -> int:
 def _dragon_request(args: argparse.Namespace, mode: str, config):
     """The request of `mode` from the flags; each missing flag is named."""
     from .dragon import AppearanceRequest, ContentDragRequest, MoveRequest, PasteRequest
-    from .images import load_image, load_mask
+    from .images import load_image
     from .validation import parse_points
 
     def need(flag: str):
@@ -210,22 +212,46 @@ def _dragon_request(args: argparse.Namespace, mode: str, config):
 
     image = load_image(need("--image"))
     prompt = args.prompt or ""
-    mask = load_mask(args.mask, image.size) if args.mask else None
+    mask = _object_mask(image, args.mask, args.box, "--box")
     scale = 1.0 if args.scale is None else args.scale
     if mode == "drag":
         handles, targets = parse_points(need("--points"))
         return ContentDragRequest(image, handles, targets, mask, prompt, config)
     if mode == "move":
-        need("--mask")
+        _need_mask(mask, args.mode, "--mask or --box")
         return MoveRequest(image, mask, _xy_flag("--offset", need("--offset")), scale, prompt, config)
     reference = load_image(need("--reference"), what="reference image")
-    reference_mask = load_mask(need("--reference-mask"), reference.size)
+    reference_mask = _object_mask(reference, args.reference_mask, args.reference_box, "--reference-box")
+    _need_mask(reference_mask, args.mode, "--reference-mask or --reference-box")
     reference_prompt = args.reference_prompt or ""
     if mode == "appearance":
-        need("--mask")
+        _need_mask(mask, args.mode, "--mask or --box")
         return AppearanceRequest(image, mask, reference, reference_mask, prompt, reference_prompt, config)
     position = _xy_flag("--position", need("--position"))
     return PasteRequest(image, reference, reference_mask, position, scale, prompt, reference_prompt, config)
+
+
+def _object_mask(image, mask_path: str | None, box: str | None, flag: str):
+    """A mask from its file, or from a box refined with GrabCut, or None."""
+    from .dragon.box import box_mask
+    from .images import load_mask
+
+    if mask_path:
+        return load_mask(mask_path, image.size)
+    if not box:
+        return None
+    try:
+        corners = tuple(float(v) for v in box.split(","))
+    except ValueError:
+        corners = ()
+    if len(corners) != 4:
+        raise DragError(f"{flag} {box!r}: write four numbers x0,y0,x1,y1")
+    return box_mask(image, corners)
+
+
+def _need_mask(mask, mode: str, flags: str) -> None:
+    if mask is None:
+        raise DragError(f"--mode {mode} needs {flags}; see python -m dragdiff edit --help")
 
 
 def _xy_flag(flag: str, text: str):

@@ -269,7 +269,7 @@ def test_cli_names_the_missing_flag_and_writes_nothing(tmp_path, scene, capsys):
     assert main([*args, "--out", str(tmp_path / "o.png")]) == 2
     assert "--mode paste needs --reference" in capsys.readouterr().err
     assert main([*args[:4], "move", *args[5:], "--offset", "3", "--out", str(tmp_path / "o.png")]) == 2
-    assert "--mode move needs --mask" in capsys.readouterr().err
+    assert "--mode move needs --mask or --box" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [tmp_path / "in.png"]
 
 
@@ -292,3 +292,19 @@ def test_the_memory_bank_holds_what_its_size_estimate_says_and_can_live_on_the_c
     config = DragonConfig.load("move", memory_on_cpu=True, **FAST)
     result = editor.edit(MoveRequest(scene, disc_mask, Point(20, 0), config=config))
     assert result.memory_bytes == bank_bytes(model.unet, None, latent, 6, model.dtype) > 0
+
+
+def test_a_box_around_the_object_becomes_its_mask(scene, disc_mask, tmp_path):
+    from dragdiff.cli import main
+    from dragdiff.dragon.box import box_mask
+    from dragdiff.dragon.session import load_dragon_session
+
+    mask = box_mask(scene, (20, 28, 60, 68))
+    assert (mask & disc_mask).sum() / (mask | disc_mask).sum() > 0.9  # the disc, not the box
+    with pytest.raises(DragError, match="at least 3×3 pixels"):
+        box_mask(scene, (10, 10, 11, 40))
+    scene.save(tmp_path / "in.png")
+    args = ["edit", "--method", "dragon", "--mode", "move", "--image", str(tmp_path / "in.png"), "--box", "20,28,60,68"]
+    args += ["--offset", "20,0", "--model", "tiny", "--set", "n_steps=3", "--quiet", "--out", str(tmp_path / "o.png")]
+    assert main([*args, "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert np.array_equal(load_dragon_session(tmp_path / "o.png")[0].mask, mask)
