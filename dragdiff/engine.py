@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -43,10 +45,24 @@ class Prepared:
     timings: dict[str, float]
 
 
+def _one_at_a_time(method):
+    """Run the method under the engine's lock: the UNet's LoRA adapter and attention processors are state of
+    the one shared model, so two edits at once (a server with --gpu-jobs 2) would mix each other's."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class DragEngine:
     """DragDiffusion on one model. `prepare()` is the slow part and is cached; `drag()` edits.
 
     counts: how often each expensive stage ran or came from the cache (tests count work, not time).
+    lock: held by prepare, drag and reconstruct (re-entrant); hold it too for any other use of the model,
+    such as a DragonDiffusion edit, that may run beside them.
     """
 
     def __init__(
@@ -56,6 +72,7 @@ class DragEngine:
         self.cache = TensorCache(cache_dir)
         self.counts: Counter[str] = Counter()
         self._attached_lora: str | None = None
+        self.lock = threading.RLock()
 
     def default_config(self, **overrides) -> DragConfig:
         """configs/drag.yaml, then the model's own tuned values (its dragdiff.yaml), then `overrides`."""
@@ -65,6 +82,7 @@ class DragEngine:
         width = config.resolution or self.model.native_resolution
         return Geometry.for_image(image_size, width, self.model.vae_factor, config.supervision_scale)
 
+    @_one_at_a_time
     def prepare(
         self,
         image: Image.Image,
@@ -95,11 +113,12 @@ class DragEngine:
             self.counts["inversion_cached"] += 1
             inverted = cached["latent"].to(self.model.device)
         else:
-            inverted = self._invert(pixels, text, config, on_progress)
+            inverted = self._invert(pixels, text, config, on_progress, should_stop)
             self.cache.save("inversion", inversion_key, {"latent": inverted})
         timings["inversion"] = time.perf_counter() - start
         return Prepared(geometry, text, inverted, lora, lora_key, config, timings)
 
+    @_one_at_a_time
     def drag(
         self, request: DragRequest, on_progress: ProgressCallback | None = None, should_stop: StopCallback | None = None
     ) -> DragResult:
@@ -173,6 +192,7 @@ class DragEngine:
                 "them, or turn reference_attention off"
             )
 
+    @_one_at_a_time
     def reconstruct(self, image: Image.Image, prompt: str = "", config: DragConfig | None = None) -> Image.Image:
         """Inversion then plain denoising, no edit: what a drag with nothing to do returns."""
         config = config or self.default_config()
@@ -198,6 +218,7 @@ class DragEngine:
             if on_progress:
                 on_progress(Progress("lora", step, total))
 
+        self._attached_lora = None  # training replaces the adapter: if it is stopped, the UNet holds a partial one
         weights = train_lora(
             self.model,
             pixels,
@@ -230,7 +251,7 @@ class DragEngine:
             attach_lora(self.model.unet, rank, {k: v.to(self.model.device) for k, v in weights.items()})
         self._attached_lora = key
 
-    def _invert(self, pixels, text, config, on_progress) -> torch.Tensor:
+    def _invert(self, pixels, text, config, on_progress, should_stop=None) -> torch.Tensor:
         latent = self.model.encode_image(pixels)
         report = (lambda k, n: on_progress(Progress("inversion", k, n))) if on_progress else None
         inverted = ddim_invert(
@@ -241,6 +262,7 @@ class DragEngine:
             config.n_inference_steps,
             config.n_inversion_steps,
             report,
+            should_stop,
         )
         self.counts["inversion"] += 1
         return inverted

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DConditionModel
 
+from .errors import DragCancelled
+
 
 def drag_timesteps(scheduler: DDIMScheduler, n_steps: int, n_inverted: int) -> torch.Tensor:
     """The denoising timesteps from the inverted step down to the end: 35 of 50 on SD gives 681, 661, …, 1."""
@@ -23,15 +25,19 @@ def ddim_invert(
     n_steps: int,
     n_inverted: int,
     on_step: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
     """Run DDIM backwards from the clean latent z_0 for `n_inverted` of `n_steps` steps, returning z_t.
 
     DDIMInverseScheduler with the forward scheduler's config matches the reference's inversion step exactly
-    (STACK.md §6): timesteps 1, 21, …, 681 for 35 of 50.
+    (STACK.md §6): timesteps 1, 21, …, 681 for 35 of 50. `should_stop` is asked before each step; true ends
+    the inversion with DragCancelled.
     """
     inverse = DDIMInverseScheduler.from_config(scheduler.config)
     inverse.set_timesteps(n_steps)
     for k, t in enumerate(inverse.timesteps[:n_inverted]):
+        if should_stop and should_stop():
+            raise DragCancelled("cancelled while inverting")
         noise = unet(latent, t, encoder_hidden_states=text).sample
         latent = inverse.step(noise, t, latent).prev_sample
         if on_step:
