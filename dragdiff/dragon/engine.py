@@ -22,7 +22,7 @@ from .config import DragonConfig
 from .memory import MemoryBank, MemoryControl, bank_bytes, decoder_self_attention, memory_attention
 from .regions import centre, grid_mask, paste, ring, warp, warp_mask
 from .requests import AppearanceRequest, ContentDragRequest, DragonRequest, MoveRequest, check_dragon_request
-from .sampler import GuidedSampler, invert, sample, step_plan
+from .sampler import REFERENCE_STEPS, GuidedSampler, invert, sample, step_plan
 
 FEATURE_SCALE = 0.25  # features compared at image/4, as the reference resizes them (DRAGON.md)
 GRADIENT_UNIT = 1000  # the reference multiplies its per-mode constant and UI energy scale by 1e3
@@ -82,24 +82,11 @@ class DragonEditor:
             base = self._invert(
                 request.image, geometry.work_size, text, config, control, "inversion", on_progress, should_stop
             )
-            reference = reference_mask = None
-            if isinstance(request, (AppearanceRequest,)) or request.mode == "paste":
-                reference_image, reference_mask = fit_reference(
-                    request.reference, request.reference_mask, geometry.work_size
+            reference, reference_mask = None, None
+            if request.mode in ("appearance", "paste"):
+                reference, reference_mask = self._invert_reference(
+                    request, geometry, config, control, on_progress, should_stop
                 )
-                control.reference, control.bank = control.bank, MemoryBank(control.bank.device)
-                reference_text = m.encode_prompt(request.reference_prompt or request.prompt)
-                reference = self._invert(
-                    reference_image,
-                    geometry.work_size,
-                    reference_text,
-                    config,
-                    control,
-                    "reference",
-                    on_progress,
-                    should_stop,
-                )
-                control.bank, control.reference = control.reference, control.bank
             timings["inversion"] = time.perf_counter() - start_time
             plan = _Plan.build(request, geometry, base, reference, reference_mask, config)
             control.base_mask, control.reference_mask = plan.mix_masks
@@ -109,9 +96,10 @@ class DragonEditor:
                 return self._guidance(z, t, text, plan, base, reference, control, config, geometry)
 
             def memory_mode(i: int) -> str:
+                j = i * REFERENCE_STEPS / config.n_steps  # the step counts of the config are for 50 steps
                 if plan.memory == "mix":
-                    return "mix" if i < config.memory_mix_until else "off"
-                return plan.memory if i >= config.memory_start else "off"
+                    return "mix" if j < config.memory_mix_until else "off"
+                return plan.memory if j >= config.memory_start else "off"
 
             report = (lambda k, n: on_progress(Progress("editing", k, n))) if on_progress else None
             t0 = time.perf_counter()
@@ -160,6 +148,20 @@ class DragonEditor:
             warnings.append(f"the memory bank ({needed / 2**30:.1f} GiB) is kept in CPU memory: the GPU has too little")
             return torch.device("cpu")
         return None
+
+    def _invert_reference(self, request, geometry, config, control, on_progress, should_stop):
+        """Invert the reference image (fitted to the working size) into its own memory bank, which becomes
+        `control.reference`; returns its branch and its object mask at the working size."""
+        image, mask = fit_reference(request.reference, request.reference_mask, geometry.work_size)
+        control.reference, control.bank = control.bank, MemoryBank(control.bank.device)
+        text = self.model.encode_prompt(request.reference_prompt or request.prompt)
+        try:
+            branch = self._invert(
+                image, geometry.work_size, text, config, control, "reference", on_progress, should_stop
+            )
+        finally:
+            control.bank, control.reference = control.reference, control.bank
+        return branch, mask
 
     def _invert(self, image, work_size, text, config, control, stage, on_progress, should_stop) -> _Branch:
         latent = self.model.encode_image(image_to_tensor(image, work_size))
