@@ -273,7 +273,9 @@ def train_unet(args) -> None:
             noise = noise + args.offset_noise * torch.randn(latents.shape[0], latents.shape[1], 1, 1)
         t = torch.randint(0, 1000, (latents.shape[0],))
         prediction = unet(schedule.add_noise(latents, noise, t), t, encoder_hidden_states=text_encoder(ids)[0]).sample
-        loss = (F.mse_loss(prediction, noise, reduction="none").mean((1, 2, 3)) * _min_snr_weight(schedule, t, args)).mean()
+        loss = (
+            F.mse_loss(prediction, noise, reduction="none").mean((1, 2, 3)) * _min_snr_weight(schedule, t, args)
+        ).mean()
         for group in optimizer.param_groups:
             group["lr"] = lr * min(1.0, (step - first + 1) / 200)
         optimizer.zero_grad(set_to_none=True)
