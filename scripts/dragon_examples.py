@@ -88,7 +88,7 @@ def drawn(name: str, request) -> Image.Image:
     image = request.image.copy()
     mask = getattr(request, "mask", None)
     if mask is not None:
-        tint = Image.blend(image, Image.new("RGB", image.size, (255, 210, 60)), 0.4)
+        tint = Image.blend(image, Image.new("RGB", image.size, (255, 255, 255)), 0.3)
         image = Image.composite(tint, image, Image.fromarray(mask.astype(np.uint8) * 255))
     draw = ImageDraw.Draw(image)
     if name == "move":
