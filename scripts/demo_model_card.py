@@ -41,7 +41,9 @@ def main() -> None:
     engine = DragEngine(model)
     figures = {
         "vae_psnr_db": round(vae_psnr(model, 50), 2),
-        "inversion_psnr_db": round(inversion_psnr(engine, 10, engine.default_config(lora_steps=0)), 2),
+        "inversion_psnr_db": round(
+            inversion_psnr(engine, 10, engine.default_config(lora_steps=0, n_inversion_steps=35)), 2
+        ),
     }
     accuracy, samples, prompts = colour_accuracy(model, 40)
     figures["prompt_colour_accuracy"] = round(accuracy, 3)
