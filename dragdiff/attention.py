@@ -29,22 +29,28 @@ class ReferenceAttentionProcessor:
         *args,
         **kwargs,
     ) -> torch.Tensor:
-        batch, tokens, _ = hidden_states.shape  # (B, N, C); B = 2: [original, edited]
-        heads = attn.heads
+        reference = hidden_states[:1]  # (1, N, C) of the batch [original, edited]
+        batch = hidden_states.shape[0]
+        key = attn.to_k(reference).expand(batch, -1, -1)
+        value = attn.to_v(reference).expand(batch, -1, -1)
+        return attend(attn, hidden_states, key, value)
 
-        def split_heads(x: torch.Tensor) -> torch.Tensor:  # (b, N, C) -> (b, heads, N, C / heads)
-            return x.view(x.shape[0], tokens, heads, -1).transpose(1, 2)
 
-        reference = hidden_states[:1]
-        query = split_heads(attn.to_q(hidden_states))
-        key = split_heads(attn.to_k(reference)).expand(batch, -1, -1, -1)
-        value = split_heads(attn.to_v(reference)).expand(batch, -1, -1, -1)
-        out = F.scaled_dot_product_attention(query, key, value)
-        out = out.transpose(1, 2).reshape(batch, tokens, -1).to(query.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))  # linear, dropout
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
+def attend(attn: Attention, hidden_states: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """The output of self-attention layer `attn` whose queries come from `hidden_states` (B, N, C) and whose
+    keys/values are the given (B, M, C) ones, with the layer's own output projection and residual."""
+    batch, tokens, _ = hidden_states.shape
+
+    def split_heads(x: torch.Tensor) -> torch.Tensor:  # (B, M, C) -> (B, heads, M, C / heads)
+        return x.view(batch, x.shape[1], attn.heads, -1).transpose(1, 2)
+
+    query = split_heads(attn.to_q(hidden_states))
+    out = F.scaled_dot_product_attention(query, split_heads(key), split_heads(value))
+    out = out.transpose(1, 2).reshape(batch, tokens, -1).to(query.dtype)
+    out = attn.to_out[1](attn.to_out[0](out))  # linear, dropout
+    if attn.residual_connection:
+        out = out + hidden_states
+    return out / attn.rescale_output_factor
 
 
 def self_attention_names(unet: UNet2DConditionModel, blocks: tuple[int, ...]) -> list[str]:

@@ -131,15 +131,8 @@ def run_edit(args: argparse.Namespace) -> int:
         session = replace(session, config=_compose_config(model.drag_defaults, args))
     request = session.to_request()
     engine = DragEngine(model, cache_dir=args.cache_dir)
-    bars = ProgressBars(enabled=not args.quiet)
-    try:
-        result = engine.drag(request, on_progress=bars.update)
-    finally:
-        bars.close()
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    result = _with_progress(engine.drag, request, args)
+    out = _out_path(args)
     save_result_png(result.image, session, out)
     summary = {
         "output": str(out),
@@ -182,20 +175,31 @@ def run_dragon(args: argparse.Namespace) -> int:
         config = editor.default_config(mode, **parse_overrides(args.set))
         request = _dragon_request(args, mode, config)
     request = replace(request, config=config)
-    bars = ProgressBars(enabled=not args.quiet)
-    try:
-        result = editor.edit(request, on_progress=bars.update)
-    finally:
-        bars.close()
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    result = _with_progress(editor.edit, request, args)
+    out = _out_path(args)
     save_result(result.image, request, model.spec, config, out)
     print(
         f"wrote {out} and {out.with_suffix('.json')} (DragonDiffusion {request.mode}, {result.timings['total']:.1f} s)"
     )
     return 0
+
+
+def _with_progress(edit, request, args: argparse.Namespace):
+    """Run `edit(request, on_progress=...)` with progress bars (unless --quiet); print its warnings."""
+    bars = ProgressBars(enabled=not args.quiet)
+    try:
+        result = edit(request, on_progress=bars.update)
+    finally:
+        bars.close()
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return result
+
+
+def _out_path(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _dragon_request(args: argparse.Namespace, mode: str, config):

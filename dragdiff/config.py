@@ -66,14 +66,7 @@ class DragConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "config") -> DragConfig:
         """Validate a complete mapping of fields; errors name the field."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise DragError(f"{where}: unknown parameter(s) {unknown}; known parameters are {names}")
-        missing = [n for n in names if n not in values]
-        if missing:
-            raise DragError(f"{where}: missing parameter(s) {missing}")
-        return cls(**{n: _coerce(f"{where}.{n}", values[n], _RULES[n]) for n in names})
+        return cls(**validated_fields(cls, values, where, _RULES))
 
     def replace(self, **changes: Any) -> DragConfig:
         return DragConfig.from_dict({**self.to_dict(), **changes})
@@ -111,12 +104,29 @@ _RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
 }
 
 
+def validated_fields(cls, values: dict[str, Any], where: str, rules: dict[str, tuple]) -> dict[str, Any]:
+    """The fields of dataclass `cls` from a complete mapping, each checked against its rule (type, minimum,
+    maximum, nullable); unknown, missing and bad values are errors that name the field."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise DragError(f"{where}: unknown parameter(s) {unknown}; known parameters are {names}")
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise DragError(f"{where}: missing parameter(s) {missing}")
+    return {n: _coerce(f"{where}.{n}", values[n], rules[n]) for n in names}
+
+
 def _coerce(name: str, value: Any, rule: tuple) -> Any:
     kind, low, high, nullable = rule
     if value is None:
         if nullable:
             return None
         raise DragError(f"{name}: a value is required, got null")
+    if kind is str:  # low holds the allowed values
+        if value not in low:
+            raise DragError(f"{name}: {value!r} is not one of {list(low)}")
+        return value
     if kind is tuple:
         if not isinstance(value, (list, tuple)) or not value:
             raise DragError(f"{name}: expected a non-empty list of block indices, got {value!r}")

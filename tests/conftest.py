@@ -20,6 +20,18 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running tests (run by .ci/run, skip with -m 'not slow')")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: on a busy 2-core CPU torch's two threads wait on each other (a tiny
+    drag took 25 s instead of 0.2 s), and a server run with OMP_NUM_THREADS=1 computes the same bytes."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_model():
     """A fresh copy per test (0.1 s): engines attach LoRA adapters to the model they are given."""

@@ -22,7 +22,6 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageFile
 
 import app
@@ -40,13 +39,7 @@ FAST = dict(lora_steps=1, lora_batch_size=1, n_inference_steps=4, n_inversion_st
 DROP = object()  # session_file(field=DROP) leaves the field out
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model on one thread: on a busy CPU, torch's two threads wait on each other (25 s vs 0.2 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from dragdiff.engine import DragEngine
 from dragdiff.models import load_model
 from dragdiff.session import Session, load_session, save_result_png
 from tests.support.appserver import get, start_app
+from tests.support.measure import rss_mb
 
 # Every stage has a few steps to stop at; stop_distance 0 keeps the drag from ending early.
 STEPS = dict(lora_steps=3, lora_batch_size=1, n_inference_steps=8, n_inversion_steps=4, drag_steps=3, stop_distance=0.0)
@@ -37,13 +38,7 @@ CYCLES = 20
 RSS_GROWTH_LIMIT_MB = 40  # see test_twenty_stops_at_random_steps_leave_nothing_behind
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model on one thread: on a busy CPU, torch's two threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def picture(number: int, size: tuple[int, int] = (64, 64)) -> Image.Image:
@@ -68,13 +63,6 @@ def png_of(engine: DragEngine, req: DragRequest, folder: Path, name: str) -> byt
     path = folder / f"{name}.png"
     save_result_png(engine.drag(req).image, Session.from_request(req, engine.model.spec), path)
     return path.read_bytes()
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def live_tensors() -> int:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import app
@@ -36,13 +35,7 @@ SETTINGS = {"lora_steps": 2, "lora_batch_size": 1, "n_inference_steps": 8, "n_in
 PAGE_LOAD_LIMIT_S = 5.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread, as the server runs (OMP_NUM_THREADS=1): the same arithmetic, so the same bytes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass

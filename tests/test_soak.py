@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from dragdiff import DragRequest, Point
@@ -27,6 +26,7 @@ from dragdiff.editor import autosave
 from dragdiff.engine import DragEngine
 from dragdiff.models import load_model
 from dragdiff.session import Session, load_session
+from tests.support.measure import rss_mb
 
 EDITS = 200
 RSS_GROWTH_LIMIT_MB = 25
@@ -35,19 +35,7 @@ SETTINGS = dict(lora_steps=1, lora_batch_size=1, n_inference_steps=6, n_inversio
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def open_fds() -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import CONFIG_DIR, _coerce, read_config_file
+from ..config import CONFIG_DIR, read_config_file, validated_fields
 from ..errors import DragError
 
 DEFAULT_FILE = CONFIG_DIR / "dragon.yaml"
@@ -56,16 +56,7 @@ class DragonConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "dragon config") -> DragonConfig:
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise DragError(f"{where}: unknown parameter(s) {unknown}; known parameters are {names}")
-        missing = [n for n in names if n not in values]
-        if missing:
-            raise DragError(f"{where}: missing parameter(s) {missing}")
-        if values["variant"] not in VARIANTS:
-            raise DragError(f"{where}.variant: {values['variant']!r} is not one of {list(VARIANTS)}")
-        return cls(**{n: values[n] if n == "variant" else _coerce(f"{where}.{n}", values[n], _RULES[n]) for n in names})
+        return cls(**validated_fields(cls, values, where, _RULES))
 
     def replace(self, **changes: Any) -> DragonConfig:
         return DragonConfig.from_dict({**self.to_dict(), **changes})
@@ -85,6 +76,7 @@ _RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
     "seed": (int, 0, 2**32 - 1, False),
     "resolution": (int, 64, 4096, True),
     "n_steps": (int, 2, 1000, False),
+    "variant": (str, VARIANTS, None, False),
     "cfg_scale": (float, 0.0, 50.0, False),
     "energy_scale": (float, 0.0, 100.0, False),
     "step_constant": (float, 0.0, 10.0, False),

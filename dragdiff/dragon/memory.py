@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 
+from ..attention import attend
+
 MODES = ("off", "record", "replace", "concat", "mix")
 
 
@@ -108,19 +110,8 @@ class MemoryAttentionProcessor:
         *args,
         **kwargs,
     ) -> torch.Tensor:
-        batch = hidden_states.shape[0]
         key, value = self.control.keys_values(self.layer, attn.to_k(hidden_states), attn.to_v(hidden_states))
-
-        def split_heads(x: torch.Tensor) -> torch.Tensor:  # (B, N, C) -> (B, heads, N, C / heads)
-            return x.view(batch, x.shape[1], attn.heads, -1).transpose(1, 2)
-
-        query = split_heads(attn.to_q(hidden_states))
-        out = F.scaled_dot_product_attention(query, split_heads(key), split_heads(value))
-        out = out.transpose(1, 2).reshape(batch, hidden_states.shape[1], -1).to(query.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + hidden_states
-        return out / attn.rescale_output_factor
+        return attend(attn, hidden_states, key, value)
 
 
 def decoder_self_attention(unet: UNet2DConditionModel, blocks: tuple[int, ...] | None) -> list[str]:
