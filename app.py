@@ -416,12 +416,8 @@ def dragon_run(state: dict, mode: str, scale: float, prompt: str, model: str, pa
     stop, board, event = state["stop"].event, StageBoard(), None
     stop.clear()
 
-    def job(progress, halt):
-        with engine.lock:  # the model is shared: one edit on it at a time, as drag() does (--gpu-jobs > 1)
-            return editor.edit(request, progress, halt)
-
     try:
-        for event in stream(job, stop):
+        for event in stream(lambda progress, halt: editor.edit(request, progress, halt), stop):
             if isinstance(event, Finished):
                 break
             yield state, board.update(event), *no_change

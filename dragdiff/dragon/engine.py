@@ -64,7 +64,12 @@ class DragonEditor:
         on_progress: ProgressCallback | None = None,
         should_stop: StopCallback | None = None,
     ) -> DragonResult:
-        """The edited image. Raises DragError on bad input before any work, DragCancelled when stopped."""
+        """The edited image. Raises DragError on bad input before any work, DragCancelled when stopped.
+        Holds the engine's lock: the model (its attention processors, its LoRA) is shared with DragDiffusion."""
+        with self.engine.lock:
+            return self._edit(request, on_progress, should_stop)
+
+    def _edit(self, request, on_progress, should_stop) -> DragonResult:
         warnings = check_dragon_request(request)
         config = request.config or self.default_config(request.mode)
         m, start_time = self.model, time.perf_counter()
