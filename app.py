@@ -42,6 +42,7 @@ from dragdiff.editor import (
     overlay,
     pairs,
     points_table,
+    remove_stale_temporary_files,
     stream,
     tint,
     to_image_point,
@@ -736,6 +737,8 @@ def main(argv: list[str] | None = None) -> None:
     # Gradio opens every upload (the header only) before handing us the path; dragdiff.images applies its own
     # pixel limit before decoding, with a message that says so, so Pillow's generic bomb error must not pre-empt it.
     PILImage.MAX_IMAGE_PIXELS = None
+    for path in remove_stale_temporary_files(SETTINGS.outputs):
+        print(f"removed {path}: a result write that a crash interrupted (the finished results are intact)")
     app = build_app()  # rebuilt so that the flags (default model, queue size) are in the layout
     app.queue(default_concurrency_limit=SETTINGS.gpu_jobs)
     app.launch(

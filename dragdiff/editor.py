@@ -295,6 +295,20 @@ def autosave(outputs: Path, result: Image.Image, session: Session) -> Path:
     return png
 
 
+def remove_stale_temporary_files(outputs: Path, older_than_s: float = 600) -> list[Path]:
+    """Delete the hidden temporary files that an atomic write leaves when its process is killed mid-write
+    (".NAME.png.XXXX.tmp"), once they are older than any write takes, so that a server writing now is never
+    touched. Returns what was removed. Called when the app starts."""
+    if not outputs.is_dir():
+        return []
+    cutoff, removed = time.time() - older_than_s, []
+    for path in outputs.rglob(".*.tmp"):
+        if path.is_file() and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def new_result_path(outputs: Path) -> Path:
     """A fresh outputs/<date>/<time>-<id>.png (the folder is created; the file is not)."""
     folder = outputs / datetime.now().strftime("%Y-%m-%d")

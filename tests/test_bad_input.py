@@ -412,7 +412,7 @@ REFUSED = {
         app=((by_load(not_utf8_session), ("is not UTF-8 text", "save it as UTF-8 JSON")),),
     ),
     "DragBench pickle with a disallowed global": Refused(
-        lambda env: exploit_bench(env).request(DragConfig.load(**FAST)),
+        lambda env: exploit_bench(env).request(),
         ("meta_data.pkl: refused to unpickle builtins.exec", "may hold only dicts, lists, strings, numbers"),
     ),
     "a feature block the model lacks": Refused(

@@ -11,6 +11,7 @@
 
 import gc
 import json
+import os
 import random
 import threading
 import time
@@ -276,3 +277,16 @@ def test_kill_9_during_an_edit_and_during_a_result_write_loses_nothing(tmp_path)
     assert entries and all(p.suffix == ".safetensors" for p in entries), entries
     for entry in entries:
         load_file(entry)  # every cache entry is whole
+
+
+def test_temporary_files_a_crash_left_are_removed_at_startup_once_old(tmp_path):
+    from dragdiff.editor import remove_stale_temporary_files
+
+    day = tmp_path / "outputs" / "2026-11-26"
+    day.mkdir(parents=True)
+    old, fresh, result = day / ".1200-ab.png.x1.tmp", day / ".1201-cd.png.x2.tmp", day / "1159-ef.png"
+    for path in (old, fresh, result):
+        path.write_bytes(b"...")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert remove_stale_temporary_files(tmp_path / "outputs") == [old]
+    assert not old.exists() and fresh.exists() and result.exists()  # a write in progress elsewhere is kept
