@@ -42,6 +42,7 @@ from dragdiff.editor import (
     overlay,
     pairs,
     points_table,
+    refine_to_object,
     remove_stale_temporary_files,
     stream,
     tint,
@@ -377,6 +378,19 @@ def dragon_paint(editor_value: dict | None, state: dict, what: str = "mask"):
     return state, _dragon_overlay(state)
 
 
+def dragon_refine(state: dict):
+    """Replace the painted mask by the object GrabCut finds in the painting's bounding box."""
+    if state["image"] is None:
+        return state, gr.skip(), gr.skip(), "Upload an image first."
+    try:
+        mask = refine_to_object(state["image"], state["mask"])
+    except DragError as exc:
+        return state, gr.skip(), gr.skip(), f"⚠️ {exc}"
+    state = {**state, "mask": mask}
+    editor = {"background": state["image"], "layers": [], "composite": tint(state["image"], mask)}
+    return state, editor, _dragon_overlay(state), f"Object found: {mask.mean():.0%} of the image."
+
+
 def dragon_click_at(mode: str, state: dict, evt: gr.SelectData):
     if state["image"] is None:
         gr.Warning("Upload an image first.")
@@ -512,6 +526,7 @@ def dragon_tab() -> None:
                 brush=gr.Brush(colors=["#FFD23C99"], color_mode="fixed", default_size=12),
                 eraser=gr.Eraser(default_size=12),
             )
+            refine = gr.Button("Refine to the object (GrabCut in the painting's box)", size="sm")
         with gr.Column(scale=2):
             canvas = gr.Image(type="pil", label="Click (see the mode's instructions)", interactive=False, format="png")
     with gr.Row(visible=False) as reference_row:
@@ -553,6 +568,7 @@ def dragon_tab() -> None:
         lambda v, s: dragon_paint(v, s, "reference_mask"), [reference_editor, state], [state, canvas]
     )
     canvas.select(dragon_click_at, [mode, state], [state, canvas])
+    refine.click(dragon_refine, state, [state, editor, canvas, status])
     run_button.click(
         dragon_run, [state, mode, scale, prompt, model, params], [state, status, result, download, history], **gpu
     )

@@ -327,6 +327,16 @@ DRAGON_HELP = {
 }
 
 
+def refine_to_object(image: Image.Image, painted: np.ndarray | None) -> np.ndarray:
+    """The object inside the bounding box of a rough painting (or a box-shaped stroke), by GrabCut."""
+    from .dragon.box import box_mask
+
+    if painted is None or not painted.any():
+        raise DragError("Paint roughly over the object (or around it) first; Refine then finds its outline.")
+    rows, cols = np.nonzero(painted)
+    return box_mask(image, (cols.min(), rows.min(), cols.max(), rows.max()))
+
+
 def dragon_click(mode: str, clicks: list[list[float]], x: float, y: float) -> list[list[float]]:
     """Clicks as each mode uses them: move/resize keep one from → to arrow (a third click starts a new one),
     paste keeps one position, drag alternates handle and target, appearance takes none."""

@@ -313,3 +313,13 @@ def test_dragon_tab_shows_the_inputs_each_mode_needs(scene, disc, tmp_path):
         _, instructions, reference_row, scale_slider, _ = app.dragon_mode(mode, state)
         assert reference_row["visible"] is reference and scale_slider["visible"] is scale
         assert instructions == app.DRAGON_HELP[mode]
+
+
+def test_dragon_tab_refines_a_rough_painting_to_the_object(scene, disc, tmp_path):
+    box = np.zeros_like(disc)
+    box[28:69, 20:61] = True  # a rectangle drawn around the disc
+    state = dragon_loaded(scene, tmp_path, box)
+    state, editor, _, note = app.dragon_refine(state)
+    assert (state["mask"] & disc).sum() / (state["mask"] | disc).sum() > 0.9 and "Object found" in note
+    empty = {**state, "mask": None}
+    assert "Paint roughly over the object" in app.dragon_refine(empty)[3]
