@@ -67,8 +67,8 @@ def drag_energy(current, original, handles, targets, editable, w, radius: int = 
     handle_cells = torch.zeros_like(target_cells)
     similarities = []
     for (hr, hc), (tr, tc) in zip(handles.tolist(), targets.tolist(), strict=True):
-        h_rows, t_rows = _window(hr, tr, radius, height)
-        h_cols, t_cols = _window(hc, tc, radius, width)
+        h_rows, t_rows = patch_windows(hr, tr, radius, height)
+        h_cols, t_cols = patch_windows(hc, tc, radius, width)
         similarities.append(cosine(current[:, :, t_rows, t_cols], original[:, :, h_rows, h_cols]).flatten())
         target_cells[t_rows, t_cols] = True
         handle_cells[h_rows, h_cols] = True
@@ -89,7 +89,7 @@ def appearance_energy(current, original, reference, base_mask, reference_mask, w
     return edit, content
 
 
-def _window(source: int, target: int, radius: int, size: int) -> tuple[slice, slice]:
+def patch_windows(source: int, target: int, radius: int, size: int) -> tuple[slice, slice]:
     """Equal-size slices around `source` and `target`, both shrunk to stay inside [0, size)."""
     low = min(radius, source, target)
     high = min(radius, size - 1 - source, size - 1 - target)

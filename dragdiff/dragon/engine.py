@@ -292,8 +292,8 @@ class _Plan:
         for (hr, hc), (tr, tc) in zip(
             (handles * ratio).long().tolist(), (targets * ratio).long().tolist(), strict=True
         ):
-            h_rows, t_rows = energy._window(hr, tr, 1, latent_size[1])
-            h_cols, t_cols = energy._window(hc, tc, 1, latent_size[0])
+            h_rows, t_rows = energy.patch_windows(hr, tr, 1, latent_size[1])
+            h_cols, t_cols = energy.patch_windows(hc, tc, 1, latent_size[0])
             start[:, :, t_rows, t_cols] = z_T[:, :, h_rows, h_cols]
 
         def drag(cur, orig, src):
