@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..coords import Geometry
@@ -20,7 +19,7 @@ from ..types import Progress, ProgressCallback, StopCallback
 from . import energy
 from .config import DragonConfig
 from .memory import MemoryBank, MemoryControl, bank_bytes, decoder_self_attention, memory_attention
-from .regions import centre, grid_mask, paste, ring, warp, warp_mask
+from .regions import centre, grid_mask, grow, paste, ring, warp, warp_mask
 from .requests import AppearanceRequest, ContentDragRequest, DragonRequest, MoveRequest, check_dragon_request
 from .sampler import REFERENCE_STEPS, GuidedSampler, invert, sample, step_plan
 
@@ -235,7 +234,7 @@ class _Plan:
             region = grid_mask(request.mask, latent_size, device)
             return cls(
                 z_T,
-                _grow(region),
+                _region(region),
                 lambda cur, orig, src: energy.appearance_energy(cur, orig, src, base_f, reference_f, weights),
                 "mix",
                 (region, grid_mask(reference_mask, latent_size, device)),
@@ -254,14 +253,14 @@ class _Plan:
             )
             offset_f = _to_grid((y - cy, x - cx), geometry.work_size, feature_size)
             offset_l = _to_grid((y - cy, x - cx), geometry.work_size, latent_size)
-        moved_f = warp_mask(obj_f, offset_f, request.scale, centre(obj_f))
-        moved_l = warp_mask(obj_l, offset_l, request.scale, centre(obj_l))
+        about_f, about_l = centre(obj_f), centre(obj_l)
+        moved_f = warp_mask(obj_f, offset_f, request.scale, about_f)
+        moved_l = warp_mask(obj_l, offset_l, request.scale, about_l)
         source_z = z_T if isinstance(request, MoveRequest) else reference.trajectory[max(reference.trajectory)]
-        start = paste(z_T, warp(source_z, offset_l, request.scale, centre(obj_l)), moved_l)
-        about_f = centre(obj_f)
+        start = paste(z_T, warp(source_z, offset_l, request.scale, about_l), moved_l)
         if isinstance(request, MoveRequest):
             surround = ring(obj_f, 2) & ~moved_f
-            region = _grow(obj_l | moved_l)
+            region = _region(obj_l | moved_l)
 
             def move(cur, orig, src):
                 moved_source = warp(orig, offset_f, request.scale, about_f)
@@ -274,7 +273,7 @@ class _Plan:
             moved_source = warp(src, offset_f, request.scale, about_f)
             return energy.move_energy(cur, orig, moved_source, empty, moved_f, empty, weights)
 
-        return cls(start, _grow(moved_l), paste_energy, "mix", (moved_l, obj_l))
+        return cls(start, _region(moved_l), paste_energy, "mix", (moved_l, obj_l))
 
     @classmethod
     def _drag(cls, request: ContentDragRequest, geometry: Geometry, z_T, weights) -> _Plan:
@@ -302,9 +301,9 @@ class _Plan:
         return cls(start, editable_l[None, None].float(), drag, "concat")
 
 
-def _grow(mask: torch.Tensor, cells: int = 1) -> torch.Tensor:
-    """(h, w) bool grown by `cells`, as a (1, 1, h, w) float region."""
-    return (F.max_pool2d(mask[None, None].float(), 2 * cells + 1, stride=1, padding=cells) > 0).float()
+def _region(mask: torch.Tensor) -> torch.Tensor:
+    """The edit region on the latent grid: the (h, w) mask grown by a cell, as a (1, 1, h, w) float map."""
+    return grow(mask, 1)[None, None].float()
 
 
 def _to_grid(offset_px: tuple[float, float], pixel_size, grid_size) -> tuple[float, float]:

@@ -49,10 +49,14 @@ def warp_mask(mask: torch.Tensor, offset, scale, about) -> torch.Tensor:
     return warp(mask[None, None], offset, scale, about)[0, 0]
 
 
+def grow(mask: torch.Tensor, cells: int) -> torch.Tensor:
+    """The (h, w) bool mask with every cell within `cells` cells of it."""
+    return F.max_pool2d(mask[None, None].float(), 2 * cells + 1, stride=1, padding=cells)[0, 0] > 0
+
+
 def ring(mask: torch.Tensor, width: int) -> torch.Tensor:
     """Cells within `width` cells of the mask but not in it: the surroundings whose look fills a hole."""
-    grown = F.max_pool2d(mask[None, None].float(), 2 * width + 1, stride=1, padding=width)[0, 0] > 0
-    return grown & ~mask
+    return grow(mask, width) & ~mask
 
 
 def paste(destination: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

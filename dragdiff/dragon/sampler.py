@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DConditionModel
+from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from ..errors import DragCancelled
+from ..inversion import ddim_invert
 from .memory import MemoryControl
 
 REFERENCE_STEPS = 50  # the official schedules are stated for 50 steps; other counts map onto that scale
@@ -38,7 +39,6 @@ def step_plan(variant: str, n_steps: int, guided_until: int = 30) -> list[StepPl
     return plans
 
 
-@torch.no_grad()
 def invert(
     unet: UNet2DConditionModel,
     scheduler: DDIMScheduler,
@@ -51,20 +51,21 @@ def invert(
 ) -> dict[int, torch.Tensor]:
     """Full DDIM inversion of the clean latent: {timestep: latent at that noise level}, with every decoder
     self-attention's K/V recorded in `control.bank` under the timestep of the UNet call."""
-    inverse = DDIMInverseScheduler.from_config(scheduler.config)
-    inverse.set_timesteps(n_steps)
-    trajectory = {}
+    trajectory: dict[int, torch.Tensor] = {}
     control.mode = "record"
     try:
-        for k, t in enumerate(inverse.timesteps):
-            if should_stop and should_stop():
-                raise DragCancelled("cancelled during inversion")
-            control.timestep = int(t)
-            noise = unet(latent, t, encoder_hidden_states=text).sample
-            latent = inverse.step(noise, t, latent).prev_sample
-            trajectory[int(t)] = latent
-            if on_step:
-                on_step(k + 1, n_steps)
+        ddim_invert(
+            unet,
+            scheduler,
+            latent,
+            text,
+            n_steps,
+            n_steps,
+            on_step,
+            should_stop,
+            before_unet=lambda t: setattr(control, "timestep", t),
+            trajectory=trajectory,
+        )
     finally:
         control.mode = "off"
     return trajectory
@@ -84,16 +85,16 @@ class GuidedSampler:
         uncond, cond = self.unet(torch.cat([z, z]), t, encoder_hidden_states=self.text).sample.chunk(2)
         return uncond + self.cfg_scale * (cond - uncond)
 
-    def alphas(self, t) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def alphas(self, t) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.scheduler
         previous = int(t) - s.config.num_train_timesteps // s.num_inference_steps
         a_prev = s.alphas_cumprod[previous] if previous >= 0 else s.final_alpha_cumprod
-        return s.alphas_cumprod[int(t)], a_prev, previous
+        return s.alphas_cumprod[int(t)], a_prev
 
     def step(self, z, t, guidance_grad=None, eta_map=None, generator=None) -> torch.Tensor:
         """z_t -> z_{t-1}; eta_map: (1, 1, h, w) DDIM eta per latent cell (None: deterministic)."""
         eps = self.noise(z, t).float()
-        a_t, a_prev, _ = self.alphas(t)
+        a_t, a_prev = self.alphas(t)
         shifted = eps if guidance_grad is None else eps + guidance_grad
         x0 = (z.float() - (1 - a_t).sqrt() * shifted) / a_t.sqrt()
         deterministic = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
@@ -106,7 +107,7 @@ class GuidedSampler:
 
     def renoise(self, z_prev, t) -> torch.Tensor:
         """One DDIM inversion step z_{t-1} -> z_t (time travel)."""
-        a_t, a_prev, _ = self.alphas(t)
+        a_t, a_prev = self.alphas(t)
         eps = self.unet(z_prev, t, encoder_hidden_states=self.text[1:]).sample.float()
         x0 = (z_prev.float() - (1 - a_prev).sqrt() * eps) / a_prev.sqrt()
         return (a_t.sqrt() * x0 + (1 - a_t).sqrt() * eps).to(z_prev.dtype)
@@ -138,9 +139,8 @@ def sample(
             for repeat in range(repeats):
                 if should_stop and should_stop():
                     raise DragCancelled("cancelled while editing")
-                control.mode = memory_mode(i)
+                control.mode = memory_mode(i)  # the guidance's own forward reads it too
                 grad = guidance(z, t) if plan.guided else None
-                control.mode = memory_mode(i)
                 with torch.no_grad():
                     eta = region * sde_strength if plan.stochastic else None
                     z_prev = sampler.step(z, t, grad, eta, generator)
