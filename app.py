@@ -44,6 +44,7 @@ from dragdiff.editor import (
     points_table,
     refine_to_object,
     remove_stale_temporary_files,
+    server_weights,
     stream,
     tint,
     to_image_point,
@@ -70,6 +71,8 @@ class Settings:
     max_image_pixels: int = MAX_IMAGE_PIXELS
     gpu_jobs: int = 1
     config: Path | None = None  # a YAML file of DragConfig values: the Advanced panel's starting values
+    image_prompt: str | None = None  # DragonDiffusion's optional IP-Adapter file and its image encoder folder
+    image_encoder: str | None = None
 
 
 SETTINGS = Settings()
@@ -421,7 +424,8 @@ def dragon_run(state: dict, mode: str, scale: float, prompt: str, model: str, pa
     try:
         engine = ENGINES.get(model)
         editor = DragonEditor(engine)
-        config = editor.default_config("move" if mode == "resize" else mode, **_yaml_object(params))
+        values = server_weights(_yaml_object(params), SETTINGS.image_prompt, SETTINGS.image_encoder)
+        config = editor.default_config("move" if mode == "resize" else mode, **values)
         request = dragon_request(mode, state, scale, prompt, config)
         check_dragon_request(request)  # refuse bad input before any work
     except DragError as exc:
@@ -742,6 +746,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--gpu-jobs", type=int, default=1, help="edits run at once on the device (default 1; others wait in the queue)"
     )
+    parser.add_argument(
+        "--image-prompt",
+        help="DragonDiffusion tab: an IP-Adapter .safetensors file for DiffEditor's image prompt (default: none)",
+    )
+    parser.add_argument(
+        "--image-encoder", help="its CLIP vision model folder (default: image_encoder/ beside the --image-prompt file)"
+    )
     return parser
 
 
@@ -749,6 +760,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     SETTINGS.model, SETTINGS.device, SETTINGS.outputs = args.model, args.device, args.outputs
     SETTINGS.max_image_pixels, SETTINGS.gpu_jobs, SETTINGS.config = args.max_image_pixels, args.gpu_jobs, args.config
+    SETTINGS.image_prompt, SETTINGS.image_encoder = args.image_prompt, args.image_encoder
     ENGINES.device = args.device
     # Gradio opens every upload (the header only) before handing us the path; dragdiff.images applies its own
     # pixel limit before decoding, with a message that says so, so Pillow's generic bomb error must not pre-empt it.

@@ -36,9 +36,16 @@ class ReferenceAttentionProcessor:
         return attend(attn, hidden_states, key, value)
 
 
-def attend(attn: Attention, hidden_states: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-    """The output of self-attention layer `attn` whose queries come from `hidden_states` (B, N, C) and whose
-    keys/values are the given (B, M, C) ones, with the layer's own output projection and residual."""
+def attend(
+    attn: Attention,
+    hidden_states: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    extra: tuple[torch.Tensor, torch.Tensor, float] | None = None,
+) -> torch.Tensor:
+    """The output of attention layer `attn` whose queries come from `hidden_states` (B, N, C) and whose
+    keys/values are the given (B, M, C) ones, with the layer's own output projection and residual.
+    extra: a second (key, value, scale) whose attention output is added, scaled (an image prompt's tokens)."""
     batch, tokens, _ = hidden_states.shape
 
     def split_heads(x: torch.Tensor) -> torch.Tensor:  # (B, M, C) -> (B, heads, M, C / heads)
@@ -46,6 +53,9 @@ def attend(attn: Attention, hidden_states: torch.Tensor, key: torch.Tensor, valu
 
     query = split_heads(attn.to_q(hidden_states))
     out = F.scaled_dot_product_attention(query, split_heads(key), split_heads(value))
+    if extra is not None:
+        extra_key, extra_value, scale = extra
+        out = out + scale * F.scaled_dot_product_attention(query, split_heads(extra_key), split_heads(extra_value))
     out = out.transpose(1, 2).reshape(batch, tokens, -1).to(query.dtype)
     out = attn.to_out[1](attn.to_out[0](out))  # linear, dropout
     if attn.residual_connection:

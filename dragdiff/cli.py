@@ -25,6 +25,8 @@ EXAMPLES = """examples:
       --reference other.png --reference-mask other_obj.png --out restyled.png
   python -m dragdiff edit --method dragon --mode paste --image bg.png --reference obj.png --reference-mask m.png \\
       --position 200,150 --scale 0.8 --out pasted.png
+  python -m dragdiff convert-image-prompt ip_sd15_64.bin ip_sd15_64.safetensors   # then, with --method dragon:
+      --set image_prompt=ip_sd15_64.safetensors --set image_encoder=IP-Adapter/models/image_encoder
 """
 
 
@@ -110,7 +112,24 @@ def build_parser() -> argparse.ArgumentParser:
         params.add_argument(
             f"--{name.replace('_', '-')}", dest=f"param_{name}", metavar="V", help=f"{comment} (default: {default})"
         )
+    convert = commands.add_parser(
+        "convert-image-prompt",
+        help="turn a pickled IP-Adapter .bin (e.g. DiffEditor's ip_sd15_64.bin) into the .safetensors dragdiff reads",
+        description="dragdiff never unpickles weights while editing. This one-off conversion reads the .bin with "
+        "torch's weights-only loader (tensors only, no code) and writes a .safetensors file for the image_prompt "
+        "parameter of --method dragon.",
+    )
+    convert.add_argument("source", help="the IP-Adapter .bin")
+    convert.add_argument("target", help="the .safetensors file to write")
+    convert.set_defaults(run=run_convert_image_prompt)
     return parser
+
+
+def run_convert_image_prompt(args: argparse.Namespace) -> int:
+    from .dragon.image_prompt import convert_pickle
+
+    print(f"wrote {convert_pickle(args.source, args.target)}")
+    return 0
 
 
 def run_edit(args: argparse.Namespace) -> int:

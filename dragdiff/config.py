@@ -123,7 +123,11 @@ def _coerce(name: str, value: Any, rule: tuple) -> Any:
         if nullable:
             return None
         raise DragError(f"{name}: a value is required, got null")
-    if kind is str:  # low holds the allowed values
+    if kind is str:  # low holds the allowed values; None: any text (a path)
+        if low is None:
+            if not isinstance(value, str) or not value.strip():
+                raise DragError(f"{name}: expected text (a path), got {value!r}")
+            return value
         if value not in low:
             raise DragError(f"{name}: {value!r} is not one of {list(low)}")
         return value

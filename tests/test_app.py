@@ -289,6 +289,7 @@ def test_dragon_tab_moves_with_an_arrow_saves_and_reloads_the_session(scene, dis
     restored, mode, *_, scale, params, note = loaded
     assert mode == "move" and scale == 1.0 and "n_steps: 5" in params and "Session loaded" in note
     assert restored["clicks"] == [[40.0, 48.0], [70.0, 40.0]] and np.array_equal(restored["mask"], disc)
+    assert "Done" in list(app.dragon_run(restored, mode, scale, "a red disc", "tiny", params))[-1][1]  # as loaded
 
 
 def test_dragon_tab_explains_what_is_missing_and_writes_nothing(scene, disc, tmp_path, monkeypatch):
@@ -304,7 +305,27 @@ def test_dragon_tab_explains_what_is_missing_and_writes_nothing(scene, disc, tmp
     assert "scale: 9.0 is out of range" in next(app.dragon_run(far, "resize", 9.0, "", "tiny", ""))[1]
     assert "parameters: write one" in next(app.dragon_run(far, "resize", 1.0, "", "tiny", "- 3"))[1]
     assert "variant" in next(app.dragon_run(far, "resize", 1.0, "", "tiny", "variant: fast"))[1]
+    probe = "image_prompt: /etc/hostname"  # a page may not make the server open its files
+    assert (
+        "chosen when the app starts (python app.py --image-prompt"
+        in next(app.dragon_run(far, "resize", 1, "", "tiny", probe))[1]
+    )
     assert not (tmp_path / "outputs").exists()
+
+
+def test_dragon_tab_uses_the_image_prompt_the_app_was_started_with(scene, disc, tmp_path, monkeypatch):
+    from dragdiff.models import load_model
+    from tests.support.image_prompt import save_image_prompt
+
+    adapter = save_image_prompt(load_model("tiny", device="cpu").unet, tmp_path / "ip")
+    args = app.build_parser().parse_args(["--image-prompt", str(adapter)])
+    monkeypatch.setattr(app.SETTINGS, "image_prompt", args.image_prompt)
+    monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
+    state = dragon_click(dragon_click(dragon_loaded(scene, tmp_path, disc), "move", 40, 48), "move", 60, 48)
+    *_, (final, status, pair, download, history) = app.dragon_run(state, "move", 1.0, "", "tiny", "n_steps: 5")
+    assert "Done" in status
+    params = app.dragon_load(download, app.new_dragon_state())[-2]
+    assert f"image_prompt: {json.dumps(str(adapter))}" in params  # the saved session names the weights used
 
 
 def test_dragon_tab_shows_the_inputs_each_mode_needs(scene, disc, tmp_path):

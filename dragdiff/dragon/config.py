@@ -38,6 +38,11 @@ class DragonConfig:
     memory_on_cpu: bool
     sde_strength: float
     time_travel_repeats: int
+    image_prompt: str | None
+    image_encoder: str | None
+    image_prompt_scale: float
+    image_prompt_from: int
+    image_prompt_until: int
 
     @classmethod
     def load(
@@ -92,4 +97,9 @@ _RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
     "memory_on_cpu": (bool, None, None, False),
     "sde_strength": (float, 0.0, 1.0, False),
     "time_travel_repeats": (int, 0, 10, False),
+    "image_prompt": (str, None, None, True),
+    "image_encoder": (str, None, None, True),
+    "image_prompt_scale": (float, 0.0, 10.0, False),
+    "image_prompt_from": (int, 0, 1000, False),
+    "image_prompt_until": (int, 0, 1000, False),
 }

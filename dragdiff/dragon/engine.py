@@ -5,6 +5,7 @@ z_T with feature-correspondence guidance (energy.py) and memory-bank attention (
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..features import supervision_features, unet_features
 from ..types import Progress, ProgressCallback, StopCallback
 from . import energy
 from .config import DragonConfig
+from .image_prompt import ImagePrompt, image_prompt_attention, load_image_prompt
 from .memory import MemoryBank, MemoryControl, bank_bytes, decoder_self_attention, memory_attention
 from .regions import centre, grid_mask, grow, paste, ring, warp, warp_mask
 from .requests import AppearanceRequest, ContentDragRequest, DragonRequest, MoveRequest, check_dragon_request
@@ -73,6 +75,8 @@ class DragonEditor:
         config = request.config or self.default_config(request.mode)
         m, start_time = self.model, time.perf_counter()
         self._check_blocks(config)
+        timings: dict[str, float] = {}
+        image_prompt = self._load_image_prompt(config, timings)  # before any work: bad paths fail fast
         self.engine.use_lora(None)  # training-free: the plain UNet
         geometry = Geometry.for_image(
             request.image.size, config.resolution or m.native_resolution, m.vae_factor, FEATURE_SCALE
@@ -81,7 +85,6 @@ class DragonEditor:
         scheduler = m.scheduler()
         scheduler.set_timesteps(config.n_steps)
         control = MemoryControl(MemoryBank(self._bank_device(config, geometry, request, warnings)))
-        timings = {}
         with memory_attention(m.unet, control, config.memory_blocks):
             base = self._invert(
                 request.image, geometry.work_size, text, config, control, "inversion", on_progress, should_stop
@@ -94,7 +97,8 @@ class DragonEditor:
             timings["inversion"] = time.perf_counter() - start_time
             plan = _Plan.build(request, geometry, base, reference, reference_mask, config)
             control.base_mask, control.reference_mask = plan.mix_masks
-            sampler = GuidedSampler(m.unet, scheduler, text, m.encode_prompt(""), config.cfg_scale)
+            image_tokens = image_prompt.embed(_prompt_images(request)) if image_prompt else None
+            sampler = GuidedSampler(m.unet, scheduler, text, m.encode_prompt(""), config.cfg_scale, image_tokens)
 
             def guidance(z: torch.Tensor, t) -> torch.Tensor:
                 return self._guidance(z, t, text, plan, base, reference, control, config, geometry)
@@ -105,28 +109,45 @@ class DragonEditor:
                     return "mix" if j < config.memory_mix_until else "off"
                 return plan.memory if j >= config.memory_start else "off"
 
+            def image_scale(i: int) -> float:
+                j = i * REFERENCE_STEPS / config.n_steps
+                on = image_prompt is not None and config.image_prompt_from <= j < config.image_prompt_until
+                return config.image_prompt_scale if on else 0.0
+
             report = (lambda k, n: on_progress(Progress("editing", k, n))) if on_progress else None
             t0 = time.perf_counter()
-            latent = sample(
-                sampler,
-                plan.start,
-                step_plan(config.variant, config.n_steps, config.guided_until),
-                guidance,
-                memory_mode,
-                control,
-                plan.region,
-                config.sde_strength,
-                config.time_travel_repeats,
-                config.seed,
-                report,
-                should_stop,
-            )
+            layers = image_prompt_attention(m.unet, image_prompt, image_tokens) if image_prompt else nullcontext()
+            with layers:
+                latent = sample(
+                    sampler,
+                    plan.start,
+                    step_plan(config.variant, config.n_steps, config.guided_until),
+                    guidance,
+                    memory_mode,
+                    control,
+                    plan.region,
+                    config.sde_strength,
+                    config.time_travel_repeats,
+                    config.seed,
+                    report,
+                    should_stop,
+                    image_scale,
+                )
             timings["editing"] = time.perf_counter() - t0
         with torch.no_grad():
             image = tensor_to_image(m.decode(latent), request.image.size)
         timings["total"] = time.perf_counter() - start_time
         memory_bytes = control.bank.nbytes + (control.reference.nbytes if control.reference else 0)
         return DragonResult(image, request.mode, timings, config, m.spec, memory_bytes, warnings)
+
+    def _load_image_prompt(self, config: DragonConfig, timings: dict) -> ImagePrompt | None:
+        """DiffEditor's optional image prompt, when its weights are configured (image_prompt.py)."""
+        if config.image_prompt is None:
+            return None
+        t0, m = time.perf_counter(), self.model
+        prompt = load_image_prompt(config.image_prompt, config.image_encoder, m.unet, m.device, m.dtype)
+        timings["image_prompt_load"] = time.perf_counter() - t0
+        return prompt
 
     def _check_blocks(self, config: DragonConfig) -> None:
         count = len(self.model.unet.up_blocks)
@@ -299,6 +320,11 @@ class _Plan:
             return energy.drag_energy(cur, orig, handles, targets, editable_f, weights)
 
         return cls(start, editable_l[None, None].float(), drag, "concat")
+
+
+def _prompt_images(request: DragonRequest) -> list[Image.Image]:
+    """What the image prompt shows: the image, and for appearance and paste the reference beside it."""
+    return [request.image] + ([request.reference] if request.mode in ("appearance", "paste") else [])
 
 
 def _region(mask: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from ..errors import DragCancelled
 from ..inversion import ddim_invert
+from .image_prompt import ImagePromptState
 from .memory import MemoryControl
 
 REFERENCE_STEPS = 50  # the official schedules are stated for 50 steps; other counts map onto that scale
@@ -73,17 +74,33 @@ def invert(
 
 class GuidedSampler:
     """DDIM from z_T with CFG; on guided steps `guidance(z, t)` returns a gradient (in ε units) that shifts
-    the predicted x0 only, so the direction term of the step stays the model's own (as the reference does)."""
+    the predicted x0 only, so the direction term of the step stays the model's own (as the reference does).
+    image_prompt: the image tokens' state (image_prompt.py), given weight only in the noise prediction."""
 
-    def __init__(self, unet, scheduler: DDIMScheduler, text: torch.Tensor, uncond: torch.Tensor, cfg_scale: float):
+    def __init__(
+        self,
+        unet,
+        scheduler: DDIMScheduler,
+        text: torch.Tensor,
+        uncond: torch.Tensor,
+        cfg_scale: float,
+        image_prompt: ImagePromptState | None = None,
+    ):
         self.unet, self.scheduler, self.cfg_scale = unet, scheduler, cfg_scale
         self.text = torch.cat([uncond, text])
+        self.image_prompt = image_prompt
 
-    def noise(self, z: torch.Tensor, t) -> torch.Tensor:
-        if self.cfg_scale == 1:
-            return self.unet(z, t, encoder_hidden_states=self.text[1:]).sample
-        uncond, cond = self.unet(torch.cat([z, z]), t, encoder_hidden_states=self.text).sample.chunk(2)
-        return uncond + self.cfg_scale * (cond - uncond)
+    def noise(self, z: torch.Tensor, t, image_scale: float = 0.0) -> torch.Tensor:
+        if self.image_prompt is not None:
+            self.image_prompt.scale = image_scale
+        try:
+            if self.cfg_scale == 1:
+                return self.unet(z, t, encoder_hidden_states=self.text[1:]).sample
+            uncond, cond = self.unet(torch.cat([z, z]), t, encoder_hidden_states=self.text).sample.chunk(2)
+            return uncond + self.cfg_scale * (cond - uncond)
+        finally:
+            if self.image_prompt is not None:
+                self.image_prompt.scale = 0.0  # guidance features and time travel read text only
 
     def alphas(self, t) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.scheduler
@@ -91,9 +108,9 @@ class GuidedSampler:
         a_prev = s.alphas_cumprod[previous] if previous >= 0 else s.final_alpha_cumprod
         return s.alphas_cumprod[int(t)], a_prev
 
-    def step(self, z, t, guidance_grad=None, eta_map=None, generator=None) -> torch.Tensor:
+    def step(self, z, t, guidance_grad=None, eta_map=None, generator=None, image_scale=0.0) -> torch.Tensor:
         """z_t -> z_{t-1}; eta_map: (1, 1, h, w) DDIM eta per latent cell (None: deterministic)."""
-        eps = self.noise(z, t).float()
+        eps = self.noise(z, t, image_scale).float()
         a_t, a_prev = self.alphas(t)
         shifted = eps if guidance_grad is None else eps + guidance_grad
         x0 = (z.float() - (1 - a_t).sqrt() * shifted) / a_t.sqrt()
@@ -126,8 +143,10 @@ def sample(
     seed: int,
     on_step: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    image_scale: Callable[[int], float] = lambda i: 0.0,
 ) -> torch.Tensor:
-    """The generation branch from `start` over the sampler's timesteps. region: (1, 1, h, w) edit region."""
+    """The generation branch from `start` over the sampler's timesteps. region: (1, 1, h, w) edit region;
+    image_scale(i): the image prompt's weight on step i."""
     generator = torch.Generator().manual_seed(seed)
     z = start
     timesteps = sampler.scheduler.timesteps
@@ -143,7 +162,7 @@ def sample(
                 grad = guidance(z, t) if plan.guided else None
                 with torch.no_grad():
                     eta = region * sde_strength if plan.stochastic else None
-                    z_prev = sampler.step(z, t, grad, eta, generator)
+                    z_prev = sampler.step(z, t, grad, eta, generator, image_scale(i))
                     if repeat < repeats - 1:
                         z = sampler.renoise(z_prev, t)
             z = z_prev
