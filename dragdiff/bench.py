@@ -296,23 +296,34 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
     model = load_model(args.model, device, DTYPES[args.dtype] if args.dtype else None)
     config = DragEngine(model).default_config(**overrides)
     request = bench_request(args.size, config.replace(resolution=args.size))
+    models = {model.dtype: model}
+
+    def model_in(dtype: torch.dtype) -> DiffusionModel:
+        if dtype not in models:
+            models[dtype] = load_model(args.model, model.device, dtype)
+        return models[dtype]
+
     variants = {"optimised": (model, request.config)}
-    if args.compare:
-        # The naive run is fp32 with every speed setting off; on CPU the model already is fp32.
-        slow = model if model.dtype == torch.float32 else load_model(args.model, model.device, torch.float32)
-        variants = {"naive": (slow, naive(request.config)), **variants}
-    if args.warmup:  # one-time costs (kernel selection, allocator growth) must not land in the first variant
-        warm = request.config.replace(lora_steps=1, n_inversion_steps=1, drag_steps=1)
-        run_edit(model, replace(request, config=warm))
+    if args.compare:  # the naive run is fp32 with every speed setting off
+        variants = {"naive": (model_in(torch.float32), naive(request.config)), **variants}
+    for name, (changes, dtype) in tried_variants(args.try_).items():
+        variants[name] = (model_in(dtype) if dtype else model, request.config.replace(**changes))
+    warmup_seconds = {}
     reports = {}
     for name, (variant_model, variant_config) in variants.items():
+        if args.warmup:  # one-time costs (kernel selection, compilation) must not land in the timed edit
+            t0 = time.perf_counter()
+            warm = variant_config.replace(lora_steps=1, n_inversion_steps=1, drag_steps=1)
+            run_edit(variant_model, replace(request, config=warm))
+            warmup_seconds[name] = round(time.perf_counter() - t0, 2)
         print(f"[bench] {name}: running the edit ...", file=sys.stderr, flush=True)
         reports[name] = run_edit(variant_model, replace(request, config=variant_config))
+        reports[name]["warmup_seconds"] = warmup_seconds.get(name)
     if args.profile:
         print("[bench] optimised: profiling ...", file=sys.stderr, flush=True)
         profile(model, request, args.profile)
     if args.flops:
-        for name, (variant_model, variant_config) in variants.items():
+        for name, (variant_model, variant_config) in list(variants.items())[: 2 if args.compare else 1]:
             print(f"[bench] {name}: counting FLOPs ...", file=sys.stderr, flush=True)
             variant_request = replace(request, config=variant_config)
             peak, peak_source = device_peak_flops(variant_model.device, _dtype_name(variant_model))
@@ -337,11 +348,15 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
     }
     if dragon:
         summary["dragon"] = dragon
-    if args.compare:
-        summary["speedup"] = {
-            s: round(reports["naive"]["seconds"][s] / max(reports["optimised"]["seconds"][s], 1e-9), 3) for s in STAGES
+    if args.compare:  # each variant against naive: per-stage speed-up and how far its result is from naive's
+        summary["speedups"] = {
+            name: {s: round(reports["naive"]["seconds"][s] / max(r["seconds"][s], 1e-9), 3) for s in STAGES}
+            for name, r in reports.items()
+            if name != "naive"
         }
-        summary["difference"] = difference(images["naive"], images["optimised"])
+        summary["differences"] = {
+            name: difference(images["naive"], images[name]) for name in reports if name != "naive"
+        }
     if args.save_images:
         args.save_images.mkdir(parents=True, exist_ok=True)
         request.image.save(args.save_images / "input.png")
@@ -353,16 +368,14 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
 def table(summary: dict) -> str:
     variants = summary["variants"]
     names = list(variants)
-    header = ["stage", *[f"{n} s" for n in names]]
-    if "speedup" in summary:
-        header.append("speedup")
-    header += [f"{names[-1]} s/step", "GFLOP", "% of peak"]
+    speedups = summary.get("speedups", {})
+    header = ["stage", *[f"{n} s" for n in names], *[f"{n} ×" for n in speedups]]
+    header += ["optimised s/step", "GFLOP", "% of peak"]
     rows = [header]
-    last = variants[names[-1]]
+    last = variants["optimised"]
     for stage in STAGES:
         row = [stage, *[f"{variants[n]['seconds'][stage]:.2f}" for n in names]]
-        if "speedup" in summary:
-            row.append(f"{summary['speedup'][stage]:.2f}×")
+        row += [f"{speedup[stage]:.2f}×" for speedup in speedups.values()]
         per_step = last["seconds_per_step"].get(stage)
         row.append(f"{per_step:.3f}" if per_step is not None else "")
         row.append(f"{last['gflop'][stage]:.1f}" if "gflop" in last and stage in last["gflop"] else "")
@@ -381,10 +394,29 @@ def table(summary: dict) -> str:
             f"editing {d['seconds']['editing']:.2f} s, total {d['seconds']['total']:.2f} s; memory bank "
             f"{d['memory_bank_mib']:.1f} MiB on {d['memory_bank_on']}; peak memory {d['peak_memory_mib']:.0f} MiB"
         )
-    if "difference" in summary:
-        d = summary["difference"]
-        lines.append(f"naive vs optimised result: max |Δ| {d['max_abs']:.0f}/255, PSNR {d['psnr_db']:.1f} dB")
+    for name, d in summary.get("differences", {}).items():
+        lines.append(f"naive vs {name} result: max |Δ| {d['max_abs']:.0f}/255, PSNR {d['psnr_db']:.1f} dB")
+    warmups = {n: v["warmup_seconds"] for n, v in variants.items() if v.get("warmup_seconds") is not None}
+    if warmups:
+        lines.append(
+            "warm-up edit (1 step per stage; compilation lands here): "
+            + ", ".join(f"{n} {s:.1f} s" for n, s in warmups.items())
+        )
     return "\n".join(lines)
+
+
+def tried_variants(items: list[str]) -> dict[str, tuple[dict, torch.dtype | None]]:
+    """`--try "channels_last=true,dtype=bf16"` items: {name: (DragConfig changes, model dtype or None)}."""
+    from .cli import parse_overrides
+
+    variants = {}
+    for item in items:
+        changes = parse_overrides([part for part in item.split(",") if part.strip()])
+        dtype = changes.pop("dtype", None)
+        if dtype is not None and dtype not in DTYPES:
+            raise DragError(f"--try {item!r}: dtype must be one of {sorted(DTYPES)}")
+        variants[item] = (changes, DTYPES[dtype] if dtype else None)
+    return variants
 
 
 def _dtype_name(model: DiffusionModel) -> str:
@@ -419,6 +451,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     parser.add_argument("--profile", type=Path, help="also profile the optimised edit; top operators to this file")
     parser.add_argument("--save-images", type=Path, help="folder for the input and each variant's result")
+    parser.add_argument(
+        "--try",
+        dest="try_",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE,...",
+        help="also time the optimised edit with these changes (e.g. channels_last=true or dtype=bf16), repeatable",
+    )
     parser.add_argument(
         "--dragon", action="store_true", help="also time a DragonDiffusion move and report its memory bank's size"
     )

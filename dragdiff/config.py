@@ -18,6 +18,7 @@ SPEED_FIELDS = (
     "lora_encode_once",
     "fused_optimizers",
     "channels_last",
+    "compile_convolutions",
     "gradient_checkpointing",
     "vae_tiling",
 )
@@ -51,6 +52,7 @@ class DragConfig:
     lora_encode_once: bool
     fused_optimizers: bool
     channels_last: bool
+    compile_convolutions: bool
     gradient_checkpointing: bool
     vae_tiling: bool
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers.models.resnet import ResnetBlock2D
 from PIL import Image
 
 from .attention import reference_attention, self_attention_names
@@ -169,9 +170,10 @@ class DragEngine:
         )
 
     def _apply_speed_settings(self, config: DragConfig) -> None:
-        """Memory layout and VAE tiling as the config asks (both leave results unchanged up to rounding)."""
+        """Memory layout, compilation and VAE tiling as the config asks (unchanged results up to rounding)."""
         layout = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model.unet.to(memory_format=layout)
+        compile_convolutions(self.model.unet, config.compile_convolutions)
         if config.vae_tiling:
             self.model.vae.enable_tiling()
         else:
@@ -328,6 +330,19 @@ class DragEngine:
         with reference_attention(unet, config.reference_attention_blocks):
             both = denoise(unet, scheduler, torch.cat([original, edited]), text, timesteps, report, should_stop)
         return both[1:]
+
+
+def compile_convolutions(unet, enabled: bool) -> None:
+    """torch.compile every ResNet block of the UNet (where a CPU spends ~60% of a step: convolutions, with
+    their group norms and activations fused around them), or undo it. Only these blocks: compiling the
+    whole UNet would recompile whenever attention processors or LoRA adapters change."""
+    for module in unet.modules():
+        if isinstance(module, ResnetBlock2D):
+            compiled = "forward" in module.__dict__  # the compiled forward shadows the class's
+            if enabled and not compiled:
+                module.forward = torch.compile(module.forward)
+            elif compiled and not enabled:
+                del module.forward
 
 
 @contextmanager

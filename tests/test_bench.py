@@ -16,21 +16,26 @@ FAST = ["lora_steps=3", "drag_steps=4", "n_inference_steps=10", "n_inversion_ste
 def test_compare_runs_both_variants_with_the_same_result_and_less_work(tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = ["--model", "tiny", "--size", "64", "--device", "cpu", "--compare", "--no-warmup", "--out", str(out)]
+    args += ["--try", "channels_last=true", "--try", "dtype=bf16"]
     assert main(args + [a for item in FAST for a in ("--set", item)]) == 0
     report = json.loads(out.read_text())
     naive, optimised = report["variants"]["naive"], report["variants"]["optimised"]
     for variant in (naive, optimised):
         assert set(variant["seconds"]) == {"lora", "inversion", "drag", "denoise", "decode", "total"}
         assert variant["peak_memory_mib"] > 0 and variant["steps"]["lora"] == 3
-    assert set(report["speedup"]) == set(naive["seconds"])
+    assert set(report["speedups"]) == {"optimised", "channels_last=true", "dtype=bf16"}
+    assert set(report["speedups"]["optimised"]) == set(naive["seconds"])
+    assert report["variants"]["dtype=bf16"]["steps"]["lora"] == 3
     # Optimisations must not change the result beyond numeric noise ...
-    assert report["difference"]["max_abs"] <= 2 and report["difference"]["psnr_db"] > 45
+    for name in ("optimised", "channels_last=true"):
+        assert report["differences"][name]["max_abs"] <= 2 and report["differences"][name]["psnr_db"] > 45
     # ... and must save work: LoRA steps no longer run the VAE, feature-only passes stop early in the UNet.
     assert optimised["gflop"]["lora"] < 0.9 * naive["gflop"]["lora"]
     assert optimised["gflop"]["drag"] < naive["gflop"]["drag"]
     assert optimised["gflop"]["inversion"] == naive["gflop"]["inversion"]
     printed = capsys.readouterr().out
-    assert "speedup" in printed and "naive vs optimised result" in printed
+    assert "optimised ×" in printed and "naive vs optimised result" in printed
+    assert "naive vs dtype=bf16 result" in printed
 
 
 def test_dragon_reports_its_memory_bank(tmp_path, capsys):
