@@ -213,6 +213,28 @@ def test_converted_weights_load_into_the_network(tmp_path):
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
 
 
+def test_shapes_and_dragbench_measure_the_same_md_of_the_same_edits(tmp_path, monkeypatch):
+    """MD is computed with the plain UNet in both commands: a DragDiffusion edit leaves its image's LoRA
+    attached, and features taken through it made the two commands disagree on identical edits."""
+    import csv
+    import json
+
+    from dragdiff.eval.__main__ import main
+
+    monkeypatch.setenv("DRAGDIFF_CACHE", str(tmp_path / "cache"))
+    fast = ["lora_steps=2", "lora_batch_size=1", "n_inference_steps=10", "n_inversion_steps=7", "drag_steps=2"]
+    sets = [a for item in fast for a in ("--set", item)]
+    common = ["--model", "tiny", "--count", "3", "--device", "cpu"]
+    assert main(["shapes", *common, "--out", str(tmp_path / "shapes"), *sets]) == 0
+    assert main(["shapes", "--export", "--count", "3", "--out", str(tmp_path / "bench")]) == 0
+    assert main(dragbench_args(tmp_path / "bench", tmp_path / "r")[: -2 * len(fast)] + sets) == 0
+    rows = json.loads((tmp_path / "shapes" / "results.json").read_text())["rows"]
+    shapes_md = [r["mean_distance"] for r in rows if r["method"] == "DragDiffusion"]
+    with open(tmp_path / "r" / "per_sample.csv") as file:
+        bench_md = [float(r["md"]) for r in csv.DictReader(file)]
+    assert shapes_md == pytest.approx(bench_md, abs=0.01)
+
+
 def test_shapes_tasks_export_to_the_dragbench_layout(tmp_path):
     from dragdiff.eval.__main__ import main
 

@@ -111,6 +111,7 @@ def _dragbench(args, overrides: dict) -> int:
     state.wait_for_everyone()
     if not state.is_main_process:
         return 0
+    engine.use_lora(None)  # MD with the plain UNet: the last DragDiffusion edit left its image's LoRA attached
     md_model = engine.model if args.md_model == "same" else load_model(args.md_model, device)
     summary = score(md_model, lpips, samples, args.out, clip=clip)
     print(json.dumps({k: v for k, v in summary.items() if k != "categories"}, indent=2))

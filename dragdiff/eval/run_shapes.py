@@ -46,13 +46,13 @@ def run(
     config = {editor.name: editor.config.to_dict() for editor in editors}
     rows, results = [], {name: [] for name in methods}
     for task in tasks:
-        source_features = _features(model, task.input_image(), task.prompt)
+        source_features = _features(engine, task.input_image(), task.prompt)
         for name, method in methods.items():
             start = time.perf_counter()
             image = method(task)
             seconds = time.perf_counter() - start
             scores = score(task, image)
-            edited = _features(model, image, task.prompt)
+            edited = _features(engine, image, task.prompt)
             scores["mean_distance"] = float(
                 np.mean(mean_distance_pairs(source_features, edited, task.handles, task.targets))
             )
@@ -72,8 +72,11 @@ def run(
     return summary
 
 
-def _features(model, image, prompt):
-    return dift_features(model, image, prompt, **MD_SETTINGS)
+def _features(engine: DragEngine, image, prompt):
+    """DIFT features from the plain UNet: a DragDiffusion edit leaves its image's LoRA attached, which would
+    make the features (and MD) depend on which edit ran last."""
+    engine.use_lora(None)
+    return dift_features(engine.model, image, prompt, **MD_SETTINGS)
 
 
 def _summarise(rows: list[dict], methods) -> dict:
