@@ -1,5 +1,5 @@
 """The bundled demo model (assets/models/demo): loads through the same code as SD, is what `auto` picks
-offline, and its autoencoder reconstructs held-out scenes."""
+offline, its autoencoder reconstructs held-out scenes and its samples follow the prompt's colour."""
 
 import json
 import random
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dragdiff.cli import main
-from dragdiff.eval.demo_checks import vae_psnr
+from dragdiff.eval.demo_checks import colour_accuracy, vae_psnr
 from dragdiff.eval.metrics import dift_features, mean_distance_pairs
 from dragdiff.models import load_model
 from dragdiff.shapes import random_scene
@@ -31,6 +31,13 @@ def test_vae_reconstructs_held_out_scenes_above_28_db(demo):
     psnr = vae_psnr(demo, count=50)
     print(f"demo VAE held-out PSNR over 50 scenes: {psnr:.2f} dB")
     assert psnr >= 28.0
+
+
+def test_samples_take_the_prompts_colour(demo):
+    """Text-to-image: the dominant shape colour of 40 samples (DDIM 30, CFG 4) is the prompt's in >= 70%."""
+    accuracy, _, _ = colour_accuracy(demo, 40)
+    print(f"demo prompt colour accuracy over 40 samples: {accuracy:.1%}")
+    assert accuracy >= 0.7
 
 
 def test_auto_without_sd_weights_picks_the_demo_model_and_edits(tmp_path, scene, capsys):

@@ -1,5 +1,5 @@
 """What the trained demo model can do on fixed DragBench-Shapes tasks and scenes: DDIM inversion, DragDiffusion
-and DragonDiffusion edits. Thresholds come from measurements (UNet at 6,917 steps, 2-core CPU) with a margin;
+and DragonDiffusion edits. Thresholds come from measurements (UNet at 12,144 steps, 2-core CPU) with a margin;
 each test also checks that returning the input unchanged would fail it."""
 
 import numpy as np
@@ -34,17 +34,19 @@ def test_inversion_then_denoising_reconstructs_held_out_scenes(engine):
 
 @pytest.mark.parametrize("name", ["000_move", "015_move", "018_move"])
 def test_dragdiffusion_moves_a_shape_most_of_the_way(engine, name):
-    """Measured moved fraction 0.79 / 0.78 / 0.65 and 30.8 / 37.2 / 31.6 dB outside the mask with the model's
+    """Measured moved fraction 0.74 / 0.81 / 0.64 and 30.5 / 34.9 / 33.4 dB outside the mask with the model's
     defaults; the issue asks 60% and 25 dB. (Of the 7 move tasks, 4 reach 60%; see the README's table.)"""
     task = TASKS[name]
     config = engine.default_config()
     result = engine.drag(DragRequest(task.input_image(), task.handles, task.targets, task.mask, task.prompt, config))
     scores = score(task, result.image)
+    print(f"{name}: DragDiffusion moved {scores['moved_fraction']:.2f}, {scores['psnr_outside_mask']:.1f} dB")
     assert scores["moved_fraction"] >= 0.6 and scores["psnr_outside_mask"] >= 25, scores
     assert score(task, task.input_image())["moved_fraction"] < 0.6
 
 
 def test_a_drag_whose_mask_excludes_the_shape_leaves_it_in_place(engine):
+    """Measured 2.1 px (the model's mask weight 0.5; at the paper's 0.1 the shape was pulled 6.3 px)."""
     task = TASKS["000_move"]
     index = task.moved[0]
     shape_mask = task.scene.shape_mask(index)
@@ -57,12 +59,13 @@ def test_a_drag_whose_mask_excludes_the_shape_leaves_it_in_place(engine):
     colour = task.scene.shapes[index].rgb
     before = centroid(colour_region(task.input_image(), colour, COLOUR_TOLERANCE))
     after = centroid(colour_region(result.image, colour, COLOUR_TOLERANCE))
+    print(f"shape outside the mask moved {np.hypot(after[0] - before[0], after[1] - before[1]):.1f} px")
     assert after is not None and np.hypot(after[0] - before[0], after[1] - before[1]) <= 3.0
 
 
 @pytest.mark.parametrize("name", ["000_move", "003_move", "006_move"])
 def test_dragon_moves_the_object_to_its_target(engine, name):
-    """Measured handle error 1.8 / 0.3 / 0.4 px (drags of 12-24 px) and 32.6 / 28.5 / 32.1 dB outside the
+    """Measured handle error 0.7 / 0.4 / 0.4 px (drags of 12-24 px) and 32.2 / 27.2 / 31.6 dB outside the
     task's mask (the old and new places, grown by 4 px)."""
     task = TASKS[name]
     handle, target = task.handles[0], task.targets[0]
@@ -70,25 +73,27 @@ def test_dragon_moves_the_object_to_its_target(engine, name):
     editor = DragonEditor(engine)
     request = MoveRequest(task.input_image(), obj, Point(target.x - handle.x, target.y - handle.y), 1.0, task.prompt)
     scores = score(task, editor.edit(request).image)
-    assert scores["handle_error"] <= 4.0 and scores["psnr_outside_mask"] >= 27.0, scores
+    print(f"{name}: Dragon handle error {scores['handle_error']:.1f} px, {scores['psnr_outside_mask']:.1f} dB")
+    assert scores["handle_error"] <= 4.0 and scores["psnr_outside_mask"] >= 26.0, scores
     assert score(task, task.input_image())["handle_error"] > 4.0
 
 
 @pytest.mark.parametrize("colour, backdrop", [("red", "gray"), ("blue", "white")])
 def test_dragon_resize_scales_the_area(engine, colour, backdrop):
-    """×1.5 should give 2.25× the area; measured 2.05× and 1.85× (the tolerance: ±25%)."""
+    """×1.5 should give 2.25× the area; measured 2.05× and 1.84× (the tolerance: ±25%)."""
     picture = scene(colour, backdrop)
     request = MoveRequest(picture.render(), picture.shape_mask(0), Point(0, 0), 1.5, picture.caption())
     result = DragonEditor(engine).edit(request)
     area = lambda image: colour_region(image, COLORS[colour], 60).sum()  # noqa: E731
     ratio = area(result.image) / area(picture.render())
+    print(f"{colour} on {backdrop}: resize ×1.5 gave {ratio:.2f}× the area")
     assert abs(ratio - 2.25) <= 0.25 * 2.25, ratio
 
 
 @pytest.mark.parametrize("colour, reference", [("red", "yellow"), ("blue", "orange")])
 def test_dragon_appearance_takes_the_reference_colour(engine, colour, reference):
-    """The object's mean colour moves toward the reference object's: measured 32% and 59% closer, with 32.8
-    and 27.5 dB outside the object."""
+    """The object's mean colour moves toward the reference object's: measured 55% and 70% closer, with 34.4
+    and 29.2 dB outside the object."""
     base = scene(colour, "gray" if colour == "red" else "white", x=48, size=18)
     other = scene(reference, "white", kind="star", size=24)
     request = AppearanceRequest(
@@ -97,5 +102,7 @@ def test_dragon_appearance_takes_the_reference_colour(engine, colour, reference)
     result = DragonEditor(engine).edit(request)
     inside, wanted = base.shape_mask(0), np.array(COLORS[reference], float)
     distance = lambda image: np.linalg.norm(np.asarray(image, float)[inside].mean(0) - wanted)  # noqa: E731
+    closer = 1 - distance(result.image) / distance(base.render())
+    print(f"{colour} -> {reference}: {closer:.0%} closer, {psnr(result.image, base.render(), ~inside):.1f} dB outside")
     assert distance(result.image) <= 0.8 * distance(base.render())
     assert psnr(result.image, base.render(), ~inside) >= 25.0
