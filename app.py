@@ -18,7 +18,7 @@ from gradio.data_classes import FileData
 from PIL import Image as PILImage
 
 from dragdiff import DragCancelled, DragConfig, DragError, DragRequest
-from dragdiff.cli import config_help, parse_value
+from dragdiff.cli import DTYPE_HELP, DTYPE_NAMES, config_help, parse_value
 from dragdiff.dragon import DragonEditor
 from dragdiff.dragon.requests import check_dragon_request
 from dragdiff.dragon.session import load_dragon_session, save_result
@@ -731,6 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     parser.add_argument("--model", default="auto", help="default model: auto, demo, sd15, tiny, a folder or file")
     parser.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
+    parser.add_argument("--dtype", choices=DTYPE_NAMES, help=DTYPE_HELP)
     parser.add_argument("--outputs", type=Path, default=ROOT / "outputs", help="where every result is saved")
     parser.add_argument(
         "--config",
@@ -761,7 +762,7 @@ def main(argv: list[str] | None = None) -> None:
     SETTINGS.model, SETTINGS.device, SETTINGS.outputs = args.model, args.device, args.outputs
     SETTINGS.max_image_pixels, SETTINGS.gpu_jobs, SETTINGS.config = args.max_image_pixels, args.gpu_jobs, args.config
     SETTINGS.image_prompt, SETTINGS.image_encoder = args.image_prompt, args.image_encoder
-    ENGINES.device = args.device
+    ENGINES.device, ENGINES.dtype = args.device, args.dtype
     # Gradio opens every upload (the header only) before handing us the path; dragdiff.images applies its own
     # pixel limit before decoding, with a message that says so, so Pillow's generic bomb error must not pre-empt it.
     PILImage.MAX_IMAGE_PIXELS = None

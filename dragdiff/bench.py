@@ -35,11 +35,10 @@ from PIL import Image
 from .config import SPEED_FIELDS, DragConfig
 from .engine import DragEngine
 from .errors import DragError
-from .models import DiffusionModel, load_model
+from .models import DTYPES, DiffusionModel, load_model
 from .types import DragRequest, Point
 
 STAGES = ("lora", "inversion", "drag", "denoise", "decode", "total")
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 # Dense tensor-core peaks (TFLOP/s) from NVIDIA's datasheets, for the fraction of peak; fp32 = non-tensor.
 GPU_PEAK_TFLOPS = {

@@ -14,6 +14,12 @@ from .config import DEFAULT_CONFIG_FILE, DragConfig, read_config_file
 from .errors import DragCancelled, DragError
 from .types import Progress
 
+DTYPE_NAMES = ("fp32", "fp16", "bf16")  # dragdiff.models.DTYPES (not imported here: torch loads slowly)
+DTYPE_HELP = (
+    "the model's precision (default: fp16 on CUDA, fp32 on CPU). On CPUs with native bf16 (AVX512-BF16 or AMX) "
+    "bf16 runs SD 1.5 about 2x faster (README: Speed and memory); small models such as the demo gain nothing"
+)
+
 EXAMPLES = """examples:
   python -m dragdiff edit --image cat.png --points "120,80>160,80" --mask cat_mask.png --out cat_dragged.png
   python -m dragdiff edit --image in.png --points "10,10>20,20; 50,60>50,90" --model tiny --lora-steps 5 --out o.png
@@ -100,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-config", help="for a .safetensors checkpoint: a diffusers folder with its configs (needed offline)"
     )
     out.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
+    out.add_argument("--dtype", choices=DTYPE_NAMES, help=DTYPE_HELP)
     out.add_argument(
         "--cache-dir",
         help="where LoRA weights and inversions are cached (default: $DRAGDIFF_CACHE or ~/.cache/dragdiff)",
@@ -319,7 +326,7 @@ def build_session(args: argparse.Namespace):
 def _load(spec: str, args: argparse.Namespace):
     from .models import load_model
 
-    return load_model(spec, args.device, single_file_config=args.model_config)
+    return load_model(spec, args.device, args.dtype, single_file_config=args.model_config)
 
 
 def _compose_config(base: dict[str, Any], args: argparse.Namespace) -> DragConfig:

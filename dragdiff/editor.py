@@ -179,8 +179,8 @@ def editable_region(restored: np.ndarray | None, editor_value: dict | None, size
 class Engines:
     """Loaded models are big: keep one engine, for the model last asked for, and share it (under a lock)."""
 
-    def __init__(self, device: str | None = None, cache_dir: str | None = None):
-        self.device, self.cache_dir = device, cache_dir
+    def __init__(self, device: str | None = None, cache_dir: str | None = None, dtype: str | None = None):
+        self.device, self.cache_dir, self.dtype = device, cache_dir, dtype
         self.lock = threading.Lock()
         self._engine: DragEngine | None = None
         self._spec: str | None = None
@@ -189,7 +189,7 @@ class Engines:
         with self.lock:
             if self._engine is None or spec != self._spec:
                 self._engine = None  # free the old model before loading the next
-                self._engine = DragEngine(load_model(spec, self.device), cache_dir=self.cache_dir)
+                self._engine = DragEngine(load_model(spec, self.device, self.dtype), cache_dir=self.cache_dir)
                 self._spec = spec
             return self._engine
 

@@ -36,6 +36,7 @@ MODEL_DEFAULTS_FILE = "dragdiff.yaml"  # DragConfig values tuned for a model, be
 HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "scheduler/*.json", "tokenizer/*"]
 HUB_IGNORE = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx*", "*fp16*", "*non_ema*", "*.h5"]
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")  # torch.load formats: unpickling can run code
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +118,16 @@ def default_device() -> torch.device:
 def load_model(
     spec: str = "auto",
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     single_file_config: str | Path | None = None,
 ) -> DiffusionModel:
-    """Load the model that `spec` names; fp16 on CUDA and fp32 on CPU unless `dtype` says otherwise."""
+    """Load the model that `spec` names; fp16 on CUDA and fp32 on CPU unless `dtype` (or its name in DTYPES)
+    says otherwise."""
     device = torch.device(device) if device is not None else default_device()
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise DragError(f"dtype: {dtype!r} is not one of {list(DTYPES)}")
+        dtype = DTYPES[dtype]
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     spec, note = choose_auto() if spec.strip() == "auto" else (spec.strip(), "")
     if spec in RANDOM_MODELS:

@@ -74,3 +74,17 @@ def test_unknown_model_spec_is_a_clear_error(spec):
 def test_folder_without_model_index_is_refused(tmp_path):
     with pytest.raises(DragError, match="model_index.json"):
         load_model(str(tmp_path), device="cpu")
+
+
+def test_dtype_can_be_chosen_by_name_from_the_command_line():
+    import argparse
+
+    import torch
+
+    from dragdiff.cli import _load
+
+    args = argparse.Namespace(device="cpu", dtype="bf16", model_config=None)
+    model = _load("tiny", args)
+    assert model.dtype == torch.bfloat16 and next(model.unet.parameters()).dtype == torch.bfloat16
+    with pytest.raises(DragError, match="dtype: 'fp64' is not one of"):
+        load_model("tiny", "cpu", "fp64")
