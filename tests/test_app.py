@@ -198,6 +198,10 @@ def test_browser_upload_click_paint_run_download(server, tmp_path):
         page.goto(server.url, wait_until="load")
         page.locator("#upload input[type=file]").set_input_files(str(ROOT / "assets" / "examples" / "disc.png"))
         page.wait_for_function("document.querySelector('#canvas img') !== null", timeout=60_000)
+        # Gradio covers an event's outputs while it runs: click once the upload's event has handed over to the
+        # background preparation (its progress is in the status line)
+        status_has = "['Preparing', 'Ready to drag'].some(s => document.querySelector('#status').innerText.includes(s))"
+        page.wait_for_function(status_has, timeout=60_000)
         canvas = page.locator("#canvas img").first
         box = canvas.bounding_box()
         scale = box["width"] / 128  # the 128×96 example, shown at the column's width
@@ -212,7 +216,9 @@ def test_browser_upload_click_paint_run_download(server, tmp_path):
         page.mouse.down()
         page.mouse.move(paint["x"] + paint["width"] * 0.7, paint["y"] + paint["height"] * 0.5, steps=10)
         page.mouse.up()
-        page.wait_for_function("document.querySelector('#status').innerText.includes('Editable region')")
+        page.wait_for_function(
+            "document.querySelector('#status').innerText.includes('Editable region')", timeout=60_000
+        )
         page.locator("#run").click()
         try:
             page.wait_for_function("document.querySelector('#download a') !== null", timeout=240_000)
