@@ -503,6 +503,20 @@ def _yaml_object(text: str) -> dict:
     return value
 
 
+def mask_editor(label: str, **kwargs) -> gr.ImageEditor:
+    """A brush-only editor over the image (no upload, crop or layers) whose painting is a mask."""
+    return gr.ImageEditor(
+        type="numpy",
+        label=label,
+        sources=(),
+        transforms=(),
+        layers=False,
+        brush=gr.Brush(colors=["#FFD23C99"], color_mode="fixed", default_size=12),
+        eraser=gr.Eraser(default_size=12),
+        **kwargs,
+    )
+
+
 def dragon_tab() -> None:
     """Layout and wiring of the DragonDiffusion tab."""
     state = gr.State(new_dragon_state())
@@ -521,15 +535,7 @@ def dragon_tab() -> None:
                 stop_button = gr.Button("Stop", variant="stop")
             status = gr.Markdown("", elem_id="dragon-status")
         with gr.Column(scale=2):
-            editor = gr.ImageEditor(
-                type="numpy",
-                label="Paint the object (drag mode: the region that may change)",
-                sources=(),
-                transforms=(),
-                layers=False,
-                brush=gr.Brush(colors=["#FFD23C99"], color_mode="fixed", default_size=12),
-                eraser=gr.Eraser(default_size=12),
-            )
+            editor = mask_editor("Paint the object (drag mode: the region that may change)")
             refine = gr.Button("Refine to the object (GrabCut in the painting's box)", size="sm")
         with gr.Column(scale=2):
             canvas = gr.Image(type="pil", label="Click (see the mode's instructions)", interactive=False, format="png")
@@ -537,14 +543,7 @@ def dragon_tab() -> None:
         reference_upload = gr.Image(
             type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Reference image", height=200
         )
-        reference_editor = gr.ImageEditor(
-            type="numpy",
-            label="Paint the reference's object",
-            sources=(),
-            transforms=(),
-            layers=False,
-            brush=gr.Brush(colors=["#FFD23C99"], color_mode="fixed", default_size=12),
-        )
+        reference_editor = mask_editor("Paint the reference's object")
     with gr.Row():
         result = gr.ImageSlider(type="pil", label="Before ⟷ after", format="png", interactive=False)
         with gr.Column():
@@ -636,16 +635,7 @@ def drag_tab(state) -> None:
                 stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
             status = gr.Markdown("", elem_id="status")
         with gr.Column(scale=2):
-            editor = gr.ImageEditor(
-                type="numpy",
-                label="2 · Paint the region that may change",
-                sources=(),
-                transforms=(),
-                layers=False,
-                elem_id="mask",
-                brush=gr.Brush(colors=["#FFD23C99"], color_mode="fixed", default_size=12),
-                eraser=gr.Eraser(default_size=12),
-            )
+            editor = mask_editor("2 · Paint the region that may change", elem_id="mask")
             clear_mask = gr.Button("Clear mask", size="sm", elem_id="clear-mask")
         with gr.Column(scale=2):
             canvas = gr.Image(

@@ -292,7 +292,7 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
 
     overrides, dragon_overrides = split_overrides(overrides)
     device = torch.device(args.device) if args.device else None
-    model = load_model(args.model, device, DTYPES[args.dtype] if args.dtype else None)
+    model = load_model(args.model, device, args.dtype)
     config = DragEngine(model).default_config(**overrides)
     request = bench_request(args.size, config.replace(resolution=args.size))
     models = {model.dtype: model}
@@ -307,17 +307,16 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
         variants = {"naive": (model_in(torch.float32), naive(request.config)), **variants}
     for name, (changes, dtype) in tried_variants(args.try_).items():
         variants[name] = (model_in(dtype) if dtype else model, request.config.replace(**changes))
-    warmup_seconds = {}
     reports = {}
     for name, (variant_model, variant_config) in variants.items():
+        warmup = None
         if args.warmup:  # one-time costs (kernel selection, compilation) must not land in the timed edit
             t0 = time.perf_counter()
             warm = variant_config.replace(lora_steps=1, n_inversion_steps=1, drag_steps=1)
             run_edit(variant_model, replace(request, config=warm))
-            warmup_seconds[name] = round(time.perf_counter() - t0, 2)
+            warmup = round(time.perf_counter() - t0, 2)
         print(f"[bench] {name}: running the edit ...", file=sys.stderr, flush=True)
-        reports[name] = run_edit(variant_model, replace(request, config=variant_config))
-        reports[name]["warmup_seconds"] = warmup_seconds.get(name)
+        reports[name] = {**run_edit(variant_model, replace(request, config=variant_config)), "warmup_seconds": warmup}
     if args.profile:
         print("[bench] optimised: profiling ...", file=sys.stderr, flush=True)
         profile(model, request, args.profile)

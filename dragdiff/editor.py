@@ -349,16 +349,13 @@ def dragon_click(mode: str, clicks: list[list[float]], x: float, y: float) -> li
     raise DragError("appearance replacement needs no points: paint the object and the reference's object")
 
 
-SERVER_PATHS = ("image_prompt", "image_encoder")  # weight files on the server: set by its owner, not a page
-
-
 def server_weights(values: dict, image_prompt: str | None, image_encoder: str | None) -> dict:
     """The page's parameters with the image prompt's weight paths the server was started with. A page may not
     name files on the server (it could probe or load any of them); a loaded session's own value is accepted
     when it is null or the server's."""
     own = {"image_prompt": image_prompt, "image_encoder": image_encoder}
-    for name in SERVER_PATHS:
-        if values.get(name) not in (None, own[name]):
+    for name, path in own.items():
+        if values.get(name) not in (None, path):
             flag = "--" + name.replace("_", "-")
             raise DragError(f"{name}: weight files are chosen when the app starts (python app.py {flag} PATH)")
     return {**values, **own}

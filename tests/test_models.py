@@ -81,8 +81,10 @@ def test_dtype_can_be_chosen_by_name_from_the_command_line():
 
     import torch
 
-    from dragdiff.cli import _load
+    from dragdiff.cli import DTYPE_NAMES, _load
+    from dragdiff.models import DTYPES
 
+    assert DTYPE_NAMES == tuple(DTYPES)  # the CLI's copy of the names (it does not import torch)
     args = argparse.Namespace(device="cpu", dtype="bf16", model_config=None)
     model = _load("tiny", args)
     assert model.dtype == torch.bfloat16 and next(model.unet.parameters()).dtype == torch.bfloat16
