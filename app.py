@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 from gradio.data_classes import FileData
+from gradio.utils import get_upload_folder
 from PIL import Image as PILImage
 
 from dragdiff import DragCancelled, DragConfig, DragError, DragRequest
@@ -50,6 +51,7 @@ from dragdiff.editor import (
     to_image_point,
 )
 from dragdiff.images import MAX_IMAGE_PIXELS, load_image
+from dragdiff.models import HUB_ALIASES
 from dragdiff.session import Session, load_session, save_session
 
 ROOT = Path(__file__).resolve().parent
@@ -73,6 +75,8 @@ class Settings:
     config: Path | None = None  # a YAML file of DragConfig values: the Advanced panel's starting values
     image_prompt: str | None = None  # DragonDiffusion's optional IP-Adapter file and its image encoder folder
     image_encoder: str | None = None
+    # Files a client names must lie here: the folder where Gradio stores what this server received.
+    uploads: Path = Path(get_upload_folder())
 
 
 SETTINGS = Settings()
@@ -97,6 +101,73 @@ def fresh(state: dict, **values: Any) -> dict[str, Any]:
     return {**new_state(), "history": state["history"], "stop": state["stop"], **values}
 
 
+# -- what a client may name: uploaded files and the models this server offers ------------------------------
+
+
+def uploaded_file(value: Any, what: str) -> str:
+    """The path of a file this server received, from a component's value or an API file dict.
+
+    Gradio checks that a file dict *with* its `meta` key names an upload; a plain path or a dict without `meta`
+    reaches the handler unchecked. Anything outside the upload folder gets one message, whether or not it
+    exists, so that a client can neither read the server's files nor learn which exist.
+    """
+    path = value.get("path") if isinstance(value, dict) else getattr(value, "path", value)
+    try:
+        resolved = Path(path).resolve() if isinstance(path, str) and 0 < len(path) < 4096 else None
+        if resolved and resolved.is_relative_to(SETTINGS.uploads.resolve()) and resolved.is_file():
+            return str(resolved)
+    except (OSError, ValueError):  # a NUL byte, a loop of links: not an upload either
+        pass
+    raise DragError(f"{what}: not a file uploaded to this server; upload it (gradio_client: handle_file(path))")
+
+
+def image_upload(**kwargs) -> gr.Image:
+    """An image upload (type="filepath") that hands its handler the path a client sent without opening it.
+
+    gr.Image accepts a file dict without `meta` and opens whatever server path it names before any handler
+    runs, and its error then tells whether that path exists. Here the handler's uploaded_file() decides first.
+    data: URLs are still decoded by Gradio, under Pillow's pixel limit (main()). (An instance's method, not a
+    subclass: Gradio writes a .pyi stub beside the module of every Image subclass.)
+    """
+    # image_mode=None: the file as uploaded; load_image handles modes, EXIF and limits
+    component = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], **kwargs)
+    opening = component.preprocess
+
+    def preprocess(payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return payload.path
+        return opening(payload)
+
+    component.preprocess = preprocess
+    return component
+
+
+def offered_models() -> list[str]:
+    """The models a client may pick: the built-in names and the one the server was started with."""
+    return list(dict.fromkeys([*MODELS, SETTINGS.model]))
+
+
+def offered_name(model: Any) -> str | None:
+    """`model` as the name the server offers it under (a session made with `auto` names SD 1.5's hub id), or
+    None when the server does not offer it."""
+    names = offered_models()
+    if model in names:
+        return model
+    return next((alias for alias, repo in HUB_ALIASES.items() if repo == model and alias in names), None)
+
+
+def engine_for(model: Any):
+    """The engine for an offered model. A client never makes the server load a folder or file it names."""
+    name = offered_name(model)
+    if name is None:
+        shown = model if isinstance(model, str) and len(model) <= 60 else f"{str(model)[:60]}…"
+        raise DragError(
+            f"model: {shown!r} is not offered by this server; choose one of {', '.join(offered_models())} "
+            "(whoever runs the server can offer another with --model)"
+        )
+    return ENGINES.get(name)
+
+
 # -- handlers: each a plain function of its inputs --------------------------------------------------------
 
 
@@ -104,7 +175,7 @@ def on_upload(path: str | None, state: dict):
     if not path:
         return state, None, None, [], ""
     try:
-        image = load_image(path, max_pixels=SETTINGS.max_image_pixels)
+        image = load_image(uploaded_file(path, "image"), max_pixels=SETTINGS.max_image_pixels)
     except DragError as exc:
         gr.Warning(str(exc))
         return state, None, None, [], f"⚠️ {exc}"
@@ -179,7 +250,7 @@ def prepare(state: dict, prompt: str, model: str, *values):
     stop = state["stop"].event
     stop.clear()
     try:
-        engine = ENGINES.get(model)
+        engine = engine_for(model)
         config = _model_config(engine, values)
         board = StageBoard()
         for event in stream(
@@ -199,7 +270,7 @@ def run(state: dict, prompt: str, model: str, *values):
         if state["image"] is None:
             raise DragError("Upload an image first.")
         handles, targets = pairs(state["clicks"])
-        engine = ENGINES.get(model)
+        engine = engine_for(model)
         config = _model_config(engine, values)
         request = DragRequest(state["image"], handles, targets, state["mask"], prompt, config)
         session = Session.from_request(request, engine.model.spec)  # validates points, mask and prompt
@@ -269,7 +340,7 @@ def load_saved(path: str | None, state: dict):
     if not path:
         return (state, *([gr.skip()] * (6 + len(PARAMS))))
     try:
-        session = load_session(path, max_pixels=SETTINGS.max_image_pixels)
+        session = load_session(uploaded_file(path, "session"), max_pixels=SETTINGS.max_image_pixels)
     except DragError as exc:
         gr.Warning(str(exc))
         return (state, *([gr.skip()] * 5), f"⚠️ {exc}", *([gr.skip()] * len(PARAMS)))
@@ -278,15 +349,20 @@ def load_saved(path: str | None, state: dict):
     editor = {"background": session.image, "layers": [], "composite": tint(session.image, session.mask)}
     values = [_widget_value(v) for v in session.config.to_dict().values()]
     shown = overlay(session.image, clicks, session.mask)
+    model, note = offered_name(session.model), ""
+    if model is None:
+        model = SETTINGS.model
+        note = f" It was made with a model this server does not offer; {model} is selected."
     return (
         state,
         editor,
         shown,
         points_table(clicks),
         session.prompt,
-        session.model,
+        model,
         f"Session loaded: {len(session.handles)} point pair(s)"
-        + ("." if session.mask is None else "; its mask is tinted in the editor (paint to add, Clear mask to redo)."),
+        + ("." if session.mask is None else "; its mask is tinted in the editor (paint to add, Clear mask to redo).")
+        + note,
         *values,
     )
 
@@ -315,12 +391,12 @@ def api_edit(
     try:
         if not image:
             raise DragError("image: no image was given; pass the image file to edit")
-        picture = load_image(image["path"], max_pixels=SETTINGS.max_image_pixels)
+        picture = load_image(uploaded_file(image, "image"), max_pixels=SETTINGS.max_image_pixels)
         handles, targets = parse_points(points)
-        engine = ENGINES.get(model or SETTINGS.model)
+        engine = engine_for(model or SETTINGS.model)
         overrides = _json_object(settings)
         config = engine.default_config(**overrides)
-        editable = load_mask(mask["path"], picture.size) if mask else None
+        editable = load_mask(uploaded_file(mask, "mask"), picture.size) if mask else None
         request = DragRequest(picture, handles, targets, editable, prompt, config)
         session = Session.from_request(request, engine.model.spec)
         result = engine.drag(request)
@@ -361,7 +437,7 @@ def dragon_upload(path: str | None, state: dict, what: str = "image"):
     if not path:
         return state, None, gr.skip()
     try:
-        image = load_image(path, max_pixels=SETTINGS.max_image_pixels)
+        image = load_image(uploaded_file(path, what), max_pixels=SETTINGS.max_image_pixels)
     except DragError as exc:
         gr.Warning(str(exc))
         return state, None, f"⚠️ {exc}"
@@ -422,7 +498,7 @@ def dragon_run(state: dict, mode: str, scale: float, prompt: str, model: str, pa
     """A DragonDiffusion edit, streamed like the drag tab's and saved the same way (PNG with its session)."""
     no_change = (gr.skip(),) * 3
     try:
-        engine = ENGINES.get(model)
+        engine = engine_for(model)
         editor = DragonEditor(engine)
         values = server_weights(_yaml_object(params), SETTINGS.image_prompt, SETTINGS.image_encoder)
         config = editor.default_config("move" if mode == "resize" else mode, **values)
@@ -462,7 +538,7 @@ def dragon_load(path: str | None, state: dict):
     if not path:
         return state, *skip
     try:
-        request, model = load_dragon_session(path, SETTINGS.max_image_pixels)
+        request, model = load_dragon_session(uploaded_file(path, "session"), SETTINGS.max_image_pixels)
     except DragError as exc:
         gr.Warning(str(exc))
         return state, *skip[:-1], f"⚠️ {exc}"
@@ -493,7 +569,9 @@ def dragon_load(path: str | None, state: dict):
         else gr.skip()
     )
     scale = getattr(request, "scale", 1.0)
-    return state, mode, editor, reference_editor, _dragon_overlay(state), scale, params, f"Session loaded ({model})."
+    made_with = offered_name(model) or "a model this server does not offer"
+    status = f"Session loaded ({made_with})."
+    return state, mode, editor, reference_editor, _dragon_overlay(state), scale, params, status
 
 
 def _yaml_object(text: str) -> dict:
@@ -524,12 +602,10 @@ def dragon_tab() -> None:
         with gr.Column(scale=1, min_width=260):
             mode = gr.Radio(DRAGON_MODES, value="move", label="Mode", elem_id="dragon-mode")
             instructions = gr.Markdown(DRAGON_HELP["move"])
-            upload = gr.Image(
-                type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Image", height=200
-            )
+            upload = image_upload(label="Image", height=200)
             scale = gr.Slider(0.2, 5.0, value=1.0, step=0.05, label="Scale", visible=False, elem_id="dragon-scale")
             prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...")
-            model = gr.Dropdown(MODELS, value=SETTINGS.model, label="Model", allow_custom_value=True)
+            model = gr.Dropdown(offered_models(), value=SETTINGS.model, label="Model")
             with gr.Row():
                 run_button = gr.Button("Edit", variant="primary", elem_id="dragon-run")
                 stop_button = gr.Button("Stop", variant="stop")
@@ -540,9 +616,7 @@ def dragon_tab() -> None:
         with gr.Column(scale=2):
             canvas = gr.Image(type="pil", label="Click (see the mode's instructions)", interactive=False, format="png")
     with gr.Row(visible=False) as reference_row:
-        reference_upload = gr.Image(
-            type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Reference image", height=200
-        )
+        reference_upload = image_upload(label="Reference image", height=200)
         reference_editor = mask_editor("Paint the reference's object")
     with gr.Row():
         result = gr.ImageSlider(type="pil", label="Before ⟷ after", format="png", interactive=False)
@@ -613,22 +687,14 @@ def drag_tab(state) -> None:
     defaults, help_texts = DragConfig.load(SETTINGS.config).to_dict(), {k: c for k, (_, c) in config_help().items()}
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            upload = gr.Image(  # image_mode=None: the file as uploaded; load_image handles modes, EXIF, limits
-                type="filepath",
-                image_mode=None,
-                sources=["upload", "clipboard"],
-                label="1 · Image",
-                height=220,
-                elem_id="upload",
-            )
+            upload = image_upload(label="1 · Image", height=220, elem_id="upload")
             prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...", elem_id="prompt")
             model = gr.Dropdown(
-                MODELS,
+                offered_models(),
                 value=SETTINGS.model,
                 label="Model",
-                allow_custom_value=True,
                 info="auto: Stable Diffusion 1.5 if downloaded, else the bundled demo model; "
-                "or a folder / .safetensors path",
+                "start the app with --model PATH to offer a folder or .safetensors file",
             )
             with gr.Row():
                 run_button = gr.Button("Drag", variant="primary", elem_id="run")
@@ -753,9 +819,10 @@ def main(argv: list[str] | None = None) -> None:
     SETTINGS.max_image_pixels, SETTINGS.gpu_jobs, SETTINGS.config = args.max_image_pixels, args.gpu_jobs, args.config
     SETTINGS.image_prompt, SETTINGS.image_encoder = args.image_prompt, args.image_encoder
     ENGINES.device, ENGINES.dtype = args.device, args.dtype
-    # Gradio opens every upload (the header only) before handing us the path; dragdiff.images applies its own
-    # pixel limit before decoding, with a message that says so, so Pillow's generic bomb error must not pre-empt it.
-    PILImage.MAX_IMAGE_PIXELS = None
+    # Gradio decodes some inputs before any handler runs (mask-editor layers, data: URLs, upload headers) with
+    # Pillow, whose limit is process-wide: above twice this it refuses from the header. Between one and two
+    # times it only warns, and dragdiff's loaders refuse with their own message.
+    PILImage.MAX_IMAGE_PIXELS = SETTINGS.max_image_pixels
     for path in remove_stale_temporary_files(SETTINGS.outputs):
         print(f"removed {path}: a result write that a crash interrupted (the finished results are intact)")
     app = build_app()  # rebuilt so that the flags (default model, queue size) are in the layout

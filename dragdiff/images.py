@@ -151,9 +151,10 @@ class _PngTextTooLarge(Exception):
 
 def _decode_with_pillow(source: str | Path | bytes, label: str, max_pixels: int) -> Image.Image:
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
-    # catch_warnings is process-wide, but only for this call: it turns Pillow's bomb warning into an error.
+    # Pillow warns above its process-wide limit and refuses above twice it; the header check below applies
+    # dragdiff's own limit with a clearer message, so the warning is silenced (catch_warnings: this call only).
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(fp, formats=IMAGE_FORMATS) as image:
                 _check_pixels(image.size, label, max_pixels)  # from the header: nothing decoded yet
@@ -161,7 +162,7 @@ def _decode_with_pillow(source: str | Path | bytes, label: str, max_pixels: int)
                 return ImageOps.exif_transpose(image)  # a copy, so closing the file loses nothing
         except DragError:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        except Image.DecompressionBombError as exc:
             raise DragError(
                 f"{label} has more pixels than Pillow decodes safely ({exc}); dragdiff's limit is "
                 f"{_pixel_limit(max_pixels)}; downscale it and try again"

@@ -184,13 +184,13 @@ def resolve_spec(spec: str) -> tuple[Path, str]:
             )
         stat = path.stat()
         return path, f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    if spec.count("/") != 1 or spec.startswith((".", "/", "~")):
+    repo = HUB_ALIASES.get(spec, spec)  # before the hub-id check: an alias such as sd15 has no slash
+    if repo.count("/") != 1 or repo.startswith((".", "/", "~")):
         raise DragError(
             f"unknown model {spec!r}: not a file, not a folder and not a hub id; use auto, demo, "
             "sd15, tiny, sd15-random, a hub id such as stable-diffusion-v1-5/stable-diffusion-v1-5, a folder or "
             "a .safetensors file"
         )
-    repo = HUB_ALIASES.get(spec, spec)
     snapshot = _hub_snapshot(spec) or _hub_snapshot(repo) or _download(repo)
     return snapshot, f"hub:{repo}:{snapshot.name}"
 

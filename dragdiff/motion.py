@@ -19,11 +19,12 @@ def motion_supervision_loss(
 
     features: (1, C, H, W). handles: (P, 2) long (row, col). targets: (P, 2) float. d_i is the unit vector
     from handle to target; F(q + d_i) is sampled bilinearly so the gradient reaches the latent. Each pair adds
-    (2r+1)² · mean|·| as the reference does; pairs already within `min_distance` are skipped.
+    (2r+1)² · mean|·| as the reference does; pairs already within `min_distance` are skipped, and so are pairs
+    whose handle is on its target whatever `min_distance` is (they have no direction to move in).
     """
     direction = targets.float() - handles.float()
     length = direction.norm(dim=1, keepdim=True)
-    active = (length >= min_distance).squeeze(1)
+    active = ((length >= min_distance) & (length > 0)).squeeze(1)
     if not active.any():
         return features.sum() * 0.0
     unit = direction[active] / length[active]
@@ -43,6 +44,9 @@ def sample(features: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     x = points[..., 1] * 2 / max(width - 1, 1) - 1  # align_corners=True: index 0 -> -1, W-1 -> +1
     y = points[..., 0] * 2 / max(height - 1, 1) - 1
     grid = torch.stack([x, y], dim=-1).unsqueeze(0).to(features.dtype)  # (1, P, K, 2)
+    # grid_sample reads outside the tensor at a NaN coordinate (a segfault in libtorch). NaN here means the
+    # latent itself went NaN; sampling the centre instead lets the process survive and the result show it.
+    grid = grid.nan_to_num(nan=0.0)
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: the tiny seeded model (never a download) and small test images."""
 
 import os
+import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests must never reach the hub
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -30,6 +31,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def uploads_in_pytest_tmp(tmp_path_factory, monkeypatch):
+    """The app's handlers read only files under its upload folder (Gradio's, on a server). Tests that call
+    them in-process "upload" to their tmp_path, so the folder is pytest's base temporary folder for them."""
+    app = sys.modules.get("app")
+    if app is not None:
+        monkeypatch.setattr(app.SETTINGS, "uploads", tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -89,13 +90,14 @@ def test_a_finished_edit_is_saved_automatically_with_its_session(loaded, tmp_pat
     assert state["image"].size == loaded["image"].size and state["clicks"] == [] and state["history"] == history
 
 
-def test_session_save_and_load_round_trip(loaded):
+def test_session_save_and_load_round_trip(loaded, tmp_path):
     state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
     mask = np.zeros((96, 128), bool)
     mask[30:60, 20:90] = True
     state = {**state, "mask": mask}
     path = app.save_current(state, "a red disc", "tiny", *widget_values(drag_steps=33))
-    restored = app.load_saved(path, app.new_state())
+    uploaded = shutil.copy(path, tmp_path)  # downloaded, then uploaded again
+    restored = app.load_saved(uploaded, app.new_state())
     new_state, editor, _, table, prompt, model, status, *values = restored
     assert new_state["clicks"] == [[40.0, 48.0], [70.0, 48.0]] and np.array_equal(new_state["mask"], mask)
     assert prompt == "a red disc" and model == "tiny" and table == [[1, 40.0, 48.0, 70.0, 48.0]]

@@ -76,3 +76,21 @@ def test_penalty_and_motion_losses_are_both_optimised():
         stop_distance=1.0,
     )
     assert F.l1_loss(trace.latent, anchor) < 0.5 * F.l1_loss(free.latent, anchor)
+
+
+def test_a_handle_on_its_target_adds_nothing_even_with_no_stopping_distance():
+    """With min_distance 0 a zero-length pair once gave direction / 0 = NaN, and grid_sample read out of
+    bounds on the NaN grid (a segfault)."""
+    features = torch.randn(1, 4, 16, 16, requires_grad=True)
+    handles = torch.tensor([[5, 5], [8, 8]])
+    targets = torch.tensor([[5.0, 5.0], [8.0, 12.0]])  # the first pair is on its target
+    loss = motion_supervision_loss(features, handles, targets, 1, 0.0)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(features.grad).all()
+    assert torch.equal(loss, motion_supervision_loss(features, handles[1:], targets[1:], 1, 0.0))
+
+
+def test_sample_survives_a_nan_position():
+    features = torch.randn(1, 3, 5, 7)
+    values = sample(features, torch.tensor([[[float("nan"), 2.0]]]))
+    assert values.shape == (3, 1, 1)

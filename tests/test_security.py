@@ -35,6 +35,8 @@ def test_the_server_binds_loopback_and_shares_nothing_by_default(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
     app.main([])
     assert launched["server_name"] == "127.0.0.1" and launched["share"] is False
+    # Pillow's limit guards what Gradio decodes before any handler (editor layers, data: URLs): never off
+    assert Image.MAX_IMAGE_PIXELS == app.SETTINGS.max_image_pixels
 
 
 @pytest.fixture
@@ -48,7 +50,7 @@ def small_limit(monkeypatch, tmp_path):
 
     monkeypatch.setattr(app.SETTINGS, "max_image_pixels", 10_000)
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # as main() sets it
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # as main() sets it
     monkeypatch.setattr(ImageFile.ImageFile, "load", load)
 
 

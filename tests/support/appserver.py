@@ -65,10 +65,12 @@ def start_app(
     log: Path,
     *args: str,
     paused_write: tuple[int, Path] | None = None,
+    uploads: Path | None = None,
     timeout: float = 180.0,
 ) -> AppServer:
     """`python app.py --model tiny` on a free loopback port, writing results to `outputs` and its LoRA and
-    inversion cache to `cache`; stdout and stderr go to `log`. Extra command-line flags in `args`."""
+    inversion cache to `cache`; stdout and stderr go to `log`. Extra command-line flags in `args`. `uploads`
+    is Gradio's upload and cache folder (GRADIO_TEMP_DIR), so that a test can see what a request left there."""
     port = free_port()
     env = {
         **os.environ,
@@ -77,6 +79,8 @@ def start_app(
         "OMP_NUM_THREADS": "1",  # the same arithmetic as a one-thread test process: same bytes
         "GRADIO_ANALYTICS_ENABLED": "False",
     }
+    if uploads is not None:
+        env["GRADIO_TEMP_DIR"] = str(uploads)
     script = [str(ROOT / "app.py")]
     if paused_write is not None:
         count, marker = paused_write

@@ -1,0 +1,172 @@
+"""Hostile clients: raw calls to a real server's HTTP API must not crash it, read its files or exhaust it.
+
+One server on loopback (tiny model, its own Gradio upload folder) for the module. Each case asserts what the
+reply says, that the server still serves, and, where it matters, that nothing was written and that its
+memory's high-water mark did not jump.
+"""
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import app
+from dragdiff.config import DragConfig
+from dragdiff.session import Session, save_session
+from dragdiff.types import Point
+from tests.conftest import FAST
+from tests.support.appserver import get, start_app
+from tests.support.rawapi import FILE_META, bomb_png, call, files_under, peak_rss, upload
+
+ROOT = Path(__file__).resolve().parent.parent
+NOT_UPLOADED = "not a file uploaded to this server; upload it"
+SETTINGS = json.dumps({**FAST, "lora_steps": 0})
+BOMB_SIDE = 15_000  # 225 M pixels, 28 KB as a PNG: > 2 × the 16.8 M-pixel limit, so Pillow refuses its header
+BOMB_MEMORY = 300 * 2**20  # what decoding it would add is ≥ 225 MB as 8-bit grey, 900 MB as RGBA
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hostile")
+    app = start_app(folder / "outputs", folder / "cache", folder / "app.log", uploads=folder / "uploads")
+    app.uploads = folder / "uploads"
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def scene_png(server):
+    """The test scene, uploaded as gradio_client would: (path on the server, file dict with meta)."""
+    buffer = io.BytesIO()
+    Image.open(ROOT / "assets" / "examples" / "disc.png").convert("RGB").resize((128, 96)).save(buffer, "PNG")
+    path = upload(server.url, buffer.getvalue(), "scene.png")
+    return {"path": path, "meta": FILE_META}
+
+
+@pytest.fixture(scope="module")
+def earlier_result(server, scene_png):
+    """Another user's result in the server's outputs folder: what a file-reading request would be after."""
+    reply = call(server.url, "edit", [scene_png, "40,48>60,48", None, "", "tiny", SETTINGS])
+    assert reply.event == "complete", reply.message
+    return sorted(server.outputs.rglob("*.png"))[-1]
+
+
+def assert_serving(server) -> None:
+    assert server.process.poll() is None, f"the server died:\n{server.tail()}"
+    assert get(server.url)[0] == 200
+
+
+# -- 1. a pair on its own target with stop_distance 0 ---------------------------------------------------
+
+
+def test_a_handle_on_its_target_with_stop_distance_0_is_an_edit_not_a_segfault(server, scene_png):
+    settings = json.dumps({**FAST, "lora_steps": 0, "stop_distance": 0})
+    for points in ("40,48>40,48", "40,48>41,48", "40,48>40,48; 70,30>90,30"):  # 41: the same feature cell
+        reply = call(server.url, "edit", [scene_png, points, None, "", "tiny", settings])
+        assert reply.event == "complete", reply.message
+        assert_serving(server)
+
+
+def test_the_cli_edits_a_handle_on_its_target_with_stop_distance_0(tmp_path, scene):
+    scene.save(tmp_path / "in.png")
+    command = [sys.executable, "-m", "dragdiff", "edit", "--model", "tiny", "--image", str(tmp_path / "in.png")]
+    command += ["--points", "40,48>40,48", "--stop-distance", "0", "--lora-steps", "0", "--drag-steps", "3"]
+    command += ["--n-inference-steps", "10", "--n-inversion-steps", "7", "--quiet", "--out", str(tmp_path / "x.png")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Image.open(tmp_path / "x.png").size == (128, 96)
+
+
+# -- 2. files the client did not upload, and models the server does not offer ---------------------------
+
+
+def not_uploaded_targets(server, earlier_result) -> dict[str, str]:
+    return {
+        "another user's result": str(earlier_result),
+        "a folder": str(server.outputs),
+        "a missing file": str(server.outputs / "missing.png"),
+        "a file that is no image": str(server.log),
+        "a path out of the upload folder": str(server.uploads / ".." / "app.log"),
+    }
+
+
+ENDPOINTS = {  # endpoint -> (its arguments with `path` as the client's file dict, where its message is)
+    "edit image": ("edit", lambda f, scene: [f, "40,48>60,48", None, "", "tiny", SETTINGS]),
+    "edit mask": ("edit", lambda f, scene: [scene, "40,48>60,48", f, "", "tiny", SETTINGS]),
+    "on_upload": ("on_upload", lambda f, scene: [f]),
+    "dragon_upload": ("dragon_upload", lambda f, scene: [f]),
+    "dragon reference": ("lambda_1", lambda f, scene: [f]),
+}
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_a_server_file_named_without_meta_is_refused_with_one_message(server, scene_png, earlier_result, endpoint):
+    name, arguments = ENDPOINTS[endpoint]
+    before = files_under(server.outputs) | files_under(server.uploads)
+    messages = set()
+    for what, path in not_uploaded_targets(server, earlier_result).items():
+        reply = call(server.url, name, arguments({"path": path}, scene_png))
+        assert NOT_UPLOADED in reply.message, f"{what}: {reply.message}"
+        assert "PNG" not in reply.message and path not in reply.message, what  # no pixels, no path
+        messages.add(reply.message)
+        if name != "edit":  # the upload handlers answer with their outputs: the editor got no image
+            assert reply.data[1] is None, what
+    assert len(messages) == 1, f"the replies tell the targets apart: {messages}"
+    assert files_under(server.outputs) | files_under(server.uploads) == before
+    assert_serving(server)
+
+
+@pytest.mark.parametrize("model", ["tiny folder", "tiny file", "/etc", "x" * 100_000])
+def test_edit_loads_no_model_the_server_does_not_offer(server, scene_png, tiny_folder, tmp_path, model):
+    model = {"tiny folder": str(tiny_folder), "tiny file": str(next(tiny_folder.glob("unet/*.safetensors")))}.get(
+        model, model
+    )
+    reply = call(server.url, "edit", [scene_png, "40,48>60,48", None, "", model, SETTINGS])
+    assert reply.event == "error" and "is not offered by this server; choose one of auto, demo, sd15, tiny" in (
+        reply.message
+    )
+    assert len(reply.message) < 300
+    assert_serving(server)
+
+
+def test_a_session_naming_a_model_path_loads_with_the_servers_model(monkeypatch, scene, tiny_folder, tmp_path):
+    monkeypatch.setattr(app.SETTINGS, "model", "tiny")
+    session = Session(scene, (Point(40, 48),), (Point(60, 48),), None, "", str(tiny_folder), DragConfig.load())
+    save_session(session, tmp_path / "session.json")
+    restored = app.load_saved(str(tmp_path / "session.json"), app.new_state())
+    assert restored[0]["image"] is not None and restored[5] == "tiny"
+    assert "a model this server does not offer; tiny is selected" in restored[6]
+
+
+# -- 4. decompression bombs that Gradio decodes before any handler ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    return bomb_png(BOMB_SIDE)
+
+
+def editor_value(layer: dict) -> dict:
+    return {"background": None, "layers": [layer], "composite": None}
+
+
+@pytest.mark.parametrize("endpoint", ["on_mask", "dragon_paint", "on_upload data: URL", "dragon_upload data: URL"])
+def test_a_bomb_that_gradio_decodes_is_refused_from_its_header(server, bomb, endpoint):
+    name = endpoint.split()[0]
+    if name in ("on_mask", "dragon_paint"):
+        data = [editor_value({"path": upload(server.url, bomb, "layer.png"), "meta": FILE_META})]
+    else:
+        url = "data:image/png;base64," + base64.b64encode(bomb).decode()
+        data = [{"path": None, "url": url, "meta": FILE_META}]
+    before, peak = files_under(server.uploads), peak_rss(server.process.pid)
+    reply = call(server.url, name, data)
+    assert reply.event == "error" and "exceeds limit" in reply.message, reply.message
+    assert peak_rss(server.process.pid) - peak < BOMB_MEMORY
+    assert files_under(server.uploads) == before  # no decoded copy left in Gradio's cache
+    assert reply.seconds < 10
+    assert_serving(server)
