@@ -33,15 +33,14 @@ BOMB_MEMORY = 300 * 2**20  # what decoding it would add is ≥ 225 MB as 8-bit g
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
-    app = start_app(folder / "outputs", folder / "cache", folder / "app.log", uploads=folder / "uploads")
-    app.uploads = folder / "uploads"
-    yield app
-    app.stop()
+    running = start_app(folder / "outputs", folder / "cache", folder / "app.log", uploads=folder / "uploads")
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="module")
 def scene_png(server):
-    """The test scene, uploaded as gradio_client would: (path on the server, file dict with meta)."""
+    """The test scene, uploaded as gradio_client would: its file dict (server path, with meta)."""
     buffer = io.BytesIO()
     Image.open(ROOT / "assets" / "examples" / "disc.png").convert("RGB").resize((128, 96)).save(buffer, "PNG")
     path = upload(server.url, buffer.getvalue(), "scene.png")

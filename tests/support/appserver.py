@@ -41,6 +41,7 @@ class AppServer:
     outputs: Path
     cache: Path
     log: Path
+    uploads: Path | None = None  # Gradio's upload folder when the test chose it (start_app's `uploads`)
 
     def kill(self) -> None:
         """kill -9: no handler, no cleanup, no finally block runs."""
@@ -89,7 +90,7 @@ def start_app(
     command = [sys.executable, *script, "--model", "tiny", "--port", str(port), "--outputs", str(outputs), *args]
     with log.open("ab") as sink:
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
-    server = AppServer(process, f"http://127.0.0.1:{port}/", outputs, cache, log)
+    server = AppServer(process, f"http://127.0.0.1:{port}/", outputs, cache, log, uploads)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
