@@ -42,8 +42,8 @@ def disc() -> np.ndarray:
 def edit(model_name: str, kind: str, cache: Path) -> Image.Image:
     """The edit of one case through the public Python API."""
     from dragdiff import DragRequest, Point
-    from dragdiff.engine import DragEngine
     from dragdiff.dragon import AppearanceRequest, ContentDragRequest, DragonEditor, MoveRequest, PasteRequest
+    from dragdiff.engine import DragEngine
     from dragdiff.models import load_model
 
     engine = DragEngine(load_model(model_name, device="cpu"), cache_dir=str(cache))
