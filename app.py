@@ -1,7 +1,9 @@
 """dragdiff in the browser: upload, paint the region that may change, click handle → target, drag.
 
-Layout and event wiring only; everything else is in dragdiff/ (the engine) and dragdiff/editor.py (points,
-overlay, background runs, auto-save). Run `python app.py --help` for the flags.
+Layout and event wiring only: the editing methods are in dragdiff/, the app's UI-free logic (points, overlay,
+background runs, auto-save, the DragonDiffusion modes) in dragdiff/interactive/. The Blocks are built once,
+at import; each handler takes its inputs and returns {component: new value} for what it changes. Run
+`python app.py --help` for the flags.
 """
 
 from __future__ import annotations
@@ -9,50 +11,38 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
+import numpy as np
 from gradio.data_classes import FileData
 from gradio.utils import get_upload_folder
 from PIL import Image as PILImage
 
 from dragdiff import DragCancelled, DragConfig, DragError, DragRequest
-from dragdiff.cli import DTYPE_HELP, DTYPE_NAMES, config_help, parse_value
-from dragdiff.dragon import DragonEditor
+from dragdiff.cli import DTYPE_HELP, DTYPE_NAMES, parse_value
+from dragdiff.config import field_help, resolve_config
+from dragdiff.coords import Display
+from dragdiff.drag.session import Session, load_session
 from dragdiff.dragon.requests import check_dragon_request
-from dragdiff.dragon.session import load_dragon_session, save_result
-from dragdiff.editor import (
+from dragdiff.dragon.session import load_dragon_session
+from dragdiff.images import MAX_IMAGE_PIXELS, load_image
+from dragdiff.interactive.autosave import autosave, remove_stale_temporary_files
+from dragdiff.interactive.dragon_modes import (
     DRAGON_HELP,
-    Engines,
-    Finished,
-    StageBoard,
-    StopFlag,
-    add_click,
-    autosave,
-    clicks_from_table,
-    describe,
-    display_scale,
     dragon_click,
     dragon_request,
-    editable_region,
-    enlarge,
-    mask_from_editor,
-    new_result_path,
-    overlay,
-    pairs,
-    points_table,
     refine_to_object,
-    remove_stale_temporary_files,
     server_weights,
-    stream,
-    tint,
-    to_image_point,
 )
-from dragdiff.images import MAX_IMAGE_PIXELS, load_image
-from dragdiff.models import HUB_ALIASES
-from dragdiff.session import Session, load_session, save_session
+from dragdiff.interactive.jobs import Finished, Runtimes, StageBoard, StopFlag, stream
+from dragdiff.interactive.overlay import editable_region, enlarge, mask_from_editor, overlay, tint
+from dragdiff.interactive.points import add_click, clicks_from_table, pairs, points_table
+from dragdiff.models import HUB_ALIASES, model_defaults
+from dragdiff.session_io import save_session
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = sorted((ROOT / "assets" / "examples").glob("*.json"))
@@ -72,7 +62,7 @@ class Settings:
     outputs: Path = ROOT / "outputs"
     max_image_pixels: int = MAX_IMAGE_PIXELS
     gpu_jobs: int = 1
-    config: Path | None = None  # a YAML file of DragConfig values: the Advanced panel's starting values
+    config: Path | None = None  # a YAML file of DragConfig values, layer 3 of dragdiff.config.resolve_config
     image_prompt: str | None = None  # DragonDiffusion's optional IP-Adapter file and its image encoder folder
     image_encoder: str | None = None
     # Files a client names must lie here: the folder where Gradio stores what this server received.
@@ -80,25 +70,55 @@ class Settings:
 
 
 SETTINGS = Settings()
-ENGINES = Engines()
+RUNTIMES = Runtimes()
 PARAMS = [f.name for f in fields(DragConfig)]
+DRAG = SimpleNamespace()  # the DragDiffusion tab's components, filled in by drag_tab()
+DRAGON = SimpleNamespace()  # the DragonDiffusion tab's, by dragon_tab()
+GPU = dict(concurrency_id="gpu", concurrency_limit="default")  # main() sets the queue's default: --gpu-jobs
 
 
-def new_state() -> dict[str, Any]:
-    return {
-        "image": None,
-        "clicks": [],
-        "mask": None,
-        "restored_mask": None,  # from a loaded session: shown in the editor's picture, not in a layer
-        "result": None,
-        "history": [],
-        "stop": StopFlag(),
-    }
+@dataclass
+class DragState:
+    """One user's DragDiffusion tab: the image, the clicks (handle, target, ...), the editable region, the
+    last result and this session's results, and the Stop button's flag."""
+
+    image: PILImage.Image | None = None
+    clicks: list[list[float]] = field(default_factory=list)
+    mask: np.ndarray | None = None
+    restored_mask: np.ndarray | None = None  # from a loaded session: shown in the editor's picture, not a layer
+    result: str | None = None
+    history: list[str] = field(default_factory=list)
+    stop: StopFlag = field(default_factory=StopFlag)
+
+    def fresh(self, **values: Any) -> DragState:
+        """A new edit's state that keeps this user's history and Stop flag."""
+        return DragState(history=self.history, stop=self.stop, **values)
 
 
-def fresh(state: dict, **values: Any) -> dict[str, Any]:
-    """A new edit's state that keeps this user's history and Stop flag."""
-    return {**new_state(), "history": state["history"], "stop": state["stop"], **values}
+@dataclass
+class DragonState:
+    """One user's DragonDiffusion tab."""
+
+    image: PILImage.Image | None = None
+    mask: np.ndarray | None = None
+    clicks: list[list[float]] = field(default_factory=list)
+    reference: PILImage.Image | None = None
+    reference_mask: np.ndarray | None = None
+    history: list[str] = field(default_factory=list)
+    stop: StopFlag = field(default_factory=StopFlag)
+
+
+def new_state() -> DragState:
+    return DragState()
+
+
+def new_dragon_state() -> DragonState:
+    return DragonState()
+
+
+def editor_value(image: PILImage.Image, mask: np.ndarray | None = None) -> dict:
+    """An image editor's value showing `image` (with `mask` tinted in the picture), no layers painted."""
+    return {"background": image, "layers": [], "composite": tint(image, mask)}
 
 
 # -- what a client may name: uploaded files and the models this server offers ------------------------------
@@ -156,8 +176,8 @@ def offered_name(model: Any) -> str | None:
     return next((alias for alias, repo in HUB_ALIASES.items() if repo == model and alias in names), None)
 
 
-def engine_for(model: Any):
-    """The engine for an offered model. A client never makes the server load a folder or file it names."""
+def runtime_for(model: Any):
+    """The Runtime of an offered model. A client never makes the server load a folder or file it names."""
     name = offered_name(model)
     if name is None:
         shown = model if isinstance(model, str) and len(model) <= 60 else f"{str(model)[:60]}…"
@@ -165,77 +185,85 @@ def engine_for(model: Any):
             f"model: {shown!r} is not offered by this server; choose one of {', '.join(offered_models())} "
             "(whoever runs the server can offer another with --model)"
         )
-    return ENGINES.get(name)
+    return RUNTIMES.get(name)
 
 
-# -- handlers: each a plain function of its inputs --------------------------------------------------------
+# -- handlers of the DragDiffusion tab: each a plain function of its inputs, returning what changes ---------
 
 
-def on_upload(path: str | None, state: dict):
+def on_upload(path: str | None, state: DragState) -> dict:
     if not path:
-        return state, None, None, [], ""
+        return {DRAG.state: state, DRAG.editor: None, DRAG.canvas: None, DRAG.table: [], DRAG.status: ""}
     try:
         image = load_image(uploaded_file(path, "image"), max_pixels=SETTINGS.max_image_pixels)
     except DragError as exc:
         gr.Warning(str(exc))
-        return state, None, None, [], f"⚠️ {exc}"
-    state = fresh(state, image=image)
-    editor = {"background": image, "layers": [], "composite": image}
-    return state, editor, overlay(image, [], None), [], f"{image.width}×{image.height} px. {NO_MASK}"
+        return {DRAG.state: state, DRAG.editor: None, DRAG.canvas: None, DRAG.table: [], DRAG.status: f"⚠️ {exc}"}
+    return _new_image(state.fresh(image=image), f"{image.width}×{image.height} px. {NO_MASK}")
 
 
-def on_mask(editor_value: dict | None, state: dict):
-    if state["image"] is None:
-        return state, None, ""
-    mask = editable_region(state["restored_mask"], editor_value, state["image"].size)
-    state = {**state, "mask": mask}
-    note = NO_MASK if mask is None else f"Editable region: {mask.mean():.0%} of the image."
-    return state, overlay(state["image"], state["clicks"], mask), note
+def _new_image(state: DragState, status: str) -> dict:
+    return {
+        DRAG.state: state,
+        DRAG.editor: editor_value(state.image),
+        DRAG.canvas: overlay(state.image, [], None),
+        DRAG.table: [],
+        DRAG.status: status,
+    }
 
 
-def on_clear_mask(state: dict):
+def on_mask(value: dict | None, state: DragState) -> dict:
+    if state.image is None:
+        return {DRAG.state: state, DRAG.canvas: None, DRAG.status: ""}
+    state = replace(state, mask=editable_region(state.restored_mask, value, state.image.size))
+    note = NO_MASK if state.mask is None else f"Editable region: {state.mask.mean():.0%} of the image."
+    return {DRAG.state: state, DRAG.canvas: overlay(state.image, state.clicks, state.mask), DRAG.status: note}
+
+
+def on_clear_mask(state: DragState) -> dict:
     """Forget the painted and the restored mask: the whole image may change again."""
-    if state["image"] is None:
-        return state, None, None, ""
-    state = {**state, "mask": None, "restored_mask": None}
-    editor = {"background": state["image"], "layers": [], "composite": state["image"]}
-    return state, editor, overlay(state["image"], state["clicks"], None), NO_MASK
+    if state.image is None:
+        return {DRAG.state: state, DRAG.editor: None, DRAG.canvas: None, DRAG.status: ""}
+    state = replace(state, mask=None, restored_mask=None)
+    canvas = overlay(state.image, state.clicks, None)
+    return {DRAG.state: state, DRAG.editor: editor_value(state.image), DRAG.canvas: canvas, DRAG.status: NO_MASK}
 
 
-def on_click(state: dict, evt: gr.SelectData):
-    if state["image"] is None:
+def on_click(state: DragState, evt: gr.SelectData) -> dict:
+    if state.image is None:
         gr.Warning("Upload an image first.")
-        return state, None, []
-    x, y = to_image_point(*evt.index, display_scale(state["image"].size))  # evt.index: canvas picture pixels
-    return _with_clicks(state, add_click(state["clicks"], x, y))
+        return {DRAG.state: state, DRAG.canvas: None, DRAG.table: []}
+    x, y = Display(state.image.size).to_image(*evt.index)  # evt.index: canvas picture pixels
+    return _with_clicks(state, add_click(state.clicks, x, y))
 
 
-def on_undo(state: dict):
-    return _with_clicks(state, state["clicks"][:-1])
+def on_undo(state: DragState) -> dict:
+    return _with_clicks(state, state.clicks[:-1])
 
 
-def on_clear(state: dict):
+def on_clear(state: DragState) -> dict:
     return _with_clicks(state, [])
 
 
-def on_table(rows, state: dict):
+def on_table(rows, state: DragState) -> dict:
     try:
         clicks = clicks_from_table(rows.values.tolist() if hasattr(rows, "values") else rows or [])
     except DragError as exc:
         gr.Warning(str(exc))
-        return state, overlay(state["image"], state["clicks"], state["mask"]) if state["image"] else None, []
+        shown = overlay(state.image, state.clicks, state.mask) if state.image else None
+        return {DRAG.state: state, DRAG.canvas: shown, DRAG.table: points_table(state.clicks)}
     return _with_clicks(state, clicks)
 
 
-def _with_clicks(state: dict, clicks: list):
-    state = {**state, "clicks": clicks}
-    shown = overlay(state["image"], clicks, state["mask"]) if state["image"] is not None else None
-    return state, shown, points_table(clicks)
+def _with_clicks(state: DragState, clicks: list) -> dict:
+    state = replace(state, clicks=clicks)
+    shown = overlay(state.image, clicks, state.mask) if state.image is not None else None
+    return {DRAG.state: state, DRAG.canvas: shown, DRAG.table: points_table(clicks)}
 
 
 def config_from(values: tuple) -> DragConfig:
     """DragConfig from the Advanced widgets (text fields are parsed as YAML: '2, 3' → [2, 3], 'null')."""
-    parsed, lists = {}, {n for n, v in DragConfig.load().to_dict().items() if isinstance(v, list)}
+    parsed, lists = {}, {n for n, v in resolve_config(DragConfig).to_dict().items() if isinstance(v, list)}
     for name, value in zip(PARAMS, values, strict=True):
         if isinstance(value, str):
             value = parse_value(f"[{value}]" if name in lists else value)
@@ -243,90 +271,109 @@ def config_from(values: tuple) -> DragConfig:
     return DragConfig.from_dict(parsed, where="settings")
 
 
-def prepare(state: dict, prompt: str, model: str, *values):
+def panel_values(model: Any) -> list[Any]:
+    """The Advanced panel's values for `model`: what would run (its dragdiff.yaml over the built-in defaults,
+    under --config), read without loading the model."""
+    name = offered_name(model) or SETTINGS.model
+    config = resolve_config(DragConfig, model_defaults(name), file=SETTINGS.config, where="settings")
+    return [_widget_value(v) for v in config.to_dict().values()]
+
+
+def on_model(model: Any) -> dict:
+    """A model was chosen: the Advanced panel shows the values that will run with it."""
+    return dict(zip(DRAG.widgets, panel_values(model), strict=True))
+
+
+def _panel_config(method, values: tuple) -> DragConfig:
+    """The config that runs: the Advanced panel's values, which it shows for the selected model, are what the
+    user set, so they win over every other layer (dragdiff.config.resolve_config)."""
+    explicit = config_from(values).to_dict()
+    return resolve_config(DragConfig, method.model, file=SETTINGS.config, where="settings", **explicit)
+
+
+def prepare(state: DragState, prompt: str, model: str, *values):
     """LoRA + inversion as soon as an image is there, so that Run can start at once (cached per image)."""
-    if state["image"] is None:
+    if state.image is None:
         return
-    stop = state["stop"].event
+    stop = state.stop.event
     stop.clear()
     try:
-        engine = engine_for(model)
-        config = _model_config(engine, values)
+        method = runtime_for(model).method("dragdiffusion")
+        config = _panel_config(method, values)
         board = StageBoard()
-        for event in stream(
-            lambda progress, halt: engine.prepare(state["image"], prompt, config, progress, halt), stop
-        ):
-            yield "Ready to drag." if isinstance(event, Finished) else "Preparing…  \n" + board.update(event)
+        for event in stream(lambda progress, halt: method.prepare(state.image, prompt, config, progress, halt), stop):
+            text = "Ready to drag." if isinstance(event, Finished) else "Preparing…  \n" + board.update(event)
+            yield {DRAG.status: text}
     except DragCancelled:
-        yield "Preparation stopped; it resumes when you press Drag."
+        yield {DRAG.status: "Preparation stopped; it resumes when you press Drag."}
     except DragError as exc:
-        yield f"⚠️ {exc}"
+        yield {DRAG.status: f"⚠️ {exc}"}
 
 
-def run(state: dict, prompt: str, model: str, *values):
+def run(state: DragState, prompt: str, model: str, *values):
     """The edit, streamed: status and a live preview of the tracked handles, then the saved result."""
-    no_change = (gr.skip(),) * 4
     try:
-        if state["image"] is None:
+        if state.image is None:
             raise DragError("Upload an image first.")
-        handles, targets = pairs(state["clicks"])
-        engine = engine_for(model)
-        config = _model_config(engine, values)
-        request = DragRequest(state["image"], handles, targets, state["mask"], prompt, config)
-        session = Session.from_request(request, engine.model.spec)  # validates points, mask and prompt
+        handles, targets = pairs(state.clicks)
+        method = runtime_for(model).method("dragdiffusion")
+        config = _panel_config(method, values)
+        request = DragRequest(state.image, handles, targets, state.mask, prompt, config)
+        Session.from_request(request, method.model.spec)  # validates points, mask and prompt before any work
     except DragError as exc:
         gr.Warning(str(exc))
-        yield state, f"⚠️ {exc}", *no_change
+        yield {DRAG.status: f"⚠️ {exc}"}
         return
-    yield state, engine.model.note or f"Model: {engine.model.spec}", *no_change
-    stop, last, board = state["stop"].event, None, StageBoard()
+    yield {DRAG.status: method.model.note or f"Model: {method.model.spec}"}
+    stop, last, board = state.stop.event, None, StageBoard()
     stop.clear()
     try:
-        for event in stream(lambda progress, halt: engine.drag(request, progress, halt), stop):
+        for event in stream(lambda progress, halt: method.edit(request, progress, halt), stop):
             if isinstance(event, Finished):
                 break
             last = event
-            preview = overlay(state["image"], state["clicks"], state["mask"], event.points or None)
-            yield state, board.update(event), preview, *no_change[1:]
+            preview = overlay(state.image, state.clicks, state.mask, event.points or None)
+            yield {DRAG.status: board.update(event), DRAG.canvas: preview}
     except DragCancelled:
-        where = f" during {describe(last)}" if last else ""
-        yield state, f"Stopped{where}. Nothing was changed; press Drag to run again.", *no_change
+        where = f" during {last.describe()}" if last else ""
+        yield {DRAG.status: f"Stopped{where}. Nothing was changed; press Drag to run again."}
         return
-    except DragError as exc:  # found by the engine once it knows the model, e.g. a block the UNet lacks
+    except DragError as exc:  # found once the model is known, e.g. a block the UNet lacks
         gr.Warning(str(exc))
-        yield state, f"⚠️ {exc}", *no_change
+        yield {DRAG.status: f"⚠️ {exc}"}
         return
     result = event.value
-    path = autosave(SETTINGS.outputs, result.image, session)
-    history = [*state["history"], str(path)]
-    state = {**state, "result": str(path), "history": history}
-    reached = "reached the targets" if result.stopped_early else f"{result.steps_used} drag steps"
-    status = f"Done in {result.timings['total']:.1f} s ({reached}). Saved to {path}."
-    yield state, status, gr.skip(), (enlarge(state["image"]), enlarge(result.image)), str(path), history
+    path = autosave(SETTINGS.outputs, result)
+    state = replace(state, result=str(path), history=[*state.history, str(path)])
+    reached = "reached the targets" if result.reached_targets else f"{result.steps_used} drag steps"
+    yield {
+        DRAG.state: state,
+        DRAG.status: f"Done in {result.timings['total']:.1f} s ({reached}). Saved to {path}.",
+        DRAG.result: (enlarge(state.image), enlarge(result.image)),
+        DRAG.download: str(path),
+        DRAG.history: state.history,
+    }
 
 
-def on_stop(state: dict):
-    state["stop"].event.set()  # the running job ends between two steps
+def on_stop(state) -> str:
+    state.stop.event.set()  # the running job ends between two steps
     return "Stopping…"
 
 
-def edit_result(state: dict):
+def edit_result(state: DragState) -> dict:
     """Make the last result the new input (multi-round editing)."""
-    if not state["result"]:
+    if not state.result:
         gr.Warning("There is no result to edit yet: run an edit first.")
-        return state, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    image = load_image(state["result"])
-    state = fresh(state, image=image)
-    editor = {"background": image, "layers": [], "composite": image}
-    return state, editor, overlay(image, [], None), [], "The result is the new input. " + NO_MASK
+        return {DRAG.state: state}
+    return _new_image(state.fresh(image=load_image(state.result)), "The result is the new input. " + NO_MASK)
 
 
-def save_current(state: dict, prompt: str, model: str, *values):
+def save_current(state: DragState, prompt: str, model: str, *values) -> str | None:
     try:
-        if state["image"] is None:
+        if state.image is None:
             raise DragError("Upload an image first: a session holds the image, points, mask and settings.")
-        handles, targets = pairs(state["clicks"]) if state["clicks"] else ((), ())
-        session = Session(state["image"], handles, targets, state["mask"], prompt, model, config_from(values))
+        handles, targets = pairs(state.clicks) if state.clicks else ((), ())
+        session = Session(state.image, handles, targets, state.mask, prompt, model, config_from(values))
     except DragError as exc:
         gr.Warning(str(exc))
         return None
@@ -335,49 +382,39 @@ def save_current(state: dict, prompt: str, model: str, *values):
     return str(path)
 
 
-def load_saved(path: str | None, state: dict):
+def load_saved(path: str | None, state: DragState) -> dict:
     """Restore a session from its JSON, or from a dragdiff result PNG (its embedded session)."""
     if not path:
-        return (state, *([gr.skip()] * (6 + len(PARAMS))))
+        return {DRAG.state: state}
     try:
         session = load_session(uploaded_file(path, "session"), max_pixels=SETTINGS.max_image_pixels)
     except DragError as exc:
         gr.Warning(str(exc))
-        return (state, *([gr.skip()] * 5), f"⚠️ {exc}", *([gr.skip()] * len(PARAMS)))
+        return {DRAG.state: state, DRAG.status: f"⚠️ {exc}"}
     clicks = [p.as_list() for pair in zip(session.handles, session.targets, strict=True) for p in pair]
-    state = fresh(state, image=session.image, clicks=clicks, mask=session.mask, restored_mask=session.mask)
-    editor = {"background": session.image, "layers": [], "composite": tint(session.image, session.mask)}
-    values = [_widget_value(v) for v in session.config.to_dict().values()]
-    shown = overlay(session.image, clicks, session.mask)
+    state = state.fresh(image=session.image, clicks=clicks, mask=session.mask, restored_mask=session.mask)
     model, note = offered_name(session.model), ""
     if model is None:
         model = SETTINGS.model
         note = f" It was made with a model this server does not offer; {model} is selected."
-    return (
-        state,
-        editor,
-        shown,
-        points_table(clicks),
-        session.prompt,
-        model,
-        f"Session loaded: {len(session.handles)} point pair(s)"
-        + ("." if session.mask is None else "; its mask is tinted in the editor (paint to add, Clear mask to redo).")
-        + note,
-        *values,
-    )
+    masked = "." if session.mask is None else "; its mask is tinted in the editor (paint to add, Clear mask to redo)."
+    values = [_widget_value(v) for v in session.config.to_dict().values()]
+    return {
+        DRAG.state: state,
+        DRAG.editor: editor_value(session.image, session.mask),
+        DRAG.canvas: overlay(session.image, clicks, session.mask),
+        DRAG.table: points_table(clicks),
+        DRAG.prompt: session.prompt,
+        DRAG.model: model,
+        DRAG.status: f"Session loaded: {len(session.handles)} point pair(s){masked}{note}",
+        **dict(zip(DRAG.widgets, values, strict=True)),
+    }
 
 
 def _widget_value(value: Any) -> Any:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return "null" if value is None else value
-
-
-def _model_config(engine, values: tuple) -> DragConfig:
-    """The Advanced values; where they still hold the generic defaults, the model's tuned values win."""
-    config, generic = config_from(values).to_dict(), DragConfig.load(SETTINGS.config).to_dict()
-    tuned = {k: v for k, v in engine.model.drag_defaults.items() if config[k] == generic[k]}
-    return DragConfig.from_dict({**config, **tuned}, where="settings")
 
 
 def api_edit(
@@ -393,16 +430,14 @@ def api_edit(
             raise DragError("image: no image was given; pass the image file to edit")
         picture = load_image(uploaded_file(image, "image"), max_pixels=SETTINGS.max_image_pixels)
         handles, targets = parse_points(points)
-        engine = engine_for(model or SETTINGS.model)
-        overrides = _json_object(settings)
-        config = engine.default_config(**overrides)
+        runtime = runtime_for(model or SETTINGS.model)
+        config = resolve_config(DragConfig, runtime.model, file=SETTINGS.config, **_json_object(settings))
         editable = load_mask(uploaded_file(mask, "mask"), picture.size) if mask else None
         request = DragRequest(picture, handles, targets, editable, prompt, config)
-        session = Session.from_request(request, engine.model.spec)
-        result = engine.drag(request)
+        result = runtime.method("dragdiffusion").edit(request)
     except DragError as exc:
         raise gr.Error(str(exc)) from exc
-    return FileData(path=str(autosave(SETTINGS.outputs, result.image, session)))
+    return FileData(path=str(autosave(SETTINGS.outputs, result)))
 
 
 def _json_object(text: str) -> dict:
@@ -415,133 +450,141 @@ def _json_object(text: str) -> dict:
     return value
 
 
-# -- the DragonDiffusion tab ---------------------------------------------------------------------------
+# -- handlers of the DragonDiffusion tab ----------------------------------------------------------------
 
 DRAGON_MODES = list(DRAGON_HELP)
 
 
-def new_dragon_state() -> dict[str, Any]:
-    return {
-        "image": None,
-        "mask": None,
-        "clicks": [],
-        "reference": None,
-        "reference_mask": None,
-        "history": [],
-        "stop": StopFlag(),
-    }
-
-
-def dragon_upload(path: str | None, state: dict, what: str = "image"):
+def dragon_upload(path: str | None, state: DragonState, what: str = "image") -> dict:
     """A new base image (what="image") or reference image: resets what depended on the old one."""
+    editor = DRAGON.editor if what == "image" else DRAGON.reference_editor
     if not path:
-        return state, None, gr.skip()
+        return {DRAGON.state: state, editor: None}
     try:
         image = load_image(uploaded_file(path, what), max_pixels=SETTINGS.max_image_pixels)
     except DragError as exc:
         gr.Warning(str(exc))
-        return state, None, f"⚠️ {exc}"
+        return {DRAGON.state: state, editor: None, DRAGON.status: f"⚠️ {exc}"}
     if what == "image":
-        state = {**state, "image": image, "mask": None, "clicks": []}
+        state = replace(state, image=image, mask=None, clicks=[])
     else:
-        state = {**state, "reference": image, "reference_mask": None}
-    editor = {"background": image, "layers": [], "composite": image}
-    return state, editor, f"{what.capitalize()}: {image.width}×{image.height} px."
+        state = replace(state, reference=image, reference_mask=None)
+    return {
+        DRAGON.state: state,
+        editor: editor_value(image),
+        DRAGON.canvas: _dragon_overlay(state),
+        DRAGON.status: f"{what.capitalize()}: {image.width}×{image.height} px.",
+    }
 
 
-def dragon_paint(editor_value: dict | None, state: dict, what: str = "mask"):
-    image = state["image" if what == "mask" else "reference"]
+def dragon_paint(value: dict | None, state: DragonState, what: str = "mask") -> dict:
+    image = state.image if what == "mask" else state.reference
     if image is None:
-        return state, gr.skip()
-    state = {**state, what: mask_from_editor(editor_value, image.size)}
-    return state, _dragon_overlay(state)
+        return {DRAGON.state: state}
+    state = replace(state, **{what: mask_from_editor(value, image.size)})
+    return {DRAGON.state: state, DRAGON.canvas: _dragon_overlay(state)}
 
 
-def dragon_refine(state: dict):
+def dragon_reference_upload(path: str | None, state: DragonState) -> dict:
+    return dragon_upload(path, state, "reference")
+
+
+def dragon_reference_paint(value: dict | None, state: DragonState) -> dict:
+    return dragon_paint(value, state, "reference_mask")
+
+
+def dragon_refine(state: DragonState) -> dict:
     """Replace the painted mask by the object GrabCut finds in the painting's bounding box."""
-    if state["image"] is None:
-        return state, gr.skip(), gr.skip(), "Upload an image first."
+    if state.image is None:
+        return {DRAGON.state: state, DRAGON.status: "Upload an image first."}
     try:
-        mask = refine_to_object(state["image"], state["mask"])
+        mask = refine_to_object(state.image, state.mask)
     except DragError as exc:
-        return state, gr.skip(), gr.skip(), f"⚠️ {exc}"
-    state = {**state, "mask": mask}
-    editor = {"background": state["image"], "layers": [], "composite": tint(state["image"], mask)}
-    return state, editor, _dragon_overlay(state), f"Object found: {mask.mean():.0%} of the image."
+        return {DRAGON.state: state, DRAGON.status: f"⚠️ {exc}"}
+    state = replace(state, mask=mask)
+    return {
+        DRAGON.state: state,
+        DRAGON.editor: editor_value(state.image, mask),
+        DRAGON.canvas: _dragon_overlay(state),
+        DRAGON.status: f"Object found: {mask.mean():.0%} of the image.",
+    }
 
 
-def dragon_click_at(mode: str, state: dict, evt: gr.SelectData):
-    if state["image"] is None:
+def dragon_click_at(mode: str, state: DragonState, evt: gr.SelectData) -> dict:
+    if state.image is None:
         gr.Warning("Upload an image first.")
-        return state, None
-    x, y = to_image_point(*evt.index, display_scale(state["image"].size))
+        return {DRAGON.state: state, DRAGON.canvas: None}
+    x, y = Display(state.image.size).to_image(*evt.index)
     try:
-        state = {**state, "clicks": dragon_click(mode, state["clicks"], x, y)}
+        state = replace(state, clicks=dragon_click(mode, state.clicks, x, y))
     except DragError as exc:
         gr.Warning(str(exc))
-    return state, _dragon_overlay(state)
+    return {DRAGON.state: state, DRAGON.canvas: _dragon_overlay(state)}
 
 
-def dragon_mode(mode: str, state: dict):
+def dragon_mode(mode: str, state: DragonState) -> dict:
     """The mode's instructions and inputs; points of another mode are cleared (they meant something else)."""
-    state = {**state, "clicks": []}
-    shown = _dragon_overlay(state) if state["image"] is not None else None
-    uses_reference, uses_scale = mode in ("appearance", "paste"), mode in ("resize", "paste")
-    return state, DRAGON_HELP[mode], gr.update(visible=uses_reference), gr.update(visible=uses_scale), shown
+    state = replace(state, clicks=[])
+    return {
+        DRAGON.state: state,
+        DRAGON.instructions: DRAGON_HELP[mode],
+        DRAGON.reference_row: gr.update(visible=mode in ("appearance", "paste")),
+        DRAGON.scale: gr.update(visible=mode in ("resize", "paste")),
+        DRAGON.canvas: _dragon_overlay(state),
+    }
 
 
-def _dragon_overlay(state: dict):
-    return overlay(state["image"], state["clicks"], state["mask"]) if state["image"] is not None else None
+def _dragon_overlay(state: DragonState):
+    return overlay(state.image, state.clicks, state.mask) if state.image is not None else None
 
 
-def dragon_run(state: dict, mode: str, scale: float, prompt: str, model: str, params: str):
+def dragon_run(state: DragonState, mode: str, scale: float, prompt: str, model: str, params: str):
     """A DragonDiffusion edit, streamed like the drag tab's and saved the same way (PNG with its session)."""
-    no_change = (gr.skip(),) * 3
     try:
-        engine = engine_for(model)
-        editor = DragonEditor(engine)
+        editor = runtime_for(model).method("dragon")
         values = server_weights(_yaml_object(params), SETTINGS.image_prompt, SETTINGS.image_encoder)
         config = editor.default_config("move" if mode == "resize" else mode, **values)
         request = dragon_request(mode, state, scale, prompt, config)
         check_dragon_request(request)  # refuse bad input before any work
     except DragError as exc:
         gr.Warning(str(exc))
-        yield state, f"⚠️ {exc}", *no_change
+        yield {DRAGON.status: f"⚠️ {exc}"}
         return
-    stop, board, event = state["stop"].event, StageBoard(), None
+    stop, board, event = state.stop.event, StageBoard(), None
     stop.clear()
-
     try:
         for event in stream(lambda progress, halt: editor.edit(request, progress, halt), stop):
             if isinstance(event, Finished):
                 break
-            yield state, board.update(event), *no_change
+            yield {DRAGON.status: board.update(event)}
     except DragCancelled:
-        yield state, "Stopped. Nothing was changed; press Edit to run again.", *no_change
+        yield {DRAGON.status: "Stopped. Nothing was changed; press Edit to run again."}
         return
     except DragError as exc:
-        yield state, f"⚠️ {exc}", *no_change
+        yield {DRAGON.status: f"⚠️ {exc}"}
         return
     result = event.value
-    path = new_result_path(SETTINGS.outputs)
-    save_result(result.image, request, engine.model.spec, config, path)
-    history = [*state["history"], str(path)]
-    state = {**state, "history": history}
+    path = autosave(SETTINGS.outputs, result)
+    state = replace(state, history=[*state.history, str(path)])
     notes = "".join(f"  \n⚠️ {w}" for w in result.warnings)
-    status = f"Done in {result.timings['total']:.1f} s. Saved to {path}.{notes}"
-    yield state, status, (enlarge(state["image"]), enlarge(result.image)), str(path), history
+    yield {
+        DRAGON.state: state,
+        DRAGON.status: f"Done in {result.timings['total']:.1f} s. Saved to {path}.{notes}",
+        DRAGON.result: (enlarge(state.image), enlarge(result.image)),
+        DRAGON.download: str(path),
+        DRAGON.history: state.history,
+    }
 
 
-def dragon_load(path: str | None, state: dict):
+def dragon_load(path: str | None, state: DragonState) -> dict:
     """Restore a DragonDiffusion session (its .json or result PNG) into the tab."""
-    skip = (gr.skip(),) * 8
     if not path:
-        return state, *skip
+        return {DRAGON.state: state}
     try:
         request, model = load_dragon_session(uploaded_file(path, "session"), SETTINGS.max_image_pixels)
     except DragError as exc:
         gr.Warning(str(exc))
-        return state, *skip[:-1], f"⚠️ {exc}"
+        return {DRAGON.state: state, DRAGON.status: f"⚠️ {exc}"}
     mode, clicks = request.mode, []
     if mode == "move":
         rows, cols = request.mask.nonzero()
@@ -552,26 +595,23 @@ def dragon_load(path: str | None, state: dict):
         clicks = [request.position.as_list()]
     elif mode == "drag":
         clicks = [p.as_list() for pair in zip(request.handles, request.targets, strict=True) for p in pair]
-    state = {
-        **state,
-        "image": request.image,
-        "mask": request.mask,
-        "clicks": clicks,
-        "reference": getattr(request, "reference", None),
-        "reference_mask": getattr(request, "reference_mask", None),
-    }
-    params = "\n".join(f"{k}: {json.dumps(v)}" for k, v in request.config.to_dict().items())
-    editor = {"background": request.image, "layers": [], "composite": tint(request.image, request.mask)}
-    reference = state["reference"]
-    reference_editor = (
-        {"background": reference, "layers": [], "composite": tint(reference, state["reference_mask"])}
-        if reference is not None
-        else gr.skip()
+    reference, reference_mask = getattr(request, "reference", None), getattr(request, "reference_mask", None)
+    state = replace(
+        state, image=request.image, mask=request.mask, clicks=clicks, reference=reference, reference_mask=reference_mask
     )
-    scale = getattr(request, "scale", 1.0)
     made_with = offered_name(model) or "a model this server does not offer"
-    status = f"Session loaded ({made_with})."
-    return state, mode, editor, reference_editor, _dragon_overlay(state), scale, params, status
+    shown = {
+        DRAGON.state: state,
+        DRAGON.mode: mode,
+        DRAGON.editor: editor_value(request.image, request.mask),
+        DRAGON.canvas: _dragon_overlay(state),
+        DRAGON.scale: getattr(request, "scale", 1.0),
+        DRAGON.params: "\n".join(f"{k}: {json.dumps(v)}" for k, v in request.config.to_dict().items()),
+        DRAGON.status: f"Session loaded ({made_with}).",
+    }
+    if reference is not None:
+        shown[DRAGON.reference_editor] = editor_value(reference, reference_mask)
+    return shown
 
 
 def _yaml_object(text: str) -> dict:
@@ -595,69 +635,6 @@ def mask_editor(label: str, **kwargs) -> gr.ImageEditor:
     )
 
 
-def dragon_tab() -> None:
-    """Layout and wiring of the DragonDiffusion tab."""
-    state = gr.State(new_dragon_state())
-    with gr.Row():
-        with gr.Column(scale=1, min_width=260):
-            mode = gr.Radio(DRAGON_MODES, value="move", label="Mode", elem_id="dragon-mode")
-            instructions = gr.Markdown(DRAGON_HELP["move"])
-            upload = image_upload(label="Image", height=200)
-            scale = gr.Slider(0.2, 5.0, value=1.0, step=0.05, label="Scale", visible=False, elem_id="dragon-scale")
-            prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...")
-            model = gr.Dropdown(offered_models(), value=SETTINGS.model, label="Model")
-            with gr.Row():
-                run_button = gr.Button("Edit", variant="primary", elem_id="dragon-run")
-                stop_button = gr.Button("Stop", variant="stop")
-            status = gr.Markdown("", elem_id="dragon-status")
-        with gr.Column(scale=2):
-            editor = mask_editor("Paint the object (drag mode: the region that may change)")
-            refine = gr.Button("Refine to the object (GrabCut in the painting's box)", size="sm")
-        with gr.Column(scale=2):
-            canvas = gr.Image(type="pil", label="Click (see the mode's instructions)", interactive=False, format="png")
-    with gr.Row(visible=False) as reference_row:
-        reference_upload = image_upload(label="Reference image", height=200)
-        reference_editor = mask_editor("Paint the reference's object")
-    with gr.Row():
-        result = gr.ImageSlider(type="pil", label="Before ⟷ after", format="png", interactive=False)
-        with gr.Column():
-            download = gr.File(label="Download (PNG with the session inside)")
-            history = gr.Gallery(label="This session's results", columns=4, height=220, object_fit="contain")
-    with gr.Accordion("Parameters and sessions", open=False):
-        params = gr.Textbox(
-            label="Parameters (YAML, one 'name: value' per line; empty = the mode's and model's defaults)",
-            placeholder="n_steps: 30\nvariant: diffeditor",
-            lines=3,
-        )
-        load_file = gr.File(label="Load a DragonDiffusion session (.json or result .png)", file_types=[".json", ".png"])
-    gpu = dict(concurrency_id="gpu", concurrency_limit=SETTINGS.gpu_jobs)
-    mode.change(dragon_mode, [mode, state], [state, instructions, reference_row, scale, canvas])
-    upload.upload(dragon_upload, [upload, state], [state, editor, status]).then(
-        lambda s: _dragon_overlay(s), state, canvas
-    )
-    reference_upload.upload(
-        lambda path, s: dragon_upload(path, s, "reference"),
-        [reference_upload, state],
-        [state, reference_editor, status],
-    )
-    editor.change(dragon_paint, [editor, state], [state, canvas])
-    reference_editor.change(
-        lambda v, s: dragon_paint(v, s, "reference_mask"), [reference_editor, state], [state, canvas]
-    )
-    canvas.select(dragon_click_at, [mode, state], [state, canvas])
-    refine.click(dragon_refine, state, [state, editor, canvas, status])
-    run_button.click(
-        dragon_run, [state, mode, scale, prompt, model, params], [state, status, result, download, history], **gpu
-    )
-    stop_button.click(on_stop, state, status)
-    load_file.change(
-        dragon_load, [load_file, state], [state, mode, editor, reference_editor, canvas, scale, params, status]
-    )
-
-
-# -- layout ----------------------------------------------------------------------------------------------
-
-
 def param_widget(name: str, default: Any, help_text: str):
     label = name.replace("_", " ")
     if isinstance(default, bool):
@@ -667,50 +644,97 @@ def param_widget(name: str, default: Any, help_text: str):
     return gr.Textbox(value=_widget_value(default), label=label, info=help_text)
 
 
-def build_app() -> gr.Blocks:
-    with gr.Blocks(title="dragdiff — drag editing") as demo:
-        state = gr.State(new_state())
-        gr.Markdown(
-            "# dragdiff\nUpload a photo, paint the region that may change, click a **handle** (red) and "
-            "then its **target** (blue), and press **Drag**. The DragonDiffusion tab moves, resizes, restyles "
-            "and pastes objects without fine-tuning."
-        )
-        with gr.Tab("DragDiffusion"):
-            drag_tab(state)
-        with gr.Tab("DragonDiffusion"):
-            dragon_tab()
-    return demo
+def model_choice(**kwargs) -> gr.Dropdown:
+    """The model menu. Its choices follow --model (on_page_load); a value a client sends is checked by
+    runtime_for, with a message that says what this server offers."""
+    return gr.Dropdown(offered_models(), value=SETTINGS.model, label="Model", allow_custom_value=True, **kwargs)
 
 
-def drag_tab(state) -> None:
-    """Layout and wiring of the DragDiffusion tab."""
-    defaults, help_texts = DragConfig.load(SETTINGS.config).to_dict(), {k: c for k, (_, c) in config_help().items()}
+# -- layout ----------------------------------------------------------------------------------------------
+
+
+def dragon_tab() -> None:
+    """Layout and wiring of the DragonDiffusion tab."""
+    d = DRAGON
+    d.state = gr.State(new_dragon_state())
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            upload = image_upload(label="1 · Image", height=220, elem_id="upload")
-            prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...", elem_id="prompt")
-            model = gr.Dropdown(
-                offered_models(),
-                value=SETTINGS.model,
-                label="Model",
-                info="auto: Stable Diffusion 1.5 if downloaded, else the bundled demo model; "
-                "start the app with --model PATH to offer a folder or .safetensors file",
+            d.mode = gr.Radio(DRAGON_MODES, value="move", label="Mode", elem_id="dragon-mode")
+            d.instructions = gr.Markdown(DRAGON_HELP["move"])
+            d.upload = image_upload(label="Image", height=200)
+            d.scale = gr.Slider(0.2, 5.0, value=1.0, step=0.05, label="Scale", visible=False, elem_id="dragon-scale")
+            d.prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...")
+            d.model = model_choice()
+            with gr.Row():
+                d.run = gr.Button("Edit", variant="primary", elem_id="dragon-run")
+                d.stop = gr.Button("Stop", variant="stop")
+            d.status = gr.Markdown("", elem_id="dragon-status")
+        with gr.Column(scale=2):
+            d.editor = mask_editor("Paint the object (drag mode: the region that may change)")
+            d.refine = gr.Button("Refine to the object (GrabCut in the painting's box)", size="sm")
+        with gr.Column(scale=2):
+            d.canvas = gr.Image(
+                type="pil", label="Click (see the mode's instructions)", interactive=False, format="png"
+            )
+    with gr.Row(visible=False) as d.reference_row:
+        d.reference_upload = image_upload(label="Reference image", height=200)
+        d.reference_editor = mask_editor("Paint the reference's object")
+    with gr.Row():
+        d.result = gr.ImageSlider(type="pil", label="Before ⟷ after", format="png", interactive=False)
+        with gr.Column():
+            d.download = gr.File(label="Download (PNG with the session inside)")
+            d.history = gr.Gallery(label="This session's results", columns=4, height=220, object_fit="contain")
+    with gr.Accordion("Parameters and sessions", open=False):
+        d.params = gr.Textbox(
+            label="Parameters (YAML, one 'name: value' per line; empty = the mode's and model's defaults)",
+            placeholder="n_steps: 30\nvariant: diffeditor",
+            lines=3,
+        )
+        d.load = gr.File(label="Load a DragonDiffusion session (.json or result .png)", file_types=[".json", ".png"])
+    every = [d.state, d.mode, d.instructions, d.reference_row, d.scale, d.editor, d.reference_editor, d.canvas]
+    every += [d.status, d.params, d.result, d.download, d.history]
+    d.outputs = every  # what each handler of the tab may change (it returns a dict of some of them)
+    d.mode.change(dragon_mode, [d.mode, d.state], every)
+    d.upload.upload(dragon_upload, [d.upload, d.state], every)
+    d.reference_upload.upload(dragon_reference_upload, [d.reference_upload, d.state], every)
+    d.editor.change(dragon_paint, [d.editor, d.state], every)
+    d.reference_editor.change(dragon_reference_paint, [d.reference_editor, d.state], every)
+    d.canvas.select(dragon_click_at, [d.mode, d.state], every)
+    d.refine.click(dragon_refine, d.state, every)
+    d.run.click(dragon_run, [d.state, d.mode, d.scale, d.prompt, d.model, d.params], every, **GPU)
+    d.stop.click(on_stop, d.state, d.status)
+    d.load.change(dragon_load, [d.load, d.state], every)
+
+
+def drag_tab() -> None:
+    """Layout and wiring of the DragDiffusion tab."""
+    d = DRAG
+    d.state = gr.State(new_state())
+    defaults = dict(zip(PARAMS, panel_values(SETTINGS.model), strict=True))  # on_page_load refreshes them
+    help_texts = {k: c for k, (_, c) in field_help(DragConfig).items()}
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            d.upload = image_upload(label="1 · Image", height=220, elem_id="upload")
+            d.prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...", elem_id="prompt")
+            d.model = model_choice(
+                info="auto: Stable Diffusion 1.5 if downloaded, else the bundled demo model; start the app with "
+                "--model PATH to offer a folder or .safetensors file. Choosing one shows its settings below.",
             )
             with gr.Row():
-                run_button = gr.Button("Drag", variant="primary", elem_id="run")
-                stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
-            status = gr.Markdown("", elem_id="status")
+                d.run = gr.Button("Drag", variant="primary", elem_id="run")
+                d.stop = gr.Button("Stop", variant="stop", elem_id="stop")
+            d.status = gr.Markdown("", elem_id="status")
         with gr.Column(scale=2):
-            editor = mask_editor("2 · Paint the region that may change", elem_id="mask")
-            clear_mask = gr.Button("Clear mask", size="sm", elem_id="clear-mask")
+            d.editor = mask_editor("2 · Paint the region that may change", elem_id="mask")
+            d.clear_mask = gr.Button("Clear mask", size="sm", elem_id="clear-mask")
         with gr.Column(scale=2):
-            canvas = gr.Image(
+            d.canvas = gr.Image(
                 type="pil", label="3 · Click handle, then target", interactive=False, format="png", elem_id="canvas"
             )
             with gr.Row():
-                undo = gr.Button("Undo last point", size="sm")
-                clear = gr.Button("Clear points", size="sm")
-            table = gr.Dataframe(
+                d.undo = gr.Button("Undo last point", size="sm")
+                d.clear = gr.Button("Clear points", size="sm")
+            d.table = gr.Dataframe(
                 headers=["pair", "handle x", "handle y", "target x", "target y"],
                 datatype=["number"] * 5,
                 interactive=True,
@@ -719,58 +743,75 @@ def drag_tab(state) -> None:
             )
     with gr.Row():
         with gr.Column(scale=2):
-            result = gr.ImageSlider(
-                type="pil",
-                label="Before ⟷ after (drag the divider)",
-                format="png",
-                interactive=False,
-                elem_id="result",
+            d.result = gr.ImageSlider(
+                type="pil", label="Before ⟷ after (drag the divider)", format="png", interactive=False, elem_id="result"
             )
             with gr.Row():
-                download = gr.File(label="Download (PNG with the session inside)", elem_id="download")
-                again = gr.Button("Edit this result")
+                d.download = gr.File(label="Download (PNG with the session inside)", elem_id="download")
+                d.again = gr.Button("Edit this result")
         with gr.Column(scale=2):
-            history = gr.Gallery(
+            d.history = gr.Gallery(
                 label="This session's results", columns=4, height=300, object_fit="contain", elem_id="history"
             )
-    with gr.Accordion("Advanced settings", open=False):
-        widgets = [param_widget(n, defaults[n], help_texts.get(n, "")) for n in PARAMS]
+    with gr.Accordion("Advanced settings (the selected model's values)", open=False):
+        d.widgets = [param_widget(n, defaults[n], help_texts.get(n, "")) for n in PARAMS]
     with gr.Accordion("Sessions", open=False):
         with gr.Row():
-            save_button = gr.Button("Save session")
-            saved = gr.File(label="Session JSON")
-            load_file = gr.File(
-                label="Load a session (.json) or a dragdiff result (.png)",
-                file_types=[".json", ".png"],
-                elem_id="load",
+            d.save = gr.Button("Save session")
+            d.saved = gr.File(label="Session JSON")
+            d.load = gr.File(
+                label="Load a session (.json) or a dragdiff result (.png)", file_types=[".json", ".png"], elem_id="load"
             )
     if EXAMPLES:
-        gr.Examples([[str(p)] for p in EXAMPLES], inputs=[load_file], label="Examples (one click loads them)")
+        gr.Examples([[str(p)] for p in EXAMPLES], inputs=[d.load], label="Examples (one click loads them)")
 
-    settings = [state, prompt, model, *widgets]
-    gpu = dict(concurrency_id="gpu", concurrency_limit=SETTINGS.gpu_jobs)
+    settings = [d.state, d.prompt, d.model, *d.widgets]
+    every = [d.state, d.editor, d.canvas, d.table, d.prompt, d.model, d.status, d.result, d.download, d.history]
+    every += d.widgets
+    d.outputs = every  # what each handler of the tab may change (it returns a dict of some of them)
     # A new image (uploaded, loaded from a session, or a result to edit again) or prompt: prepare at once.
     new_image = [
-        upload.upload(on_upload, [upload, state], [state, editor, canvas, table, status]),
-        again.click(edit_result, state, [state, editor, canvas, table, status]),
-        load_file.change(
-            load_saved, [load_file, state], [state, editor, canvas, table, prompt, model, status, *widgets]
-        ),
+        d.upload.upload(on_upload, [d.upload, d.state], every),
+        d.again.click(edit_result, d.state, every),
+        d.load.change(load_saved, [d.load, d.state], every),
     ]
     for event in new_image:
-        event.then(prepare, settings, status, **gpu)
-    prompt.submit(prepare, settings, status, **gpu)
-    prompt.blur(prepare, settings, status, **gpu)
-    editor.change(on_mask, [editor, state], [state, canvas, status])
-    clear_mask.click(on_clear_mask, state, [state, editor, canvas, status])
-    canvas.select(on_click, state, [state, canvas, table])
-    undo.click(on_undo, state, [state, canvas, table])
-    clear.click(on_clear, state, [state, canvas, table])
-    table.input(on_table, [table, state], [state, canvas, table])
-    run_button.click(run, settings, [state, status, canvas, result, download, history], **gpu)
-    stop_button.click(on_stop, state, status)
-    save_button.click(save_current, settings, saved)
-    gr.api(api_edit, api_name="edit", **gpu)
+        event.then(prepare, settings, d.status, **GPU)
+    d.prompt.submit(prepare, settings, d.status, **GPU)
+    d.prompt.blur(prepare, settings, d.status, **GPU)
+    d.model.input(on_model, d.model, d.widgets)  # a user's choice only: a loaded session keeps its values
+    d.editor.change(on_mask, [d.editor, d.state], every)
+    d.clear_mask.click(on_clear_mask, d.state, every)
+    d.canvas.select(on_click, d.state, every)
+    d.undo.click(on_undo, d.state, every)
+    d.clear.click(on_clear, d.state, every)
+    d.table.input(on_table, [d.table, d.state], every)
+    d.run.click(run, settings, every, **GPU)
+    d.stop.click(on_stop, d.state, d.status)
+    d.save.click(save_current, settings, d.saved)
+    gr.api(api_edit, api_name="edit", **GPU)
+
+
+def on_page_load() -> dict:
+    """Each page opens with what this server was started with (--model, --config): the Blocks are built once,
+    at import, before main() has read the flags."""
+    choices = gr.update(choices=offered_models(), value=SETTINGS.model)
+    return {DRAG.model: choices, DRAGON.model: choices, **dict(zip(DRAG.widgets, panel_values(SETTINGS.model)))}
+
+
+def build_app() -> gr.Blocks:
+    with gr.Blocks(title="dragdiff — drag editing") as blocks:
+        gr.Markdown(
+            "# dragdiff\nUpload a photo, paint the region that may change, click a **handle** (red) and "
+            "then its **target** (blue), and press **Drag**. The DragonDiffusion tab moves, resizes, restyles "
+            "and pastes objects without fine-tuning."
+        )
+        with gr.Tab("DragDiffusion"):
+            drag_tab()
+        with gr.Tab("DragonDiffusion"):
+            dragon_tab()
+        blocks.load(on_page_load, None, [DRAG.model, DRAGON.model, *DRAG.widgets])
+    return blocks
 
 
 demo = build_app()
@@ -792,7 +833,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         type=Path,
-        help="YAML file of parameters (keys as in configs/drag.yaml) that the Advanced panel starts with",
+        help="YAML file of parameters (keys as in dragdiff/configs/drag.yaml) that the Advanced panel starts with",
     )
     parser.add_argument(
         "--max-image-pixels",
@@ -818,16 +859,15 @@ def main(argv: list[str] | None = None) -> None:
     SETTINGS.model, SETTINGS.device, SETTINGS.outputs = args.model, args.device, args.outputs
     SETTINGS.max_image_pixels, SETTINGS.gpu_jobs, SETTINGS.config = args.max_image_pixels, args.gpu_jobs, args.config
     SETTINGS.image_prompt, SETTINGS.image_encoder = args.image_prompt, args.image_encoder
-    ENGINES.device, ENGINES.dtype = args.device, args.dtype
+    RUNTIMES.device, RUNTIMES.dtype = args.device, args.dtype
     # Gradio decodes some inputs before any handler runs (mask-editor layers, data: URLs, upload headers) with
     # Pillow, whose limit is process-wide: above twice this it refuses from the header. Between one and two
     # times it only warns, and dragdiff's loaders refuse with their own message.
     PILImage.MAX_IMAGE_PIXELS = SETTINGS.max_image_pixels
     for path in remove_stale_temporary_files(SETTINGS.outputs):
         print(f"removed {path}: a result write that a crash interrupted (the finished results are intact)")
-    app = build_app()  # rebuilt so that the flags (default model, queue size) are in the layout
-    app.queue(default_concurrency_limit=SETTINGS.gpu_jobs)
-    app.launch(
+    demo.queue(default_concurrency_limit=SETTINGS.gpu_jobs)  # the "gpu" events' shared limit: --gpu-jobs
+    demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, theme=gr.themes.Soft(), css=CSS, show_error=True
     )
 

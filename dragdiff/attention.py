@@ -1,9 +1,6 @@
-"""Reference-latent control: decoder self-attention of the edited branch reads keys/values of the original.
-
-During denoising the batch is [original, edited]. In the self-attention (`attn1`) layers of the chosen decoder
-blocks, queries of both items attend to the keys and values of item 0 (MasaCtrl's mutual self-attention, as
-DragDiffusion's reference uses it). Item 0 is therefore computed exactly as without control.
-"""
+"""Attention utilities every method's attention control builds on: one way to compute an attention layer's
+output from given keys and values, one filter for the decoder's self-attention layers, and one context
+manager that swaps processors in and always restores the UNet's own."""
 
 from __future__ import annotations
 
@@ -14,26 +11,6 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
-
-
-class ReferenceAttentionProcessor:
-    """Self-attention where every item of the batch uses the keys/values of item 0."""
-
-    def __call__(
-        self,
-        attn: Attention,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-        *args,
-        **kwargs,
-    ) -> torch.Tensor:
-        reference = hidden_states[:1]  # (1, N, C) of the batch [original, edited]
-        batch = hidden_states.shape[0]
-        key = attn.to_k(reference).expand(batch, -1, -1)
-        value = attn.to_v(reference).expand(batch, -1, -1)
-        return attend(attn, hidden_states, key, value)
 
 
 def attend(
@@ -63,23 +40,21 @@ def attend(
     return out / attn.rescale_output_factor
 
 
-def self_attention_names(unet: UNet2DConditionModel, blocks: tuple[int, ...]) -> list[str]:
-    """Processor names of the self-attention layers in `unet.up_blocks[i]` for i in `blocks`."""
+def self_attention_names(unet: UNet2DConditionModel, blocks: tuple[int, ...] | None) -> list[str]:
+    """Processor names of the self-attention (`attn1`) layers in `unet.up_blocks[i]` for i in `blocks`
+    (None: every decoder block)."""
+    blocks = range(len(unet.up_blocks)) if blocks is None else blocks
     prefixes = tuple(f"up_blocks.{i}." for i in blocks)
     return [name for name in unet.attn_processors if name.startswith(prefixes) and ".attn1." in name]
 
 
 @contextmanager
-def reference_attention(unet: UNet2DConditionModel, blocks: tuple[int, ...]) -> Iterator[int]:
-    """Install ReferenceAttentionProcessor on the self-attention of `blocks`; restore the processors after.
-
-    Yields the number of controlled layers (0 when the blocks hold no attention: then nothing changes).
-    """
+def swapped_processors(unet: UNet2DConditionModel, processors: dict[str, object]) -> Iterator[int]:
+    """Install `processors` ({processor name: processor}) over the UNet's own for the `with` block and
+    restore the originals after, whatever happens inside. Yields how many layers were swapped."""
     original = unet.attn_processors
-    controlled = set(self_attention_names(unet, blocks))
-    processor = ReferenceAttentionProcessor()
-    unet.set_attn_processor({n: processor if n in controlled else p for n, p in original.items()})
+    unet.set_attn_processor({name: processors.get(name, own) for name, own in original.items()})
     try:
-        yield len(controlled)
+        yield len(processors)
     finally:
         unet.set_attn_processor(original)

@@ -4,7 +4,7 @@
 
 One fixed edit (a generated scene, one drag, a mask, the config's seed) runs with a fresh, empty cache so
 that every stage really computes. `--compare` runs it twice in one process: "naive" (every speed setting of
-configs/drag.yaml off, fp32) and "optimised" (the defaults, fp16 on CUDA), and prints the ratio per stage.
+dragdiff/configs/drag.yaml off, fp32) and "optimised" (the defaults, fp16 on CUDA), and prints the ratio per stage.
 FLOPs per stage come from torch's flop counter in a separate short counting run (so the timed run carries no
 counting overhead); the achieved fraction of the device's peak uses a table for GPUs and, on CPU, the
 measured throughput of a large fp32 matmul. A benchmark, not a test: absolute CPU times on shared machines
@@ -25,17 +25,19 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .config import SPEED_FIELDS, DragConfig
-from .engine import DragEngine
+from . import methods
+from .drag.config import SPEED_FIELDS, DragConfig
+from .drag.method import DragDiffusion
 from .errors import DragError
 from .models import DTYPES, DiffusionModel, load_model
+from .runtime import Runtime
 from .types import DragRequest, Point
 
 STAGES = ("lora", "inversion", "drag", "denoise", "decode", "total")
@@ -148,7 +150,7 @@ def stage_steps(config: DragConfig, steps_used: int) -> dict[str, int]:
 def run_edit(model: DiffusionModel, request: DragRequest) -> dict:
     """Time one complete edit with an empty cache: seconds per stage and per step, peak memory, the image."""
     with tempfile.TemporaryDirectory() as cache, PeakMemory(model.device) as memory:
-        result = DragEngine(model, cache_dir=cache).drag(request)
+        result = DragDiffusion(Runtime(model, cache_dir=cache)).edit(request)
     steps = stage_steps(request.config, result.steps_used)
     return {
         "seconds": {stage: result.timings[stage] for stage in STAGES},
@@ -163,11 +165,11 @@ def run_edit(model: DiffusionModel, request: DragRequest) -> dict:
 def run_dragon(model: DiffusionModel, size: int, overrides: dict) -> dict:
     """DragonDiffusion's move of the same scene's first shape by size/8: seconds per stage, peak memory and the
     memory bank's size."""
-    from .dragon import DragonEditor, MoveRequest
+    from .dragon import DragonDiffusion, MoveRequest
 
     scene = bench_scene(size)
     with tempfile.TemporaryDirectory() as cache:
-        editor = DragonEditor(DragEngine(model, cache_dir=cache))
+        editor = DragonDiffusion(Runtime(model, cache_dir=cache))
         config = editor.default_config("move", **{"resolution": size, **overrides})
         request = MoveRequest(scene.render(), scene.shape_mask(0), Point(size / 8, 0), 1.0, scene.caption(), config)
         with PeakMemory(model.device) as memory:
@@ -182,6 +184,27 @@ def run_dragon(model: DiffusionModel, size: int, overrides: dict) -> dict:
         "memory_bank_on": "cpu" if config.memory_on_cpu else str(model.device),
         "peak_memory_mib": round(memory.peak, 1),
     }
+
+
+def run_methods(model: DiffusionModel, size: int, names: list[str], own: dict[str, dict]) -> dict:
+    """The same point drag with each named method of the registry (its --set values in own[name]), each with
+    an empty cache: seconds per stage and in total, peak memory, and the total's ratio to the first method's."""
+    reports = {}
+    for name in names:
+        print(f"[bench] method {name} ...", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory() as cache, PeakMemory(model.device) as memory:
+            method = Runtime(model, cache_dir=cache).method(name)
+            sized = {"resolution": size} if "resolution" in {f.name for f in fields(method.config_type)} else {}
+            config = method.default_config(**{**sized, **own[name]})
+            result = method.edit(replace(bench_request(size, config), config=config))
+        reports[name] = {
+            "seconds": {k: round(v, 3) for k, v in result.timings.items()},
+            "peak_memory_mib": round(memory.peak, 1),
+        }
+    first = reports[names[0]]["seconds"]["total"]
+    for report in reports.values():
+        report["total_vs_first"] = round(report["seconds"]["total"] / max(first, 1e-9), 3)
+    return reports
 
 
 def count_flops(model: DiffusionModel, request: DragRequest) -> dict[str, dict[str, float]]:
@@ -203,7 +226,7 @@ def count_flops(model: DiffusionModel, request: DragRequest) -> dict[str, dict[s
     totals: dict[str, float] = {}
     marks: dict[str, list[int]] = {}
     with tempfile.TemporaryDirectory() as cache, counter:
-        engine = DragEngine(model, cache_dir=cache)
+        engine = DragDiffusion(Runtime(model, cache_dir=cache))
         for stage, method in (
             ("lora", "_lora"),
             ("inversion", "_invert"),
@@ -212,7 +235,7 @@ def count_flops(model: DiffusionModel, request: DragRequest) -> dict[str, dict[s
         ):
             setattr(engine, method, _counted(getattr(engine, method), stage, counter, totals))
         record = lambda progress: marks.setdefault(progress.stage, []).append(counter.get_total_flops())  # noqa: E731
-        engine.drag(replace(request, config=short), on_progress=record)
+        engine.edit(replace(request, config=short), on_progress=record)
         width, height = engine.geometry(request.image.size, short).latent_size
         latent = torch.zeros(1, model.latent_channels, height, width, device=model.device, dtype=model.dtype)
         _counted(model.decode, "decode", counter, totals)(latent)
@@ -288,12 +311,11 @@ def difference(a: Image.Image, b: Image.Image) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace, overrides: dict) -> dict:
-    from .eval.methods import split_overrides
-
-    overrides, dragon_overrides = split_overrides(overrides)
+    own = methods.split_overrides(overrides, methods.names())
+    overrides, dragon_overrides = own["dragdiffusion"], own["dragon"]
     device = torch.device(args.device) if args.device else None
     model = load_model(args.model, device, args.dtype)
-    config = DragEngine(model).default_config(**overrides)
+    config = DragDiffusion(Runtime(model)).default_config(**overrides)
     request = bench_request(args.size, config.replace(resolution=args.size))
     models = {model.dtype: model}
 
@@ -328,6 +350,7 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
             with_flops(reports[name], count_flops(variant_model, variant_request), peak)
             reports[name]["peak_flops"] = {"tflops": round(peak / 1e12, 3), "source": peak_source}
     images = {name: report.pop("image") for name, report in reports.items()}
+    method_reports = run_methods(model, args.size, args.method, own) if args.method else {}
     dragon = None
     if args.dragon:
         print("[bench] DragonDiffusion move ...", file=sys.stderr, flush=True)
@@ -346,6 +369,8 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
     }
     if dragon:
         summary["dragon"] = dragon
+    if args.method:
+        summary["methods"] = method_reports
     if args.compare:  # each variant against naive: per-stage speed-up and how far its result is from naive's
         summary["speedups"] = {
             name: {s: round(reports["naive"]["seconds"][s] / max(r["seconds"][s], 1e-9), 3) for s in STAGES}
@@ -391,6 +416,11 @@ def table(summary: dict) -> str:
             f"DragonDiffusion move ({d['steps']} steps, {d['variant']}): inversion {d['seconds']['inversion']:.2f} s, "
             f"editing {d['seconds']['editing']:.2f} s, total {d['seconds']['total']:.2f} s; memory bank "
             f"{d['memory_bank_mib']:.1f} MiB on {d['memory_bank_on']}; peak memory {d['peak_memory_mib']:.0f} MiB"
+        )
+    for name, m in summary.get("methods", {}).items():
+        lines.append(
+            f"method {name}: total {m['seconds']['total']:.2f} s ({m['total_vs_first']:.2f}× the first), "
+            f"peak memory {m['peak_memory_mib']:.0f} MiB"
         )
     for name, d in summary.get("differences", {}).items():
         lines.append(f"naive vs {name} result: max |Δ| {d['max_abs']:.0f}/255, PSNR {d['psnr_db']:.1f} dB")
@@ -459,6 +489,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--dragon", action="store_true", help="also time a DragonDiffusion move and report its memory bank's size"
+    )
+    parser.add_argument(
+        "--method",
+        action="append",
+        choices=methods.names(),
+        default=[],
+        help="also time the same point drag with this method of the registry (repeatable; ratios to the first)",
     )
     add_set_argument(parser)
     args = parser.parse_args(argv)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+from .atomic import write_atomic
 
 
 def default_cache_dir() -> Path:
@@ -50,11 +51,5 @@ class TensorCache:
     def save(self, kind: str, key: str, tensors: dict[str, torch.Tensor]) -> Path:
         path = self.path(kind, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write_atomic(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
         return path

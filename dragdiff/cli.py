@@ -1,18 +1,20 @@
-"""Command line: `python -m dragdiff edit ...` runs one drag edit from flags or a saved session."""
+"""Command line: `dragdiff edit ...` (or `python -m dragdiff edit ...`) runs one edit, with any method of the
+registry (dragdiff.methods), from flags or a saved session."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_CONFIG_FILE, DragConfig, read_config_file
+from . import methods
+from .config import field_help
+from .drag.config import DragConfig
 from .errors import DragCancelled, DragError
-from .types import Progress
+from .types import STAGE_LABELS, DragRequest, Progress
 
 DTYPE_NAMES = ("fp32", "fp16", "bf16")  # dragdiff.models.DTYPES (not imported here: torch loads slowly)
 DTYPE_HELP = (
@@ -21,17 +23,17 @@ DTYPE_HELP = (
 )
 
 EXAMPLES = """examples:
-  python -m dragdiff edit --image cat.png --points "120,80>160,80" --mask cat_mask.png --out cat_dragged.png
-  python -m dragdiff edit --image in.png --points "10,10>20,20; 50,60>50,90" --model tiny --lora-steps 5 --out o.png
-  python -m dragdiff edit --session cat_dragged.png --out replay.png     # replay the session a result carries
-  python -m dragdiff edit --method dragon --mode move --image in.png --mask obj.png --offset 30,0 --out moved.png
-  python -m dragdiff edit --method dragon --mode resize --image in.png --mask obj.png --offset=-5,0 \\
+  dragdiff edit --image cat.png --points "120,80>160,80" --mask cat_mask.png --out cat_dragged.png
+  dragdiff edit --image in.png --points "10,10>20,20; 50,60>50,90" --model tiny --lora-steps 5 --out o.png
+  dragdiff edit --session cat_dragged.png --out replay.png     # replay the session a result carries
+  dragdiff edit --method dragon --mode move --image in.png --mask obj.png --offset 30,0 --out moved.png
+  dragdiff edit --method dragon --mode resize --image in.png --mask obj.png --offset=-5,0 \\
       --scale 1.5 --out big.png
-  python -m dragdiff edit --method dragon --mode appearance --image in.png --mask obj.png \\
+  dragdiff edit --method dragon --mode appearance --image in.png --mask obj.png \\
       --reference other.png --reference-mask other_obj.png --out restyled.png
-  python -m dragdiff edit --method dragon --mode paste --image bg.png --reference obj.png --reference-mask m.png \\
+  dragdiff edit --method dragon --mode paste --image bg.png --reference obj.png --reference-mask m.png \\
       --position 200,150 --scale 0.8 --out pasted.png
-  python -m dragdiff convert-image-prompt ip_sd15_64.bin ip_sd15_64.safetensors   # then, with --method dragon:
+  dragdiff convert-image-prompt ip_sd15_64.bin ip_sd15_64.safetensors   # then, with --method dragon:
       --set image_prompt=ip_sd15_64.safetensors --set image_encoder=IP-Adapter/models/image_encoder
 """
 
@@ -50,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dragdiff",
-        description="Point-drag image editing on Stable Diffusion (DragDiffusion).",
+        prog="dragdiff",
+        description="Point-drag image editing on Stable Diffusion. Methods: "
+        + "; ".join(f"{i.name} ({i.title}): {i.summary}" for i in map(methods.info, methods.names())),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -59,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     edit = commands.add_parser(
         "edit",
         help="drag the content at handle points to target points and write the edited PNG",
-        description="Run one DragDiffusion edit. The result PNG carries the whole session (image, points, mask, "
-        "prompt, parameters, model) so it can be replayed with --session.",
+        description="Run one edit. The result PNG carries the whole session (image, points, mask, prompt, "
+        "parameters, model) so it can be replayed with --session; NAME.json beside it is the same session and "
+        "NAME.summary.json what happened (timings, tracked points, warnings). Parameters resolve in one order: "
+        "built-in defaults < the model's dragdiff.yaml < --config < --session < flags and --set.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -74,12 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--session",
         help="a session .json, or a PNG written by dragdiff, to replay; other flags given override its values",
     )
-    dragon = edit.add_argument_group("DragonDiffusion (--method dragon; parameters in configs/dragon.yaml)")
-    dragon.add_argument(
+    edit.add_argument(
         "--method",
-        choices=["dragdiffusion", "dragon"],
-        help="dragdiffusion (default: LoRA + latent optimisation) or dragon (training-free DragonDiffusion)",
+        choices=methods.names(),
+        help="the editing method (default: dragdiffusion, or the one that wrote --session): "
+        + "; ".join(f"{n}: {methods.info(n).summary}" for n in methods.names()),
     )
+    edit.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any parameter of the method's config, e.g. drag_steps=40 or n_steps=30 (repeatable)",
+    )
+    dragon = edit.add_argument_group("DragonDiffusion's modes (--method dragon; parameters: configs/dragon.yaml)")
     dragon.add_argument(
         "--mode",
         choices=["move", "resize", "drag", "appearance", "paste"],
@@ -95,9 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     dragon.add_argument("--reference-prompt", help="appearance/paste: text describing --reference")
     dragon.add_argument("--box", help="instead of --mask: x0,y0,x1,y1 around the object (refined with GrabCut)")
     dragon.add_argument("--reference-box", help="instead of --reference-mask: x0,y0,x1,y1 around its object")
-    dragon.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="a DragonConfig parameter, e.g. n_steps=30"
-    )
     out = edit.add_argument_group("model and output")
     out.add_argument(
         "--model", help="auto (default), demo, sd15, tiny, a hub id, a diffusers folder or a .safetensors checkpoint"
@@ -111,11 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir",
         help="where LoRA weights and inversions are cached (default: $DRAGDIFF_CACHE or ~/.cache/dragdiff)",
     )
-    out.add_argument("--config", help="a YAML file of parameters (keys as in configs/drag.yaml)")
-    out.add_argument("--out", required=True, help="the edited PNG to write; a JSON summary goes beside it")
+    out.add_argument("--config", help="a YAML file of the method's parameters (keys as in dragdiff/configs/*.yaml)")
+    out.add_argument(
+        "--out", required=True, help="the edited PNG to write; NAME.json (its session) and NAME.summary.json beside it"
+    )
     out.add_argument("--quiet", action="store_true", help="no progress bars")
-    params = edit.add_argument_group("parameters (defaults and their sources: configs/drag.yaml)")
-    for name, (default, comment) in config_help().items():
+    params = edit.add_argument_group("DragDiffusion's parameters (defaults and sources: dragdiff/configs/drag.yaml)")
+    for name, (default, comment) in field_help(DragConfig).items():
+        comment = comment.replace("%", "%%")
         params.add_argument(
             f"--{name.replace('_', '-')}", dest=f"param_{name}", metavar="V", help=f"{comment} (default: {default})"
         )
@@ -140,74 +153,112 @@ def run_convert_image_prompt(args: argparse.Namespace) -> int:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from .engine import DragEngine  # heavy imports only once the arguments are known to parse
-    from .session import save_result_png
+    """One edit with the chosen method; writes NAME.png (session embedded), NAME.json and NAME.summary.json."""
+    from .config import read_config_file, resolve_config
+    from .runtime import Runtime
+    from .session_io import save_result
 
-    if args.method == "dragon" or (args.session and _is_dragon_session(args.session)):
-        return run_dragon(args)
-    if args.mode or args.set:
-        raise DragError("--mode and --set belong to --method dragon; DragDiffusion takes its parameters as flags")
-
-    session = build_session(args)  # checks the points and mask against the image: nothing runs on bad input
-    model = _load(session.model, args)
-    if model.note:
-        print(model.note, file=sys.stderr)
-    session = replace(session, model=model.spec)  # record what ran, so that a replay uses the same model
-    if not args.session and model.drag_defaults:  # a fresh edit takes the model's tuned values under the flags
-        session = replace(session, config=_compose_config(model.drag_defaults, args))
-    request = session.to_request()
-    engine = DragEngine(model, cache_dir=args.cache_dir)
-    result = _with_progress(engine.drag, request, args)
+    name, request, spec = _request(args)  # checks what it can before a model loads
+    method_class = methods.method_class(name)
+    explicit = {**_parameter_flags(args, name), **parse_overrides(args.set)}
+    if args.config:
+        read_config_file(args.config)  # a bad file fails before the model loads
+    runtime = Runtime(_load(args.model or spec, args), cache_dir=args.cache_dir)
+    if runtime.model.note:
+        print(runtime.model.note, file=sys.stderr)
+    session = request.config.to_dict() if request.config is not None else None
+    config = resolve_config(
+        method_class.config_type,
+        runtime.model,
+        mode=getattr(request, "mode", None) if name == "dragon" else None,
+        file=args.config,
+        session=session,
+        **explicit,
+    )
+    result = _with_progress(runtime.method(name).edit, replace(request, config=config), args)
     out = _out_path(args)
-    save_result_png(result.image, session, out)
-    summary = {
+    save_result(result.image, result.session, out)
+    summary_path = out.with_suffix(".summary.json")
+    summary_path.write_text(json.dumps(summary(result, out), indent=2))
+    print(f"wrote {out}, {out.with_suffix('.json')} and {summary_path.name} ({result.timings['total']:.1f} s)")
+    return 0
+
+
+def summary(result, out: Path) -> dict[str, Any]:
+    """What happened in an edit, beside its session: timings, warnings and, for DragDiffusion, the track."""
+    data = {
         "output": str(out),
         "model": result.model,
-        "seed": result.seed,
-        "steps_used": result.steps_used,
-        "reached_targets": result.stopped_early,
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
-        "handle_track": [[p.as_list() for p in step] for step in result.handle_track],
-        "targets": [p.as_list() for p in request.targets],
         "warnings": result.warnings,
         "config": result.config.to_dict(),
     }
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    print(
-        f"wrote {out} and {out.with_suffix('.json')} ({result.steps_used} drag steps, {result.timings['total']:.1f} s)"
-    )
-    return 0
+    if hasattr(result, "handle_track"):
+        data |= {
+            "seed": result.seed,
+            "steps_used": result.steps_used,
+            "reached_targets": result.reached_targets,
+            "handle_track": [[p.as_list() for p in step] for step in result.handle_track],
+        }
+    return data
 
 
-def run_dragon(args: argparse.Namespace) -> int:
-    """A DragonDiffusion edit from flags or a dragon session; writes the PNG (session embedded) and its .json."""
-    from .dragon import DragonEditor
-    from .dragon.session import load_dragon_session, save_result
-    from .engine import DragEngine
+def _request(args: argparse.Namespace) -> tuple[str, Any, str]:
+    """(method name, request, model spec) from --session (other flags given override its values) or flags."""
+    from .session_io import read_session_data
 
     if args.session:
-        request, spec = load_dragon_session(args.session)
-        config = request.config.replace(**parse_overrides(args.set))
-    else:
-        request, spec, config = None, args.model or "auto", None
-    model = _load(args.model or spec, args)
-    if model.note:
-        print(model.note, file=sys.stderr)
-    editor = DragonEditor(DragEngine(model, cache_dir=args.cache_dir))
-    if request is None:
-        mode = {"resize": "move"}.get(args.mode or "", args.mode)
-        if mode is None:
-            raise DragError("--method dragon needs --mode (move, resize, drag, appearance or paste) or --session")
-        config = editor.default_config(mode, **parse_overrides(args.set))
-        request = _dragon_request(args, mode, config)
-    request = replace(request, config=config)
-    result = _with_progress(editor.edit, request, args)
-    out = _out_path(args)
-    save_result(result.image, request, model.spec, config, out)
-    print(
-        f"wrote {out} and {out.with_suffix('.json')} (DragonDiffusion {request.mode}, {result.timings['total']:.1f} s)"
-    )
-    return 0
+        data = read_session_data(args.session)
+        name = methods.method_for_session(data)
+        if args.method and args.method != name:
+            raise DragError(f"--session holds a {name} edit; replay it without --method {args.method}")
+        request, spec = methods.method_class(name).request_from_session(data, Path(args.session).parent)
+        if isinstance(request, DragRequest):
+            request = _override_drag_fields(request, args)
+        return name, request, spec
+    name = args.method or "dragdiffusion"
+    if args.mode and name != "dragon":
+        raise DragError("--mode belongs to --method dragon")
+    if name == "dragon" and args.mode:
+        return name, _dragon_request(args, {"resize": "move"}.get(args.mode, args.mode)), "auto"
+    return name, _drag_request(args), "auto"
+
+
+def _drag_request(args: argparse.Namespace) -> DragRequest:
+    from .images import load_image, load_mask
+    from .validation import check_request, parse_points
+
+    if not args.image or not args.points:
+        raise DragError("edit needs --image and --points (or --session); see dragdiff edit --help")
+    image = load_image(args.image)
+    handles, targets = parse_points(args.points)
+    mask = load_mask(args.mask, image.size) if args.mask else None
+    request = DragRequest(image, handles, targets, mask, args.prompt or "")
+    check_request(request)  # points and mask against the image: nothing loads on bad input
+    return request
+
+
+def _override_drag_fields(request: DragRequest, args: argparse.Namespace) -> DragRequest:
+    from .images import load_image, load_mask
+    from .validation import check_request, parse_points
+
+    image = load_image(args.image) if args.image else request.image
+    handles, targets = parse_points(args.points) if args.points else (request.handles, request.targets)
+    mask = load_mask(args.mask, image.size) if args.mask else request.mask
+    prompt = request.prompt if args.prompt is None else args.prompt
+    request = replace(request, image=image, handles=handles, targets=targets, mask=mask, prompt=prompt)
+    check_request(request)
+    return request
+
+
+def _parameter_flags(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """DragDiffusion's own parameter flags (--lora-steps ...) that were given, parsed; other methods take --set."""
+    flags = {k.removeprefix("param_"): v for k, v in vars(args).items() if k.startswith("param_")}
+    given = {k: parse_value(v) for k, v in flags.items() if v is not None}
+    if given and method != "dragdiffusion":
+        names = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise DragError(f"{names}: DragDiffusion's flags; give {method}'s parameters with --set KEY=VALUE")
+    return given
 
 
 def _with_progress(edit, request, args: argparse.Namespace):
@@ -228,7 +279,7 @@ def _out_path(args: argparse.Namespace) -> Path:
     return out
 
 
-def _dragon_request(args: argparse.Namespace, mode: str, config):
+def _dragon_request(args: argparse.Namespace, mode: str):
     """The request of `mode` from the flags; each missing flag is named."""
     from .dragon import AppearanceRequest, ContentDragRequest, MoveRequest, PasteRequest
     from .images import load_image
@@ -237,7 +288,7 @@ def _dragon_request(args: argparse.Namespace, mode: str, config):
     def need(flag: str):
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is None:
-            raise DragError(f"--mode {args.mode} needs {flag}; see python -m dragdiff edit --help")
+            raise DragError(f"--mode {args.mode} needs {flag}; see dragdiff edit --help")
         return value
 
     image = load_image(need("--image"))
@@ -246,19 +297,19 @@ def _dragon_request(args: argparse.Namespace, mode: str, config):
     scale = 1.0 if args.scale is None else args.scale
     if mode == "drag":
         handles, targets = parse_points(need("--points"))
-        return ContentDragRequest(image, handles, targets, mask, prompt, config)
+        return ContentDragRequest(image, handles, targets, mask, prompt)
     if mode == "move":
         _need_mask(mask, args.mode, "--mask or --box")
-        return MoveRequest(image, mask, _xy_flag("--offset", need("--offset")), scale, prompt, config)
+        return MoveRequest(image, mask, _xy_flag("--offset", need("--offset")), scale, prompt)
     reference = load_image(need("--reference"), what="reference image")
     reference_mask = _object_mask(reference, args.reference_mask, args.reference_box, "--reference-box")
     _need_mask(reference_mask, args.mode, "--reference-mask or --reference-box")
     reference_prompt = args.reference_prompt or ""
     if mode == "appearance":
         _need_mask(mask, args.mode, "--mask or --box")
-        return AppearanceRequest(image, mask, reference, reference_mask, prompt, reference_prompt, config)
+        return AppearanceRequest(image, mask, reference, reference_mask, prompt, reference_prompt)
     position = _xy_flag("--position", need("--position"))
-    return PasteRequest(image, reference, reference_mask, position, scale, prompt, reference_prompt, config)
+    return PasteRequest(image, reference, reference_mask, position, scale, prompt, reference_prompt)
 
 
 def _object_mask(image, mask_path: str | None, box: str | None, flag: str):
@@ -281,7 +332,7 @@ def _object_mask(image, mask_path: str | None, box: str | None, flag: str):
 
 def _need_mask(mask, mode: str, flags: str) -> None:
     if mask is None:
-        raise DragError(f"--mode {mode} needs {flags}; see python -m dragdiff edit --help")
+        raise DragError(f"--mode {mode} needs {flags}; see dragdiff edit --help")
 
 
 def _xy_flag(flag: str, text: str):
@@ -294,52 +345,14 @@ def _xy_flag(flag: str, text: str):
     return Point(x, y)
 
 
-def _is_dragon_session(path: str) -> bool:
-    from .dragon.session import is_dragon_session, read_session_data
-
-    return is_dragon_session(read_session_data(path))
-
-
-def build_session(args: argparse.Namespace):
-    """The session to run: from --session, with any flags given taking precedence, or from flags alone."""
-    from .images import load_image, load_mask
-    from .session import Session, load_session
-    from .validation import parse_points
-
-    if args.session:
-        base = load_session(args.session)
-        config = _compose_config(base.config.to_dict(), args)
-        image = load_image(args.image) if args.image else base.image
-        handles, targets = parse_points(args.points) if args.points else (base.handles, base.targets)
-        mask = load_mask(args.mask, image.size) if args.mask else base.mask
-        prompt = base.prompt if args.prompt is None else args.prompt
-        return Session(image, handles, targets, mask, prompt, args.model or base.model, config)
-    if not args.image or not args.points:
-        raise DragError("edit needs --image and --points (or --session); see python -m dragdiff edit --help")
-    image = load_image(args.image)
-    handles, targets = parse_points(args.points)
-    mask = load_mask(args.mask, image.size) if args.mask else None
-    config = _compose_config({}, args)
-    return Session(image, handles, targets, mask, args.prompt or "", args.model or "auto", config)
-
-
 def _load(spec: str, args: argparse.Namespace):
     from .models import load_model
 
     return load_model(spec, args.device, args.dtype, single_file_config=args.model_config)
 
 
-def _compose_config(base: dict[str, Any], args: argparse.Namespace) -> DragConfig:
-    """Defaults of configs/drag.yaml, then `base` (a session's or the model's values), --config, then flags."""
-    flags = {
-        k[len("param_") :]: parse_value(v) for k, v in vars(args).items() if k.startswith("param_") and v is not None
-    }
-    from_file = read_config_file(args.config) if args.config else {}
-    return DragConfig.from_dict({**DragConfig.load().to_dict(), **base, **from_file, **flags})
-
-
 def parse_value(text: str) -> Any:
-    """A flag's text as YAML (numbers, true/false, null, [2, 3]); DragConfig then checks type and range."""
+    """A flag's text as YAML (numbers, true/false, null, [2, 3]); the config then checks type and range."""
     import yaml
 
     try:
@@ -349,18 +362,18 @@ def parse_value(text: str) -> Any:
 
 
 def add_set_argument(parser: argparse.ArgumentParser) -> None:
-    """`--set KEY=VALUE` (repeatable) for any DragConfig parameter; read back with parse_overrides."""
+    """`--set KEY=VALUE` (repeatable) for any method's parameter; read back with parse_overrides."""
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=f"override a DragConfig parameter (e.g. drag_steps=40); one of: {', '.join(config_help())}",
+        help="override a parameter of the methods' configs (e.g. drag_steps=40, n_steps=30); repeatable",
     )
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`--set KEY=VALUE` items as a mapping (values parsed as YAML; DragConfig checks names and ranges)."""
+    """`--set KEY=VALUE` items as a mapping (values parsed as YAML; the config checks names and ranges)."""
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -370,20 +383,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def config_help() -> dict[str, tuple[str, str]]:
-    """{field: (default, comment)} from configs/drag.yaml, so that --help and the defaults share one source."""
-    pattern = re.compile(r"^(\w+):\s*(.*?)\s*#\s*(.*)$")
-    return {
-        m[1]: (m[2], m[3].replace("%", "%%"))
-        for line in DEFAULT_CONFIG_FILE.read_text().splitlines()
-        if (m := pattern.match(line))
-    }
-
-
 class ProgressBars:
     """One tqdm bar per stage, fed by the engine's on_progress callback."""
-
-    LABELS = {"lora": "LoRA", "inversion": "inversion", "drag": "drag", "denoise": "denoising"}
 
     def __init__(self, enabled: bool = True):
         self.enabled, self.stage, self.bar = enabled, None, None
@@ -396,9 +397,8 @@ class ProgressBars:
         if progress.stage != self.stage:
             self.close()
             self.stage = progress.stage
-            self.bar = tqdm(
-                total=progress.total, desc=self.LABELS.get(progress.stage, progress.stage), unit="step", file=sys.stderr
-            )
+            label = STAGE_LABELS.get(progress.stage, progress.stage)
+            self.bar = tqdm(total=progress.total, desc=label, unit="step", file=sys.stderr)
         if progress.distance is not None:
             self.bar.set_postfix_str(f"{progress.distance:.1f} px to go")
         self.bar.update(progress.step - self.bar.n)

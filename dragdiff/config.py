@@ -1,109 +1,100 @@
-"""DragConfig: every knob of a DragDiffusion edit, with defaults read from configs/drag.yaml."""
+"""The one config resolver of every method, and the field checks their config dataclasses share.
+
+A method's effective config is built in one documented order, each layer overriding the one before:
+
+    1. built-in defaults     dragdiff/configs/<method>.yaml (with its `modes.<mode>` values, if any)
+    2. the model's defaults  the model folder's dragdiff.yaml (a method other than DragDiffusion reads its
+                             own section, e.g. `dragon:`; each may have `modes`)
+    3. a config file         --config / the app's --config (a YAML mapping of some fields)
+    4. a session             the complete config a saved session recorded
+    5. explicit values       what the user set: flags, --set, the app's panel, keyword arguments
+
+The CLI, the app, the Python API (`config=None` in a request = this model's defaults), session replay,
+the evaluation and the benchmark all call `resolve_config`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+import re
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from .errors import DragError
 
-# Fields that change speed and memory but not the edit (beyond numeric noise): off in the benchmark's "naive".
-SPEED_FIELDS = (
-    "truncate_unet",
-    "lora_encode_once",
-    "fused_optimizers",
-    "channels_last",
-    "compile_convolutions",
-    "gradient_checkpointing",
-    "vae_tiling",
-)
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-DEFAULT_CONFIG_FILE = CONFIG_DIR / "drag.yaml"
+CONFIG_DIR = Path(str(resources.files("dragdiff") / "configs"))  # package data: works installed or in a checkout
+
+C = TypeVar("C")
 
 
-@dataclass(frozen=True)
-class DragConfig:
-    """All parameters of one edit. Field comments and sources live in configs/drag.yaml."""
-
-    seed: int
-    resolution: int | None
-    lora_steps: int
-    lora_rank: int
-    lora_lr: float
-    lora_batch_size: int
-    n_inference_steps: int
-    n_inversion_steps: int
-    feature_blocks: tuple[int, ...]
-    supervision_scale: float
-    drag_steps: int
-    drag_lr: float
-    motion_radius: int
-    tracking_radius: int
-    stop_distance: float
-    mask_weight: float
-    reference_attention: bool
-    reference_attention_blocks: tuple[int, ...]
-    truncate_unet: bool
-    lora_encode_once: bool
-    fused_optimizers: bool
-    channels_last: bool
-    compile_convolutions: bool
-    gradient_checkpointing: bool
-    vae_tiling: bool
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, **overrides: Any) -> DragConfig:
-        """Defaults from configs/drag.yaml, then `path` (a YAML file of some keys), then `overrides`."""
-        values = read_config_file(DEFAULT_CONFIG_FILE)
-        if path is not None:
-            values.update(read_config_file(Path(path)))
-        values.update(overrides)
-        return cls.from_dict(values)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str = "config") -> DragConfig:
-        """Validate a complete mapping of fields; errors name the field."""
-        return cls(**validated_fields(cls, values, where, _RULES))
-
-    def replace(self, **changes: Any) -> DragConfig:
-        return DragConfig.from_dict({**self.to_dict(), **changes})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def pick(self, *names: str) -> dict[str, Any]:
-        """The named fields, e.g. those a cached stage depends on (its cache key)."""
-        values = self.to_dict()
-        return {n: values[n] for n in names}
+def resolve_config(
+    config_type: type[C],
+    model: Any = None,
+    *,
+    mode: str | None = None,
+    file: str | Path | None = None,
+    session: dict[str, Any] | None = None,
+    where: str = "config",
+    **explicit: Any,
+) -> C:
+    """The effective config of `config_type` (a method's config dataclass) for `model` (a DiffusionModel,
+        or None for the built-in defaults alone), in the order of the module docstring. Errors name the field
+    (prefixed with `where`)."""
+    modes = getattr(config_type, "MODES", ())
+    if modes and mode not in modes:
+        raise DragError(f"mode: {mode!r} is not one of {list(modes)}")
+    values = _for_mode(read_config_file(CONFIG_DIR / config_type.DEFAULTS_FILE), mode)
+    model_values = (model if isinstance(model, dict) else getattr(model, "defaults", None)) or {}
+    values.update(_for_mode(model_section(model_values, config_type.MODEL_SECTION), mode))
+    if file is not None:
+        values.update(_for_mode(read_config_file(file), mode))
+    values.update(session or {})
+    values.update(explicit)
+    return config_type.from_dict(values, where=where)
 
 
-# (type, minimum, maximum, allow None) per field; checked on every load so that bad sessions fail early.
-_RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
-    "seed": (int, 0, 2**32 - 1, False),
-    "resolution": (int, 64, 4096, True),
-    "lora_steps": (int, 0, 10_000, False),
-    "lora_rank": (int, 1, 1024, False),
-    "lora_lr": (float, 0.0, 1.0, False),
-    "lora_batch_size": (int, 1, 64, False),
-    "n_inference_steps": (int, 1, 1000, False),
-    "n_inversion_steps": (int, 1, 1000, False),
-    "feature_blocks": (tuple, 0, 16, False),
-    "supervision_scale": (float, 0.01, 1.0, False),
-    "drag_steps": (int, 0, 10_000, False),
-    "drag_lr": (float, 0.0, 10.0, False),
-    "motion_radius": (int, 0, 64, False),
-    "tracking_radius": (int, 0, 64, False),
-    "stop_distance": (float, 0.0, 1e6, False),
-    "mask_weight": (float, 0.0, 1e6, False),
-    "reference_attention": (bool, None, None, False),
-    "reference_attention_blocks": (tuple, 0, 16, False),
-    **{name: (bool, None, None, False) for name in SPEED_FIELDS},
-}
+def model_section(defaults: dict[str, Any], section: str | None) -> dict[str, Any]:
+    """One method's part of a model's dragdiff.yaml: the named section, or (None) the top-level values, which
+    are DragDiffusion's (every other method has a section, i.e. a mapping at the top level)."""
+    if section is not None:
+        return dict(defaults.get(section) or {})
+    return {k: v for k, v in defaults.items() if not isinstance(v, dict)}
+
+
+def _for_mode(values: dict[str, Any], mode: str | None) -> dict[str, Any]:
+    """Flatten {..., "modes": {mode: {...}}} into the values for one mode."""
+    values = dict(values)
+    modes = values.pop("modes", None) or {}
+    return {**values, **modes.get(mode, {})} if mode else values
+
+
+def field_help(config_type: type) -> dict[str, tuple[str, str]]:
+    """{field: (default, comment)} from the built-in defaults file, so that help texts and the defaults
+    share one source."""
+    pattern = re.compile(r"^(\w+):\s*(.*?)\s*#\s*(.*)$")
+    text = (CONFIG_DIR / config_type.DEFAULTS_FILE).read_text(encoding="utf-8")
+    return {m[1]: (m[2], m[3]) for line in text.splitlines() if (m := pattern.match(line))}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The parameter: value mapping of a YAML file (validated later, with the rest, by the config type)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise DragError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DragError(f"config file {path} must hold a mapping of parameter: value")
+    return data
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as plain JSON values (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
 def validated_fields(cls, values: dict[str, Any], where: str, rules: dict[str, tuple]) -> dict[str, Any]:
@@ -117,6 +108,14 @@ def validated_fields(cls, values: dict[str, Any], where: str, rules: dict[str, t
     if missing:
         raise DragError(f"{where}: missing parameter(s) {missing}")
     return {n: _coerce(f"{where}.{n}", values[n], rules[n]) for n in names}
+
+
+def is_finite_number(value: object) -> bool:
+    """A real number that is neither a bool, NaN nor infinite (numpy scalars count)."""
+    import numpy as np
+
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return is_number and math.isfinite(value)
 
 
 def _coerce(name: str, value: Any, rule: tuple) -> Any:
@@ -149,15 +148,3 @@ def _coerce(name: str, value: Any, rule: tuple) -> Any:
     if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
         raise DragError(f"{name}: {value!r} is out of range [{low}, {high}]")
     return value
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The parameter: value mapping of a YAML file (validated later, with the rest, by DragConfig.from_dict)."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise DragError(f"cannot read config file {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DragError(f"config file {path} must hold a mapping of parameter: value")
-    return data

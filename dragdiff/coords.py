@@ -1,4 +1,5 @@
-"""The one place that converts between the input image, the working image, the latent and the feature grid.
+"""The one place that converts coordinates: between the input image, the working image, the latent and the
+feature grid of an edit (Geometry), and between the input image and the app's enlarged display (Display).
 
 Points outside this module are (x, y) input-image pixels. Inside the drag they are (row, col) on the
 supervision (feature) grid. Grids are aligned by pixel centres: a pixel's centre p maps to (p + 0.5)·s − 0.5.
@@ -54,6 +55,48 @@ class Geometry:
             for r, c in rowcol.tolist()
         )
 
+    def offset_on(self, dx: float, dy: float, grid_size: tuple[int, int], pixels_of: str = "image") -> tuple:
+        """A (dx, dy) offset in pixels of the input image (or, pixels_of="work", of the working image) as a
+        (rows, cols) offset on a grid of `grid_size` (w, h): DragonDiffusion's move and paste offsets."""
+        width, height = self.image_size if pixels_of == "image" else self.work_size
+        return dy * grid_size[1] / height, dx * grid_size[0] / width
+
+    def to_work(self, point: Point) -> tuple[float, float]:
+        """An input-image point as (x, y) in working pixels, scaled per axis (a paste position)."""
+        return point.x * self.work_size[0] / self.image_size[0], point.y * self.work_size[1] / self.image_size[1]
+
+    @staticmethod
+    def work_size_at(image_size: tuple[int, int], vae_factor: int) -> tuple[int, int]:
+        """The working size of an image kept at its own width (evaluation features): both sides rounded to
+        the VAE factor."""
+        return Geometry.for_image(image_size, image_size[0], vae_factor, 1.0).work_size
+
     def grid_to_image_scale(self) -> float:
         """Input pixels per feature-grid cell (mean of both axes), to report distances in input pixels."""
         return (self.image_size[0] / self.feature_size[0] + self.image_size[1] / self.feature_size[1]) / 2
+
+
+@dataclass(frozen=True)
+class Display:
+    """The app's point canvas: the image enlarged (or reduced) so that its long side is `side` pixels, clicks
+    on it mapped back to input pixels with pixel centres aligned."""
+
+    image_size: tuple[int, int]
+    side: int = 640
+
+    @property
+    def scale(self) -> float:
+        """Display pixels per image pixel."""
+        return self.side / max(self.image_size)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return round(self.image_size[0] * self.scale), round(self.image_size[1] * self.scale)
+
+    def to_image(self, x: float, y: float) -> list[float]:
+        """A click at display pixel (x, y) -> image pixel coordinates, 0.1 px precision."""
+        return [round((x + 0.5) / self.scale - 0.5, 1), round((y + 0.5) / self.scale - 0.5, 1)]
+
+    def from_image(self, x: float, y: float) -> tuple[float, float]:
+        """Image pixel (x, y) -> where it is drawn on the display."""
+        return (x + 0.5) * self.scale - 0.5, (y + 0.5) * self.scale - 0.5

@@ -22,7 +22,7 @@ def unet_features(
     """Outputs of `unet.up_blocks[i]` for i in `blocks` (each (B, C_i, h_i, w_i)) and the noise prediction.
 
     With `need_output=False` the forward stops after the deepest needed block and the prediction is None:
-    SD 1.5 at 512 px saves ~30% of a forward+backward when stopping after up_blocks[2] (STACK.md §3).
+    SD 1.5 at 512 px saves ~30% of a forward+backward when stopping after up_blocks[2] (docs/measurements.md §3).
     Gradients flow through the captured tensors either way.
     """
     captured: dict[int, torch.Tensor] = {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from .engine import tensor_to_image
 from .models import DiffusionModel
+from .pixels import tensor_to_image
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from .errors import DragCancelled
 def drag_timesteps(scheduler: DDIMScheduler, n_steps: int, n_inverted: int) -> torch.Tensor:
     """The denoising timesteps from the inverted step down to the end: 35 of 50 on SD gives 681, 661, …, 1."""
     scheduler.set_timesteps(n_steps)
-    return scheduler.timesteps[n_steps - n_inverted :]
+    return scheduler.timesteps[n_steps - n_inverted:]
 
 
 @torch.no_grad()
@@ -32,7 +32,7 @@ def ddim_invert(
     """Run DDIM backwards from the clean latent z_0 for `n_inverted` of `n_steps` steps, returning z_t.
 
     DDIMInverseScheduler with the forward scheduler's config matches the reference's inversion step exactly
-    (STACK.md §6): timesteps 1, 21, …, 681 for 35 of 50. `should_stop` is asked before each step; true ends
+    (docs/measurements.md §6): timesteps 1, 21, …, 681 for 35 of 50. `should_stop` is asked before each step; true ends
     the inversion with DragCancelled. `before_unet(t)` is told each UNet call's timestep (DragonDiffusion
     records attention under it), and `trajectory`, when given, receives {timestep: latent after the step}.
     """

@@ -1,8 +1,8 @@
 """Load the parts of a Stable-Diffusion-shaped model from any spec, on the right device and dtype.
 
 Specs: "tiny" (seeded random test model from configs/tiny); "sd15-random" (SD 1.5's architecture from
-configs/sd15 with seeded random weights: real-size costs for the benchmark); "demo" (the bundled model in
-assets/models); "sd15" or a hub id (from the local Hugging Face cache; downloaded only when the hub is
+configs/sd15 with seeded random weights: real-size costs for the benchmark); "demo" (the bundled model, package data
+in dragdiff/demo_model); "sd15" or a hub id (from the local Hugging Face cache; downloaded only when the hub is
 allowed); a local diffusers folder; or a single ".safetensors" checkpoint. Only safetensors weights are ever
 read, never a pickle. Everything size-related (VAE factor, latent channels, native resolution) is read from
 the model's own configs.
@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -27,11 +28,10 @@ from .errors import DragError
 
 SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 HUB_ALIASES = {"sd15": SD15_HUB_ID, "runwayml/stable-diffusion-v1-5": SD15_HUB_ID}
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-DEMO_MODEL_DIR = ASSETS_DIR / "models" / "demo"
+DEMO_MODEL_DIR = Path(str(resources.files("dragdiff") / "demo_model"))
 # Random-weight models built from architecture configs: "tiny" for tests, "sd15-random" for real-size costs.
 RANDOM_MODELS = {"tiny": CONFIG_DIR / "tiny", "sd15-random": CONFIG_DIR / "sd15"}
-MODEL_DEFAULTS_FILE = "dragdiff.yaml"  # DragConfig values tuned for a model, beside its weights
+MODEL_DEFAULTS_FILE = "dragdiff.yaml"  # each method's values tuned for a model, beside its weights
 # What a hub download may fetch: configs, tokenizer files and safetensors weights; never .bin/.ckpt pickles.
 HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "scheduler/*.json", "tokenizer/*"]
 HUB_IGNORE = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx*", "*fp16*", "*non_ema*", "*.h5"]
@@ -54,8 +54,7 @@ class DiffusionModel:
     scheduler_config: dict
     device: torch.device
     dtype: torch.dtype
-    drag_defaults: dict = field(default_factory=dict)  # the model's own DragConfig values (dragdiff.yaml)
-    dragon_defaults: dict = field(default_factory=dict)  # its DragonConfig values (dragdiff.yaml's `dragon:`)
+    defaults: dict = field(default_factory=dict)  # its dragdiff.yaml: layer 2 of dragdiff.config.resolve_config
     note: str = ""  # why this model was chosen (for `auto`), for logs and the UI
 
     @property
@@ -141,10 +140,22 @@ def load_model(
             parts = _load_folder(folder, spec)
         model = DiffusionModel(spec, fingerprint, *parts, device=device, dtype=dtype)
         if folder.is_dir() and (folder / MODEL_DEFAULTS_FILE).is_file():
-            model.drag_defaults = read_config_file(folder / MODEL_DEFAULTS_FILE)
-            model.dragon_defaults = model.drag_defaults.pop("dragon", {})
+            model.defaults = read_config_file(folder / MODEL_DEFAULTS_FILE)
     model.note = note
     return _prepare(model)
+
+
+def model_defaults(spec: str) -> dict:
+    """The dragdiff.yaml of the model `spec` names, read without loading its weights ({} when it has none or
+    is not on this machine): what the app's settings show before the model is loaded."""
+    spec = choose_auto()[0] if spec.strip() == "auto" else spec.strip()
+    if spec in RANDOM_MODELS:
+        return {}
+    folder = DEMO_MODEL_DIR if spec == "demo" else Path(spec).expanduser()
+    if not folder.is_dir() and not folder.is_file():
+        folder = _hub_snapshot(spec) or Path()
+    file = folder / MODEL_DEFAULTS_FILE
+    return read_config_file(file) if folder.is_dir() and file.is_file() else {}
 
 
 def choose_auto() -> tuple[str, str]:

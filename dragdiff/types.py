@@ -1,4 +1,4 @@
-"""Small typed values passed between the stages, the engine and its callers.
+"""Small typed values passed between the stages, the methods and their callers.
 
 Coordinate convention everywhere outside `coords.py`: a Point is (x, y) in pixels of the *input* image,
 origin at the top-left corner, x to the right, y down; (0, 0) is the centre of the top-left pixel.
@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
-
-from .config import DragConfig
 
 
 @dataclass(frozen=True)
@@ -26,9 +25,11 @@ class Point:
 
 @dataclass(frozen=True)
 class DragRequest:
-    """One edit: move the content at each handle to its target, changing only the masked region.
+    """One point drag, the edit every method offers: move the content at each handle to its target, changing
+    only the masked region.
 
     image: RGB, any size. mask: H×W bool array of the image's size, True = may change; None = all may change.
+    config: the method's config (e.g. a DragConfig); None = the defaults of the model the method runs on.
     """
 
     image: Image.Image
@@ -36,34 +37,50 @@ class DragRequest:
     targets: tuple[Point, ...]
     mask: np.ndarray | None = None
     prompt: str = ""
-    config: DragConfig = field(default_factory=DragConfig.load)
+    config: Any = None
+
+
+Stage = Literal["lora", "inversion", "drag", "denoise", "reference", "editing"]
+
+# How the CLI's progress bars and the app's status name each stage.
+STAGE_LABELS: dict[str, str] = {
+    "lora": "LoRA fine-tuning",
+    "inversion": "DDIM inversion",
+    "drag": "dragging",
+    "denoise": "denoising",
+    "reference": "inverting the reference",
+    "editing": "guided sampling",
+}
 
 
 @dataclass(frozen=True)
 class Progress:
     """What `on_progress` receives: the stage, step k of total, and the current handle positions."""
 
-    stage: str  # "lora" | "inversion" | "drag" | "denoise"
+    stage: Stage
     step: int
     total: int
     points: tuple[Point, ...] = ()
     distance: float | None = None  # largest handle-target distance left, input-image px (drag stage)
+
+    def describe(self) -> str:
+        """One status line, e.g. 'dragging 12/80 · 7.5 px to go'."""
+        text = f"{STAGE_LABELS.get(self.stage, self.stage)} {self.step}/{self.total}"
+        return text + (f" · {self.distance:.1f} px to go" if self.distance is not None else "")
 
 
 ProgressCallback = Callable[[Progress], None]
 StopCallback = Callable[[], bool]
 
 
-@dataclass
-class DragResult:
-    """The edited image (input size) and how it was made."""
+@dataclass(kw_only=True)
+class EditResult:
+    """What every method's edit returns: the image (the input's size), the session that replays it, and how
+    it was made. `session.to_json()` is what a saved result carries."""
 
     image: Image.Image
-    handle_track: list[tuple[Point, ...]]  # tracked handle positions, input px: [initial, after step 1, ...]
-    steps_used: int
-    stopped_early: bool  # True when every handle reached its target before drag_steps
-    timings: dict[str, float]  # seconds per stage
-    seed: int
-    config: DragConfig
+    session: Any  # the method's session object (to_json(); dragdiff.session_io.save_result writes it)
+    timings: dict[str, float]  # seconds per stage, and "total"
+    config: Any
     model: str
     warnings: list[str] = field(default_factory=list)

@@ -1,4 +1,5 @@
-"""Checks on user input before any model work: the CLI point syntax and a DragRequest's fields.
+"""Checks on user input before any model work, shared by every method: the CLI point syntax, images, point
+pairs and masks (errors name the field and say how to fix it).
 
 Coordinates follow dragdiff.types: a Point is (x, y) in input-image pixels with (0, 0) the centre of the
 top-left pixel, so a W×H image accepts 0 <= x <= W-1 and 0 <= y <= H-1.
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from .config import DragConfig
+from .config import is_finite_number
 from .errors import DragError
 from .images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
 from .types import DragRequest, Point
@@ -40,13 +41,11 @@ def check_request(request: DragRequest) -> list[str]:
     Warnings: an all-False mask (the engine treats it as no mask, so the whole image may change: callers
     should pass `effective_mask(request.mask)` on, never the raw mask), a handle equal to its target.
     """
-    size = _check_image(request.image)
-    _check_points(request.handles, request.targets, size)
-    _check_mask(request.mask, size)
+    size = check_image(request.image)
+    check_points(request.handles, request.targets, size)
+    check_mask(request.mask, size)
     if not isinstance(request.prompt, str):
         raise DragError(f"request.prompt: expected text, got {type(request.prompt).__name__}")
-    if not isinstance(request.config, DragConfig):
-        raise DragError(f"request.config: expected a DragConfig, got {type(request.config).__name__}")
     return _warnings(request)
 
 
@@ -84,7 +83,7 @@ def _bad_pair(number: int, pair: str, reason: str) -> DragError:
     return DragError(f"pair {number} '{pair}': {reason}; write {POINTS_SYNTAX}")
 
 
-def _check_image(image: object) -> tuple[int, int]:
+def check_image(image: object) -> tuple[int, int]:
     if not isinstance(image, Image.Image):
         raise DragError(
             f"request.image: expected a PIL image, got {type(image).__name__}; "
@@ -108,7 +107,7 @@ def _check_image(image: object) -> tuple[int, int]:
     return width, height
 
 
-def _check_points(handles: Sequence[Point], targets: Sequence[Point], size: tuple[int, int]) -> None:
+def check_points(handles: Sequence[Point], targets: Sequence[Point], size: tuple[int, int]) -> None:
     if not isinstance(handles, (tuple, list)) or not isinstance(targets, (tuple, list)):
         raise DragError("request.handles and request.targets: expected tuples of Point(x, y)")
     if not handles and not targets:
@@ -116,15 +115,15 @@ def _check_points(handles: Sequence[Point], targets: Sequence[Point], size: tupl
     if len(handles) != len(targets):
         raise DragError(f"{len(handles)} handle(s) but {len(targets)} target(s); every handle needs exactly one target")
     for number, (handle, target) in enumerate(zip(handles, targets, strict=True), start=1):
-        _check_point(f"handle {number}", handle, size)
-        _check_point(f"target {number}", target, size)
+        check_point(f"handle {number}", handle, size)
+        check_point(f"target {number}", target, size)
 
 
-def _check_point(name: str, point: object, size: tuple[int, int]) -> None:
+def check_point(name: str, point: object, size: tuple[int, int]) -> None:
     if not isinstance(point, Point):
         raise DragError(f"{name}: expected a dragdiff Point(x, y), got {point!r}")
     for axis, value in (("x", point.x), ("y", point.y)):
-        if not _is_finite_number(value):
+        if not is_finite_number(value):
             raise DragError(f"{name}: {axis} = {value!r} is not a finite number; give x and y in pixels of the image")
     width, height = size
     if not (0 <= point.x <= width - 1 and 0 <= point.y <= height - 1):
@@ -134,12 +133,7 @@ def _check_point(name: str, point: object, size: tuple[int, int]) -> None:
         )
 
 
-def _is_finite_number(value: object) -> bool:
-    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    return is_number and math.isfinite(value)
-
-
-def _check_mask(mask: object, size: tuple[int, int]) -> None:
+def check_mask(mask: object, size: tuple[int, int]) -> None:
     if mask is None:
         return
     if not isinstance(mask, np.ndarray) or mask.ndim != 2 or mask.dtype != bool:

@@ -13,7 +13,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dragdiff.engine import DragEngine  # noqa: E402
+from dragdiff.drag.method import DragDiffusion  # noqa: E402
 from dragdiff.eval.demo_checks import (  # noqa: E402
     colour_accuracy,
     held_out_scenes,
@@ -38,7 +38,7 @@ def grid(images: list[Image.Image], columns: int) -> Image.Image:
 def main() -> None:
     start = time.time()
     model = load_model(str(FOLDER), device="cpu")
-    engine = DragEngine(model)
+    engine = DragDiffusion(model)
     figures = {
         "vae_psnr_db": round(vae_psnr(model, 50), 2),
         "inversion_psnr_db": round(
@@ -78,7 +78,7 @@ DragBench-Shapes can judge edits against ground truth. It knows nothing outside 
 ## Architecture (the same diffusers classes as SD 1.5, so the engine runs it through the same code)
 - `AutoencoderKL`, 3 blocks (16, 32, 32): **4×** down-sampling, 128 px → 32×32×4 latents ({params["vae"]:.2f} M
   parameters). Chosen over an 8× VAE because on this machine a 4× VAE reached 29 dB in ~11 minutes while an
-  8× one stayed near 20 dB after 20 (STACK.md §9), and because 8× latents at 128 px leave `up_blocks[2]`
+  8× one stayed near 20 dB after 20 (docs/measurements.md §9), and because 8× latents at 128 px leave `up_blocks[2]`
   features at 16×16, too coarse to drag by a few pixels. Latent scaling factor {model.vae.config.scaling_factor:.4f}
   = 1 / std of its own latents (SD's 0.18215 would be wrong here).
 - `UNet2DConditionModel` (32, 64, 64), cross-attention in the two lower-resolution blocks, 32×32 latents

@@ -15,8 +15,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dragdiff.dragon import AppearanceRequest, ContentDragRequest, DragonEditor, MoveRequest, PasteRequest  # noqa: E402
-from dragdiff.engine import DragEngine  # noqa: E402
+from dragdiff.dragon import AppearanceRequest, ContentDragRequest, DragonDiffusion, MoveRequest, PasteRequest  # noqa: E402
 from dragdiff.shapes import COLORS, Background, Scene, Shape  # noqa: E402
 from dragdiff.types import Point  # noqa: E402
 
@@ -31,7 +30,7 @@ def shape(kind: str, colour: str, x: float, y: float, size: float = 16) -> Shape
     return Shape(kind, colour, COLORS[colour], (x, y), size)
 
 
-def requests(editor: DragonEditor) -> list[tuple[str, object, Image.Image | None]]:
+def requests(editor: DragonDiffusion) -> list[tuple[str, object, Image.Image | None]]:
     base = scene([shape("circle", "red", 40, 64), shape("square", "blue", 96, 40, 12)])
     image, circle = base.render(), base.shape_mask(0)
     other = scene([shape("star", "yellow", 64, 64, 22)], "white")
@@ -106,7 +105,7 @@ def drawn(name: str, request) -> Image.Image:
 
 
 def main() -> None:
-    editor = DragonEditor(DragEngine("demo"))
+    editor = DragonDiffusion("demo")
     rows = []
     for name, request, reference in requests(editor):
         result = editor.edit(request)

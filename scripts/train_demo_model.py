@@ -7,7 +7,7 @@
 Every stage writes the model folder (a diffusers folder, fp16 safetensors) at least every --checkpoint-minutes,
 so an interrupted run loses at most that much. Training resumes from the folder's weights (a fresh optimiser
 with a short warm-up) or, on the same machine, from the full state kept in --state (never committed).
-Settings follow the measurements in STACK.md §9 (2-core CPU): a 4x VAE (16, 32, 32) on 64-px crops reaches
+Settings follow the measurements in docs/measurements.md §9 (2-core CPU): a 4x VAE (16, 32, 32) on 64-px crops reaches
 ~29 dB in ~11 min at lr 5e-4; a (32, 64, 64) UNet with a word-level text encoder learns colours and shapes.
 """
 
@@ -85,7 +85,7 @@ def scene_batch(rng: random.Random, batch: int, drop_caption: float = 0.0) -> tu
 
 def random_crops(pixels: torch.Tensor, size: int, rng: random.Random) -> torch.Tensor:
     top, left = rng.randint(0, pixels.shape[2] - size), rng.randint(0, pixels.shape[3] - size)
-    return pixels[:, :, top : top + size, left : left + size]
+    return pixels[:,:, top: top + size, left: left + size]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -333,8 +333,8 @@ def _resume(path: Path, models, ema, optimizer) -> int:
     if not path.is_file():
         return 0
     tensors = load_file(path)
-    models.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.load_state_dict({k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")})
+    models.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
     meta = json.loads((path.with_suffix(".json")).read_text())
     optimizer.load_state_dict(torch.load(path.with_suffix(".opt"), weights_only=True))
     return meta["step"]
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
         help="vae: train the decoder only, so that the latent space (and a UNet trained on it) stays valid",
     )
     args = parser.parse_args(argv)
-    torch.set_flush_denormal(True)  # denormals slow CPU training severely (STACK.md §9)
+    torch.set_flush_denormal(True)  # denormals slow CPU training severely (docs/measurements.md §9)
     {"vae": train_vae, "unet": train_unet}[args.stage](args)
 
 

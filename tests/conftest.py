@@ -10,7 +10,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from dragdiff.config import DragConfig  # noqa: E402
+from dragdiff.config import resolve_config
+from dragdiff.drag import DragConfig  # noqa: E402
 from dragdiff.models import load_model, save_model  # noqa: E402
 
 # Few, cheap steps: the tiny model at 128 px makes each UNet call ~20 ms.
@@ -57,7 +58,7 @@ def tiny_folder(tmp_path_factory):
 
 @pytest.fixture
 def fast_config():
-    return DragConfig.load(**FAST)
+    return resolve_config(DragConfig, **FAST)
 
 
 @pytest.fixture

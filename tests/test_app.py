@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,8 +16,11 @@ import pytest
 from PIL import Image
 
 import app
-from dragdiff.config import DragConfig
-from dragdiff.session import load_session
+from app import DRAG, DRAGON
+from dragdiff.config import resolve_config
+from dragdiff.coords import Display
+from dragdiff.drag import DragConfig
+from dragdiff.drag.session import load_session
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -24,7 +28,7 @@ FAST = dict(lora_steps=2, lora_batch_size=2, n_inference_steps=10, n_inversion_s
 
 
 def widget_values(**changes):
-    values = DragConfig.load(**changes).to_dict()
+    values = resolve_config(DragConfig, **changes).to_dict()
     return [app._widget_value(values[name]) for name in app.PARAMS]
 
 
@@ -32,20 +36,23 @@ def widget_values(**changes):
 def loaded(scene, tmp_path):
     path = tmp_path / "in.png"
     scene.save(path)
-    state, *_ = app.on_upload(str(path), app.new_state())
-    return state
+    return app.on_upload(str(path), app.new_state())[DRAG.state]
+
+
+def at(image, x, y) -> SimpleNamespace:
+    """A click on image pixel (x, y), as the browser reports it: in pixels of the displayed (scaled) picture."""
+    return SimpleNamespace(index=[round(v) for v in Display(image.size).from_image(x, y)])
 
 
 def click(state, x, y):
-    """A click on image pixel (x, y), as the browser reports it: in pixels of the displayed (scaled) picture."""
-    scale = app.display_scale(state["image"].size)
-    return app.on_click(state, SimpleNamespace(index=[round((x + 0.5) * scale - 0.5), round((y + 0.5) * scale - 0.5)]))
+    shown = app.on_click(state, at(state.image, x, y))
+    return shown[DRAG.state], shown[DRAG.canvas], shown[DRAG.table]
 
 
 def test_clicks_map_to_image_pixels_and_alternate(loaded):
     state, shown, table = click(loaded, 40, 48)
     state, shown, table = click(state, 70, 48)
-    assert state["clicks"] == [[40.0, 48.0], [70.0, 48.0]]
+    assert state.clicks == [[40.0, 48.0], [70.0, 48.0]]
     assert shown.size == (640, 480)  # shown large, at the image's aspect ratio
     assert table == [[1, 40.0, 48.0, 70.0, 48.0]]
     assert np.asarray(shown)[242, 202].tolist() == [230, 40, 40]  # the red handle dot at image pixel (40, 48)
@@ -53,80 +60,84 @@ def test_clicks_map_to_image_pixels_and_alternate(loaded):
 
 def test_undo_clear_and_table_edits(loaded):
     state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
-    state, _, table = app.on_undo(state)
-    assert state["clicks"] == [[40.0, 48.0]] and table == [[1, 40.0, 48.0, "", ""]]
-    state, _, table = app.on_table([[1, 40, 48, 60, 50], [2, 10, 10, 20, 20]], state)
-    assert state["clicks"] == [[40, 48], [60, 50], [10, 10], [20, 20]]
-    assert app.on_clear(state)[0]["clicks"] == []
+    shown = app.on_undo(state)
+    assert shown[DRAG.state].clicks == [[40.0, 48.0]] and shown[DRAG.table] == [[1, 40.0, 48.0, "", ""]]
+    state = app.on_table([[1, 40, 48, 60, 50], [2, 10, 10, 20, 20]], state)[DRAG.state]
+    assert state.clicks == [[40, 48], [60, 50], [10, 10], [20, 20]]
+    assert app.on_clear(state)[DRAG.state].clicks == []
 
 
 def test_run_with_an_odd_number_of_points_explains_and_does_nothing(loaded, tmp_path, monkeypatch):
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     state, _, _ = click(loaded, 40, 48)
     updates = list(app.run(state, "", "tiny", *widget_values(**FAST)))
-    assert len(updates) == 1 and "has no target" in updates[0][1]
+    assert len(updates) == 1 and "has no target" in updates[0][DRAG.status]
     assert not (tmp_path / "outputs").exists()
 
 
 def test_run_without_an_image_explains(tmp_path):
     updates = list(app.run(app.new_state(), "", "tiny", *widget_values(**FAST)))
-    assert "Upload an image" in updates[0][1]
+    assert "Upload an image" in updates[0][DRAG.status]
 
 
 def test_a_finished_edit_is_saved_automatically_with_its_session(loaded, tmp_path, monkeypatch):
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
     updates = list(app.run(state, "a red disc", "tiny", *widget_values(**FAST)))
-    final_state, status, _, (before, after), download, history = updates[-1]
+    last = updates[-1]
+    final_state, status, (before, after) = last[DRAG.state], last[DRAG.status], last[DRAG.result]
+    download, history = last[DRAG.download], last[DRAG.history]
     saved = list((tmp_path / "outputs").rglob("*.png"))
     assert len(saved) == 1 and download == str(saved[0]) and history == [str(saved[0])]
     assert before.size == after.size == (640, 480)  # the before/after slider shows both large
     assert saved[0].with_suffix(".json").is_file() and "Done" in status
     session = load_session(saved[0])
     assert [p.as_list() for p in session.handles] == [[40.0, 48.0]] and session.prompt == "a red disc"
-    assert Image.open(saved[0]).size == loaded["image"].size
+    assert Image.open(saved[0]).size == loaded.image.size
     # "Edit this result" makes it the new input; the history stays
-    state, *_ = app.edit_result(final_state)
-    assert state["image"].size == loaded["image"].size and state["clicks"] == [] and state["history"] == history
+    state = app.edit_result(final_state)[DRAG.state]
+    assert state.image.size == loaded.image.size and state.clicks == [] and state.history == history
 
 
 def test_session_save_and_load_round_trip(loaded, tmp_path):
     state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
     mask = np.zeros((96, 128), bool)
     mask[30:60, 20:90] = True
-    state = {**state, "mask": mask}
+    state = replace(state, mask=mask)
     path = app.save_current(state, "a red disc", "tiny", *widget_values(drag_steps=33))
     uploaded = shutil.copy(path, tmp_path)  # downloaded, then uploaded again
     restored = app.load_saved(uploaded, app.new_state())
-    new_state, editor, _, table, prompt, model, status, *values = restored
-    assert new_state["clicks"] == [[40.0, 48.0], [70.0, 48.0]] and np.array_equal(new_state["mask"], mask)
-    assert prompt == "a red disc" and model == "tiny" and table == [[1, 40.0, 48.0, 70.0, 48.0]]
-    assert values[app.PARAMS.index("drag_steps")] == 33
+    new_state, editor, table = restored[DRAG.state], restored[DRAG.editor], restored[DRAG.table]
+    assert new_state.clicks == [[40.0, 48.0], [70.0, 48.0]] and np.array_equal(new_state.mask, mask)
+    assert (restored[DRAG.prompt], restored[DRAG.model]) == ("a red disc", "tiny")
+    assert table == [[1, 40.0, 48.0, 70.0, 48.0]]
+    assert restored[DRAG.widgets[app.PARAMS.index("drag_steps")]] == 33
     # The editor shows the restored mask tinted in its picture; painting more adds to it; Clear mask forgets it
     tinted = np.asarray(editor["composite"])
-    assert (tinted[mask] != np.asarray(loaded["image"].convert("RGB"))[mask]).any()
+    assert (tinted[mask] != np.asarray(loaded.image.convert("RGB"))[mask]).any()
     stroke = np.zeros((96, 128, 4), np.uint8)
     stroke[80:90, 100:120] = 255
-    painted, *_ = app.on_mask({"background": None, "layers": [stroke], "composite": None}, new_state)
-    assert painted["mask"].sum() == mask.sum() + 200 and painted["mask"][mask].all()
-    cleared, editor, _, note = app.on_clear_mask(painted)
-    assert cleared["mask"] is None and cleared["restored_mask"] is None and editor["layers"] == []
-    unpainted, *_ = app.on_mask({"background": None, "layers": [], "composite": None}, cleared)
-    assert unpainted["mask"] is None
+    painted = app.on_mask({"background": None, "layers": [stroke], "composite": None}, new_state)[DRAG.state]
+    assert painted.mask.sum() == mask.sum() + 200 and painted.mask[mask].all()
+    cleared = app.on_clear_mask(painted)
+    assert cleared[DRAG.state].mask is None and cleared[DRAG.state].restored_mask is None
+    assert cleared[DRAG.editor]["layers"] == []
+    unpainted = app.on_mask({"background": None, "layers": [], "composite": None}, cleared[DRAG.state])
+    assert unpainted[DRAG.state].mask is None
 
 
 def test_a_bad_session_file_is_reported_not_raised(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "dragdiff-session", "version": 9}')
     restored = app.load_saved(str(bad), app.new_state())
-    assert "version" in restored[6]
+    assert "version" in restored[DRAG.status]
 
 
 def test_upload_of_a_broken_file_is_reported(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_text("not an image")
-    state, editor, _, _, status = app.on_upload(str(bad), app.new_state())
-    assert state["image"] is None and editor is None and "broken.png" in status
+    shown = app.on_upload(str(bad), app.new_state())
+    assert shown[DRAG.state].image is None and shown[DRAG.editor] is None and "broken.png" in shown[DRAG.status]
 
 
 # -- against the running app ------------------------------------------------------------------------------
@@ -249,12 +260,12 @@ def test_stop_ends_the_run_cleanly_and_the_next_run_works(loaded, tmp_path, monk
     updates = []
     for update in app.run(state, "", "tiny", *values):
         updates.append(update)
-        if "dragging" in update[1]:
+        if "dragging" in update[DRAG.status]:
             app.on_stop(state)  # what the Stop button does, mid-drag
-    assert "Stopped during dragging" in updates[-1][1]
+    assert "Stopped during dragging" in updates[-1][DRAG.status]
     assert not (tmp_path / "outputs").exists()  # nothing half-written
     finished = list(app.run(state, "", "tiny", *widget_values(**FAST)))
-    assert "Done" in finished[-1][1] and len(list((tmp_path / "outputs").rglob("*.png"))) == 1
+    assert "Done" in finished[-1][DRAG.status] and len(list((tmp_path / "outputs").rglob("*.png"))) == 1
 
 
 # -- the DragonDiffusion tab ------------------------------------------------------------------------------------
@@ -263,17 +274,19 @@ def test_stop_ends_the_run_cleanly_and_the_next_run_works(loaded, tmp_path, monk
 def dragon_loaded(scene, tmp_path, disc):
     path = tmp_path / "in.png"
     scene.save(path)
-    state, editor, _ = app.dragon_upload(str(path), app.new_dragon_state())
+    shown = app.dragon_upload(str(path), app.new_dragon_state())
     layer = np.zeros((96, 128, 4), np.uint8)
     layer[disc] = (255, 210, 60, 150)  # the brush stroke over the object
-    state, _ = app.dragon_paint({**editor, "layers": [layer]}, state)
-    return state
+    return app.dragon_paint({**shown[DRAGON.editor], "layers": [layer]}, shown[DRAGON.state])[DRAGON.state]
 
 
 def dragon_click(state, mode, x, y):
-    scale = app.display_scale(state["image"].size)
-    at = SimpleNamespace(index=[round((x + 0.5) * scale - 0.5), round((y + 0.5) * scale - 0.5)])
-    return app.dragon_click_at(mode, state, at)[0]
+    return app.dragon_click_at(mode, state, at(state.image, x, y))[DRAGON.state]
+
+
+def dragon_status(state, mode, scale, params=""):
+    """The first status line of a DragonDiffusion run: where a refused one explains itself."""
+    return next(app.dragon_run(state, mode, scale, "", "tiny", params))[DRAGON.status]
 
 
 @pytest.fixture
@@ -285,39 +298,36 @@ def disc():
 def test_dragon_tab_moves_with_an_arrow_saves_and_reloads_the_session(scene, disc, tmp_path, monkeypatch):
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     state = dragon_loaded(scene, tmp_path, disc)
-    assert np.array_equal(state["mask"], disc)
+    assert np.array_equal(state.mask, disc)
     state = dragon_click(dragon_click(state, "move", 40, 48), "move", 70, 40)
-    assert state["clicks"] == [[40.0, 48.0], [70.0, 40.0]]
-    assert dragon_click(state, "move", 5, 5)["clicks"] == [[5.0, 5.0]]  # a third click starts a new arrow
+    assert state.clicks == [[40.0, 48.0], [70.0, 40.0]]
+    assert dragon_click(state, "move", 5, 5).clicks == [[5.0, 5.0]]  # a third click starts a new arrow
     updates = list(app.dragon_run(state, "move", 1.0, "a red disc", "tiny", "n_steps: 5"))
-    assert any("guided sampling" in u[1] for u in updates)  # progress per stage
-    final, status, (before, after), download, history = updates[-1]
-    assert "Done" in status and history == [download] and Image.open(download).size == scene.size
+    assert any("guided sampling" in u[DRAGON.status] for u in updates)  # progress per stage
+    download, history = updates[-1][DRAGON.download], updates[-1][DRAGON.history]
+    assert "Done" in updates[-1][DRAGON.status] and history == [download] and Image.open(download).size == scene.size
     loaded = app.dragon_load(download, app.new_dragon_state())
-    restored, mode, *_, scale, params, note = loaded
-    assert mode == "move" and scale == 1.0 and "n_steps: 5" in params and "Session loaded" in note
-    assert restored["clicks"] == [[40.0, 48.0], [70.0, 40.0]] and np.array_equal(restored["mask"], disc)
-    assert "Done" in list(app.dragon_run(restored, mode, scale, "a red disc", "tiny", params))[-1][1]  # as loaded
+    restored, mode, scale, params = (loaded[c] for c in (DRAGON.state, DRAGON.mode, DRAGON.scale, DRAGON.params))
+    assert mode == "move" and scale == 1.0 and "n_steps: 5" in params and "Session loaded" in loaded[DRAGON.status]
+    assert restored.clicks == [[40.0, 48.0], [70.0, 40.0]] and np.array_equal(restored.mask, disc)
+    again = list(app.dragon_run(restored, mode, scale, "a red disc", "tiny", params))
+    assert "Done" in again[-1][DRAGON.status]  # as loaded
 
 
 def test_dragon_tab_explains_what_is_missing_and_writes_nothing(scene, disc, tmp_path, monkeypatch):
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     empty = app.new_dragon_state()
-    assert "Upload an image" in next(app.dragon_run(empty, "move", 1.0, "", "tiny", ""))[1]
+    assert "Upload an image" in dragon_status(empty, "move", 1.0)
     state = dragon_loaded(scene, tmp_path, disc)
-    assert "click on the object, then where it should go" in next(app.dragon_run(state, "move", 1, "", "tiny", ""))[1]
-    assert "upload a reference image" in next(app.dragon_run(state, "paste", 1, "", "tiny", ""))[1]
-    one_click = dragon_click(state, "drag", 40, 48)
-    assert "has no target yet" in next(app.dragon_run(one_click, "drag", 1, "", "tiny", ""))[1]
+    assert "click on the object, then where it should go" in dragon_status(state, "move", 1)
+    assert "upload a reference image" in dragon_status(state, "paste", 1)
+    assert "has no target yet" in dragon_status(dragon_click(state, "drag", 40, 48), "drag", 1)
     far = dragon_click(dragon_click(state, "resize", 40, 48), "resize", 127, 95)
-    assert "scale: 9.0 is out of range" in next(app.dragon_run(far, "resize", 9.0, "", "tiny", ""))[1]
-    assert "parameters: write one" in next(app.dragon_run(far, "resize", 1.0, "", "tiny", "- 3"))[1]
-    assert "variant" in next(app.dragon_run(far, "resize", 1.0, "", "tiny", "variant: fast"))[1]
+    assert "scale: 9.0 is out of range" in dragon_status(far, "resize", 9.0)
+    assert "parameters: write one" in dragon_status(far, "resize", 1.0, "- 3")
+    assert "variant" in dragon_status(far, "resize", 1.0, "variant: fast")
     probe = "image_prompt: /etc/hostname"  # a page may not make the server open its files
-    assert (
-        "chosen when the app starts (python app.py --image-prompt"
-        in next(app.dragon_run(far, "resize", 1, "", "tiny", probe))[1]
-    )
+    assert "chosen when the app starts (python app.py --image-prompt" in dragon_status(far, "resize", 1, probe)
     assert not (tmp_path / "outputs").exists()
 
 
@@ -330,25 +340,26 @@ def test_dragon_tab_uses_the_image_prompt_the_app_was_started_with(scene, disc, 
     monkeypatch.setattr(app.SETTINGS, "image_prompt", args.image_prompt)
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     state = dragon_click(dragon_click(dragon_loaded(scene, tmp_path, disc), "move", 40, 48), "move", 60, 48)
-    *_, (final, status, pair, download, history) = app.dragon_run(state, "move", 1.0, "", "tiny", "n_steps: 5")
-    assert "Done" in status
-    params = app.dragon_load(download, app.new_dragon_state())[-2]
+    *_, last = app.dragon_run(state, "move", 1.0, "", "tiny", "n_steps: 5")
+    assert "Done" in last[DRAGON.status]
+    params = app.dragon_load(last[DRAGON.download], app.new_dragon_state())[DRAGON.params]
     assert f"image_prompt: {json.dumps(str(adapter))}" in params  # the saved session names the weights used
 
 
 def test_dragon_tab_shows_the_inputs_each_mode_needs(scene, disc, tmp_path):
     state = dragon_loaded(scene, tmp_path, disc)
     for mode, reference, scale in [("move", False, False), ("resize", False, True), ("paste", True, True)]:
-        _, instructions, reference_row, scale_slider, _ = app.dragon_mode(mode, state)
-        assert reference_row["visible"] is reference and scale_slider["visible"] is scale
-        assert instructions == app.DRAGON_HELP[mode]
+        shown = app.dragon_mode(mode, state)
+        assert shown[DRAGON.reference_row]["visible"] is reference and shown[DRAGON.scale]["visible"] is scale
+        assert shown[DRAGON.instructions] == app.DRAGON_HELP[mode]
 
 
 def test_dragon_tab_refines_a_rough_painting_to_the_object(scene, disc, tmp_path):
     box = np.zeros_like(disc)
     box[28:69, 20:61] = True  # a rectangle drawn around the disc
     state = dragon_loaded(scene, tmp_path, box)
-    state, editor, _, note = app.dragon_refine(state)
-    assert (state["mask"] & disc).sum() / (state["mask"] | disc).sum() > 0.9 and "Object found" in note
-    empty = {**state, "mask": None}
-    assert "Paint roughly over the object" in app.dragon_refine(empty)[3]
+    shown = app.dragon_refine(state)
+    mask = shown[DRAGON.state].mask
+    assert (mask & disc).sum() / (mask | disc).sum() > 0.9 and "Object found" in shown[DRAGON.status]
+    empty = replace(state, mask=None)
+    assert "Paint roughly over the object" in app.dragon_refine(empty)[DRAGON.status]

@@ -1,4 +1,4 @@
-"""The bad-input matrix (issue 10, item 1): every case of the issue, in one place, through the public API and,
+"""The bad-input matrix: every kind of bad input, in one place, through the public API and,
 where a user can cause it there, through the app's handlers.
 
 A refused case must raise a DragError whose words say what is wrong and how to fix it; each app handler must
@@ -15,7 +15,7 @@ import struct
 import warnings
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,13 +25,17 @@ import pytest
 from PIL import Image, ImageFile
 
 import app
+from app import DRAG
 from dragdiff import DragError, DragRequest, Point
-from dragdiff.config import DragConfig
-from dragdiff.editor import Engines
-from dragdiff.engine import DragEngine
+from dragdiff.config import resolve_config
+from dragdiff.coords import Display
+from dragdiff.drag import DragConfig
+from dragdiff.drag.method import DragDiffusion
+from dragdiff.drag.session import Session, load_session
 from dragdiff.eval.dragbench import find_samples
 from dragdiff.images import MAX_IMAGE_PIXELS, load_image, load_mask
-from dragdiff.session import MAX_EMBEDDED_BASE64_CHARS, Session, load_session
+from dragdiff.interactive.jobs import Runtimes
+from dragdiff.session_io import MAX_EMBEDDED_BASE64_CHARS
 from dragdiff.validation import check_request, parse_points
 
 # Fewer steps than conftest's FAST: the matrix checks handling, not editing; lora_steps 1 still trains.
@@ -49,8 +53,8 @@ def env(tmp_path, monkeypatch, tiny_model, scene):
     inputs.mkdir()
     scene.save(inputs / "scene.png")
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
-    monkeypatch.setattr(app, "ENGINES", Engines(device="cpu", cache_dir=str(tmp_path / "cache")))
-    engine = DragEngine(tiny_model, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(app, "RUNTIMES", Runtimes(device="cpu", cache_dir=str(tmp_path / "cache")))
+    engine = DragDiffusion(tiny_model, cache_dir=tmp_path / "cache")
     return SimpleNamespace(
         tmp=tmp_path,
         inputs=inputs,
@@ -117,7 +121,9 @@ def small_mask(env) -> str:
 
 def session_file(env, name: str = "session.json", **changes) -> str:
     """A valid session of the scene (one pair, model tiny) as JSON, with `changes` to its fields."""
-    session = Session(env.scene, (Point(40, 48),), (Point(60, 48),), None, "", "tiny", DragConfig.load(**FAST))
+    session = Session(
+        env.scene, (Point(40, 48),), (Point(60, 48),), None, "", "tiny", resolve_config(DragConfig, **FAST)
+    )
     data = session.to_dict()
     for field, value in changes.items():
         if value is DROP:
@@ -170,39 +176,40 @@ def refuse_decoding_large(env) -> None:
 
 
 def drag(env, handles, targets, mask=None, **config):
-    request = DragRequest(env.scene, tuple(handles), tuple(targets), mask, "", DragConfig.load(**{**FAST, **config}))
-    return env.engine.drag(request)
+    request = DragRequest(
+        env.scene, tuple(handles), tuple(targets), mask, "", resolve_config(DragConfig, **{**FAST, **config})
+    )
+    return env.engine.edit(request)
 
 
 # -- the app's handlers: each returns the message the user is shown ---------------------------------------
 
 
 def widgets(**changes) -> list:
-    values = DragConfig.load(**{**FAST, **changes}).to_dict()
+    values = resolve_config(DragConfig, **{**FAST, **changes}).to_dict()
     return [app._widget_value(values[name]) for name in app.PARAMS]
 
 
-def uploaded(env) -> dict:
-    state, *_ = app.on_upload(env.image, app.new_state())
-    return state
+def uploaded(env):
+    return app.on_upload(env.image, app.new_state())[DRAG.state]
 
 
-def run_status(state: dict, **config) -> str:
+def run_status(state, **config) -> str:
     with warnings.catch_warnings(record=True):  # gr.Warning outside a page is a Python warning
         updates = list(app.run(state, "", "tiny", *widgets(**config)))
-    return updates[-1][1]
+    return updates[-1][DRAG.status]
 
 
 def by_run(clicks: list, **config) -> Callable:
-    return lambda env: run_status({**uploaded(env), "clicks": clicks}, **config)
+    return lambda env: run_status(replace(uploaded(env), clicks=clicks), **config)
 
 
 def by_table(rows: list) -> Callable:
     def shown(env) -> str:
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            state, _, _ = app.on_table(rows, uploaded(env))
-        assert state["clicks"] == []  # the edit is refused, the points stay as they were
+            state = app.on_table(rows, uploaded(env))[DRAG.state]
+        assert state.clicks == []  # the edit is refused, the points stay as they were
         return " ".join(str(w.message) for w in seen)
 
     return shown
@@ -211,9 +218,9 @@ def by_table(rows: list) -> Callable:
 def by_upload(make: Callable) -> Callable:
     def shown(env) -> str:
         with warnings.catch_warnings(record=True):
-            state, editor, _, _, status = app.on_upload(make(env), app.new_state())
-        assert state["image"] is None and editor is None
-        return status
+            shown = app.on_upload(make(env), app.new_state())
+        assert shown[DRAG.state].image is None and shown[DRAG.editor] is None
+        return shown[DRAG.status]
 
     return shown
 
@@ -222,8 +229,8 @@ def by_load(make: Callable) -> Callable:
     def shown(env) -> str:
         with warnings.catch_warnings(record=True):
             restored = app.load_saved(make(env), app.new_state())
-        assert restored[0]["image"] is None  # nothing restored
-        return restored[6]
+        assert restored[DRAG.state].image is None  # nothing restored
+        return restored[DRAG.status]
 
     return shown
 
@@ -262,7 +269,7 @@ UNREADABLE = ("cannot be read as an image", "check that it is a complete file in
 
 REFUSED = {
     "no image": Refused(
-        lambda env: env.engine.drag(DragRequest(None, (Point(40, 48),), (Point(60, 48),))),
+        lambda env: env.engine.edit(DragRequest(None, (Point(40, 48),), (Point(60, 48),))),
         ("request.image: expected a PIL image, got NoneType", "read files with dragdiff.images.load_image"),
         app=(
             (lambda env: run_status(app.new_state()), ("Upload an image first",)),
@@ -441,8 +448,8 @@ def test_bad_input_is_refused_with_a_clear_message_and_nothing_is_written(case, 
     for handler, words in case.app:
         assert_says(handler(env), words)
     assert [p.name for p in env.tmp.iterdir()] == ["in"]  # no outputs/, no cache/, no tmp/pwned
-    assert not env.engine.counts  # no LoRA, no inversion
-    assert uploaded(env)["image"].size == (128, 96)  # and the app goes on serving
+    assert not env.engine.runtime.counts  # no LoRA, no inversion
+    assert uploaded(env).image.size == (128, 96)  # and the app goes on serving
 
 
 # -- accepted by design: handled right --------------------------------------------------------------------
@@ -455,9 +462,9 @@ def gray(env):
 
 def rgba_with_transparency(env):
     rgba = np.zeros((96, 128, 4), np.uint8)
-    rgba[..., :3] = (200, 10, 10)
+    rgba[...,:3] = (200, 10, 10)
     rgba[:, 64:, 3] = 255  # right half opaque red, left half fully transparent (comes out white)
-    expected = np.where(np.arange(128)[None, :, None] >= 64, [200, 10, 10], [255, 255, 255])
+    expected = np.where(np.arange(128)[None,:, None] >= 64, [200, 10, 10], [255, 255, 255])
     return saved(env, Image.fromarray(rgba), "rgba.png"), np.broadcast_to(expected, (96, 128, 3))
 
 
@@ -469,10 +476,10 @@ def palette(env):
 
 def sixteen_bit(env):
     values = np.full((96, 128), 65535, np.uint16)
-    values[:, :64] = 257 * 100  # 16-bit 25700 is 8-bit 100
+    values[:,:64] = 257 * 100  # 16-bit 25700 is 8-bit 100
     image = Image.fromarray(values)
     assert image.mode.startswith("I;16")
-    expected = np.where(np.arange(128)[None, :, None] >= 64, 255, 100)
+    expected = np.where(np.arange(128)[None,:, None] >= 64, 255, 100)
     return saved(env, image, "sixteen.png"), np.broadcast_to(expected, (96, 128, 3))
 
 
@@ -494,12 +501,13 @@ ACCEPTED_IMAGES = {  # maker, largest allowed difference per channel
 @pytest.mark.parametrize(("make", "tolerance"), ACCEPTED_IMAGES.values(), ids=ACCEPTED_IMAGES.keys())
 def test_image_modes_become_the_right_rgb_pixels_in_the_api_and_the_app(make, tolerance, env):
     path, expected = make(env)
-    state, _, _, _, status = app.on_upload(path, app.new_state())
-    for image in (load_image(path), state["image"]):
+    shown = app.on_upload(path, app.new_state())
+    state, status = shown[DRAG.state], shown[DRAG.status]
+    for image in (load_image(path), state.image):
         assert image.mode == "RGB" and image.size == (128, 96)
         assert np.abs(np.asarray(image).astype(int) - expected).max() <= tolerance
     assert status.startswith("128×96 px")
-    assert check_request(DragRequest(state["image"], (Point(40, 48),), (Point(60, 48),))) == []
+    assert check_request(DragRequest(state.image, (Point(40, 48),), (Point(60, 48),))) == []
 
 
 def test_exif_rotated_jpeg_is_upright_and_points_follow_it(env):
@@ -514,10 +522,10 @@ def test_exif_rotated_jpeg_is_upright_and_points_follow_it(env):
     # (60, 120) exists only in the upright picture (the stored one is 96 high): points are upright pixels
     assert check_request(DragRequest(upright, (Point(85, 10),), (Point(60, 120),))) == []
     # The app shows the upright picture, and a click on the marker lands on it
-    state, *_ = app.on_upload(path, app.new_state())
-    scale = app.display_scale(state["image"].size)
-    state, _, _ = app.on_click(state, SimpleNamespace(index=[round(85.5 * scale - 0.5), round(10.5 * scale - 0.5)]))
-    assert state["image"].size == (96, 128) and state["clicks"] == [[85.0, 10.0]]
+    state = app.on_upload(path, app.new_state())[DRAG.state]
+    at = [round(v) for v in Display(state.image.size).from_image(85, 10)]
+    state = app.on_click(state, SimpleNamespace(index=at))[DRAG.state]
+    assert state.image.size == (96, 128) and state.clicks == [[85.0, 10.0]]
     # An edit through the API works in upright pixels and returns the upright size, with the marker at the handle
     result = app.api_edit({"path": path}, "85,10>60,120", None, "", "tiny", json.dumps(FAST))
     assert Image.open(result.path).size == (96, 128)
@@ -532,8 +540,8 @@ def test_an_empty_mask_means_the_whole_image_may_change_and_says_so(env):
     assert result.image.size == (128, 96) and result.image.mode == "RGB"
     assert "the mask is empty, so the whole image may change" in result.warnings[0]
     nothing = {"background": None, "layers": [np.zeros((96, 128, 4), np.uint8)], "composite": None}
-    state, _, note = app.on_mask(nothing, uploaded(env))
-    assert state["mask"] is None and "the whole image may change" in note
+    shown = app.on_mask(nothing, uploaded(env))
+    assert shown[DRAG.state].mask is None and "the whole image may change" in shown[DRAG.status]
 
 
 def test_a_full_mask_lets_everything_change(env):
@@ -542,19 +550,19 @@ def test_a_full_mask_lets_everything_change(env):
     result = drag(env, [Point(40, 48)], [Point(60, 48)], mask=mask)
     assert result.image.size == (128, 96) and result.warnings == []
     everything = {"background": None, "layers": [np.full((96, 128, 4), 255, np.uint8)], "composite": None}
-    state, _, note = app.on_mask(everything, uploaded(env))
-    assert state["mask"].all() and note == "Editable region: 100% of the image."
+    shown = app.on_mask(everything, uploaded(env))
+    assert shown[DRAG.state].mask.all() and shown[DRAG.status] == "Editable region: 100% of the image."
 
 
 def test_grey_mask_values_are_thresholded_at_half(env):
     grey = np.full((96, 128), 100, np.uint8)
     grey[:, 64:] = 200  # luminance 200 >= 128 may change, 100 may not
     mask = load_mask(saved(env, Image.fromarray(grey), "grey.png"), (128, 96))
-    assert not mask[:, :64].any() and mask[:, 64:].all()
-    fractions = np.where(np.arange(128) >= 64, 0.7, 0.3)[None, :].repeat(96, axis=0)
+    assert not mask[:,:64].any() and mask[:, 64:].all()
+    fractions = np.where(np.arange(128) >= 64, 0.7, 0.3)[None,:].repeat(96, axis=0)
     assert np.array_equal(load_mask(fractions, (128, 96)), mask)
     # The app's brush is semi-transparent: any painted alpha marks a pixel, unpainted (alpha 0) does not
     layer = np.zeros((96, 128, 4), np.uint8)
     layer[:, 64:] = (255, 210, 60, 0x99)
-    state, _, note = app.on_mask({"background": None, "layers": [layer], "composite": None}, uploaded(env))
-    assert np.array_equal(state["mask"], mask) and note == "Editable region: 50% of the image."
+    shown = app.on_mask({"background": None, "layers": [layer], "composite": None}, uploaded(env))
+    assert np.array_equal(shown[DRAG.state].mask, mask) and shown[DRAG.status] == "Editable region: 50% of the image."

@@ -42,17 +42,17 @@ def disc() -> np.ndarray:
 def edit(model_name: str, kind: str, cache: Path) -> Image.Image:
     """The edit of one case through the public Python API."""
     from dragdiff import DragRequest, Point
-    from dragdiff.dragon import AppearanceRequest, ContentDragRequest, DragonEditor, MoveRequest, PasteRequest
-    from dragdiff.engine import DragEngine
+    from dragdiff.drag.method import DragDiffusion
+    from dragdiff.dragon import AppearanceRequest, ContentDragRequest, DragonDiffusion, MoveRequest, PasteRequest
     from dragdiff.models import load_model
 
-    engine = DragEngine(load_model(model_name, device="cpu"), cache_dir=str(cache))
+    engine = DragDiffusion(load_model(model_name, device="cpu"), cache_dir=str(cache))
     image, mask = scene(), disc()
     handles, targets = (Point(40, 48),), (Point(64, 50),)
     if kind == "dragdiffusion":
         config = engine.default_config(**DRAG_FAST)
-        return engine.drag(DragRequest(image, handles, targets, mask, "a red disc", config)).image
-    editor = DragonEditor(engine)
+        return engine.edit(DragRequest(image, handles, targets, mask, "a red disc", config)).image
+    editor = DragonDiffusion(engine.runtime)
     mode = "move" if kind == "resize" else kind
     config = editor.default_config(mode, **DRAGON_FAST)
     reference = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

@@ -6,8 +6,8 @@ import json
 import numpy as np
 
 from dragdiff.bench import difference, main, naive
-from dragdiff.config import SPEED_FIELDS
-from dragdiff.engine import DragEngine
+from dragdiff.drag.config import SPEED_FIELDS
+from dragdiff.drag.method import DragDiffusion
 from dragdiff.types import DragRequest, Point
 
 FAST = ["lora_steps=3", "drag_steps=4", "n_inference_steps=10", "n_inversion_steps=7"]
@@ -61,7 +61,7 @@ def test_every_speed_setting_leaves_the_edit_unchanged(tiny_model, scene, fast_c
     for editable in (mask, None):
         images = []
         for index, config in enumerate((naive(fast_config), all_on)):
-            engine = DragEngine(tiny_model, cache_dir=str(tmp_path / f"{index}-{editable is None}"))
+            engine = DragDiffusion(tiny_model, cache_dir=str(tmp_path / f"{index}-{editable is None}"))
             request = DragRequest(scene, (Point(40, 48),), (Point(60, 50),), editable, "a disc", config)
-            images.append(engine.drag(request).image)
+            images.append(engine.edit(request).image)
         assert difference(*images)["max_abs"] <= 2, difference(*images)

@@ -1,4 +1,4 @@
-"""Cancellation and crashes (issue 10, items 3 and 4).
+"""Cancellation and crashes.
 
 - 20 Stops at random steps of every stage (LoRA, inversion, drag optimisation, denoising), run the way the app
   runs edits (dragdiff.editor.stream: a worker thread, a Stop event): each ends within one step with
@@ -24,10 +24,12 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from dragdiff import DragCancelled, DragRequest, Point
-from dragdiff.editor import Finished, autosave, stream
-from dragdiff.engine import DragEngine
+from dragdiff.drag.method import DragDiffusion
+from dragdiff.drag.session import Session, load_session
+from dragdiff.interactive.autosave import autosave
+from dragdiff.interactive.jobs import Finished, stream
 from dragdiff.models import load_model
-from dragdiff.session import Session, load_session, save_result_png
+from dragdiff.session_io import save_result_png
 from tests.support.appserver import get, start_app
 from tests.support.measure import rss_mb
 
@@ -51,7 +53,7 @@ def picture(number: int, size: tuple[int, int] = (64, 64)) -> Image.Image:
     return Image.fromarray(image.astype(np.uint8))
 
 
-def request(number: int, engine: DragEngine, **changes) -> DragRequest:
+def request(number: int, engine: DragDiffusion, **changes) -> DragRequest:
     mask = np.zeros((64, 64), bool)
     mask[15:45, 5:60] = True
     config = engine.default_config(**{**STEPS, "seed": 100 + number, **changes})
@@ -59,10 +61,10 @@ def request(number: int, engine: DragEngine, **changes) -> DragRequest:
     return DragRequest(picture(number), (Point(x, 30),), (Point(x + 14, 32),), mask, f"scene {number}", config)
 
 
-def png_of(engine: DragEngine, req: DragRequest, folder: Path, name: str) -> bytes:
+def png_of(engine: DragDiffusion, req: DragRequest, folder: Path, name: str) -> bytes:
     """The result file a clean run gives: the PNG with its session, as the app saves it."""
     path = folder / f"{name}.png"
-    save_result_png(engine.drag(req).image, Session.from_request(req, engine.model.spec), path)
+    save_result_png(engine.edit(req).image, Session.from_request(req, engine.model.spec), path)
     return path.read_bytes()
 
 
@@ -71,8 +73,8 @@ def live_tensors() -> int:
     return sum(1 for obj in gc.get_objects() if isinstance(obj, torch.Tensor))
 
 
-def run_streamed(engine: DragEngine, req: DragRequest, stop_at: tuple[str, int] | None = None):
-    """engine.drag as app.run drives it: in stream()'s worker thread, ended by a Stop event. With `stop_at`
+def run_streamed(engine: DragDiffusion, req: DragRequest, stop_at: tuple[str, int] | None = None):
+    """engine.edit as app.run drives it: in stream()'s worker thread, ended by a Stop event. With `stop_at`
     = (stage, step), Stop is pressed as that step's progress arrives. Returns (result or None, the progress
     seen, DragCancelled's message or None; not the exception, whose traceback would keep the run's tensors)."""
     stop, seen = threading.Event(), []
@@ -84,7 +86,7 @@ def run_streamed(engine: DragEngine, req: DragRequest, stop_at: tuple[str, int] 
             if (event.stage, event.step) == stop_at:
                 stop.set()  # what app.on_stop does
 
-        return engine.drag(req, on_progress, halt)
+        return engine.edit(req, on_progress, halt)
 
     try:
         for event in stream(job, stop, interval=0.01):
@@ -110,8 +112,8 @@ def test_twenty_stops_at_random_steps_leave_nothing_behind(tmp_path):
     run would add 170+ MB. Smaller leaks, such as a LoRA's weights (0.5 MB) per run, are caught exactly
     instead: the number of live tensors and of threads must not grow.
     """
-    clean_engine = DragEngine(load_model("tiny", device="cpu"), cache_dir=tmp_path / "clean-cache")
-    engine = DragEngine(load_model("tiny", device="cpu"), cache_dir=tmp_path / "cache")
+    clean_engine = DragDiffusion(load_model("tiny", device="cpu"), cache_dir=tmp_path / "clean-cache")
+    engine = DragDiffusion(load_model("tiny", device="cpu"), cache_dir=tmp_path / "cache")
     outputs, clean = tmp_path / "outputs", tmp_path / "clean"
     clean.mkdir()
     base = request(0, engine)
@@ -121,7 +123,7 @@ def test_twenty_stops_at_random_steps_leave_nothing_behind(tmp_path):
     def next_edit(req: DragRequest, expected: bytes) -> None:
         result, _, cancelled = run_streamed(engine, req)
         assert cancelled is None
-        path = autosave(outputs, result.image, Session.from_request(req, engine.model.spec))
+        path = autosave(outputs, result)
         assert path.read_bytes() == expected, "the edit after a Stop differs from a clean run"
 
     totals = {"lora": 3, "inversion": 4, "drag": 3, "denoise": 4}
@@ -167,18 +169,18 @@ def test_twenty_stops_at_random_steps_leave_nothing_behind(tmp_path):
 @pytest.mark.parametrize("damage", ["empty", "header cut", "data cut", "garbage"])
 @pytest.mark.parametrize("kind", ["lora", "inversion"])
 def test_a_damaged_cache_entry_is_a_miss_and_is_recomputed(kind, damage, tmp_path):
-    engine = DragEngine(load_model("tiny", device="cpu"), cache_dir=tmp_path / "cache")
+    engine = DragDiffusion(load_model("tiny", device="cpu"), cache_dir=tmp_path / "cache")
     req = request(3, engine)
-    first = engine.drag(req).image.tobytes()
+    first = engine.edit(req).image.tobytes()
     (entry,) = (tmp_path / "cache" / kind).glob("*.safetensors")
     whole = entry.read_bytes()
     planted = {"empty": b"", "header cut": whole[:20], "data cut": whole[: len(whole) - 7], "garbage": b"\x00" * 999}
     entry.write_bytes(planted[damage])  # as if a writer had died mid-file without the temp-and-rename
 
-    fresh = DragEngine(load_model("tiny", device="cpu"), cache_dir=tmp_path / "cache")  # a restarted app
-    assert fresh.drag(req).image.tobytes() == first
+    fresh = DragDiffusion(load_model("tiny", device="cpu"), cache_dir=tmp_path / "cache")  # a restarted app
+    assert fresh.edit(req).image.tobytes() == first
     trained, cached = ("lora_trained", "lora_cached") if kind == "lora" else ("inversion", "inversion_cached")
-    assert fresh.counts[trained] == 1 and fresh.counts[cached] == 0  # recomputed, not read half-written
+    assert fresh.runtime.counts[trained] == 1 and fresh.runtime.counts[cached] == 0  # recomputed, not read half-written
     assert entry.read_bytes() == whole  # rewritten whole
     no_temporary_files(tmp_path / "cache")
 
@@ -215,7 +217,7 @@ def test_kill_9_during_an_edit_and_during_a_result_write_loses_nothing(tmp_path)
 
     outputs, cache, log, inputs = tmp_path / "outputs", tmp_path / "cache", tmp_path / "app.log", tmp_path / "in"
     inputs.mkdir()
-    engine = DragEngine(load_model("tiny", device="cpu"), cache_dir=tmp_path / "alone-cache")
+    engine = DragDiffusion(load_model("tiny", device="cpu"), cache_dir=tmp_path / "alone-cache")
     expected = {n: png_of(engine, request(n, engine), tmp_path, f"alone{n}") for n in (1, 2)}
 
     def edit(client, number: int, **changes):
@@ -280,7 +282,7 @@ def test_kill_9_during_an_edit_and_during_a_result_write_loses_nothing(tmp_path)
 
 
 def test_temporary_files_a_crash_left_are_removed_at_startup_once_old(tmp_path):
-    from dragdiff.editor import remove_stale_temporary_files
+    from dragdiff.interactive.autosave import remove_stale_temporary_files
 
     day = tmp_path / "outputs" / "2026-11-26"
     day.mkdir(parents=True)

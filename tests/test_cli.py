@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dragdiff.cli import main
-from dragdiff.session import load_session
+from dragdiff.drag.session import load_session
 
 FAST_FLAGS = [
     "--model",
@@ -51,9 +51,10 @@ def test_edit_writes_a_png_whose_session_replays_to_the_same_bytes(inputs, tmp_p
         ]
     )
     assert code == 0 and out.is_file()
-    summary = json.loads(out.with_suffix(".json").read_text())
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["model"] == "tiny" and summary["config"]["drag_steps"] == 3
     assert len(summary["handle_track"][0]) == 2
+    assert out.with_suffix(".json").read_text() == load_session(out).to_json()  # NAME.json: the session itself
 
     session = load_session(out)
     assert [p.as_list() for p in session.handles] == [[40.0, 48.0], [90.0, 30.0]]

@@ -1,4 +1,4 @@
-"""Many users at once (issue 10, item 2): 8 gradio_client users, each in its own thread with its own image,
+"""Many users at once: 8 gradio_client users, each in its own thread with its own image,
 points, mask and prompt, run edits at once against a real server on loopback (the tiny model). Half go the
 way a browser does (upload, points table, Drag: per-user state on the server), half call the /edit API;
 a ninth user keeps pressing its own Stop button meanwhile.
@@ -20,11 +20,13 @@ import pytest
 from PIL import Image
 
 import app
-from dragdiff.config import DragConfig
-from dragdiff.engine import DragEngine
+from dragdiff.config import resolve_config
+from dragdiff.drag import DragConfig
+from dragdiff.drag.method import DragDiffusion
+from dragdiff.drag.session import Session, load_session
 from dragdiff.images import load_image, load_mask
 from dragdiff.models import load_model
-from dragdiff.session import Session, load_session, save_result_png
+from dragdiff.session_io import save_result_png
 from dragdiff.types import DragRequest
 from dragdiff.validation import parse_points
 from tests.support.appserver import get, start_app
@@ -69,7 +71,7 @@ def make_users(folder: Path) -> list[User]:
         if n % 2:
             mask = folder / f"user{n}-mask.png"
             region = np.zeros((height, width), np.uint8)
-            region[cy - 12 : cy + 12, cx - 12 : cx + 30] = 255
+            region[cy - 12: cy + 12, cx - 12: cx + 30] = 255
             Image.fromarray(region).save(mask)
         points = f"{cx},{cy}>{cx + 12 + n},{cy + n % 3}"
         if n % 3 == 0:
@@ -80,13 +82,13 @@ def make_users(folder: Path) -> list[User]:
     return users
 
 
-def alone(user: User, engine: DragEngine, folder: Path) -> bytes:
+def alone(user: User, engine: DragDiffusion, folder: Path) -> bytes:
     """The file the server's /edit would return for this user's edit alone: app.api_edit's steps, in-process."""
     picture = load_image(user.image)
     handles, targets = parse_points(user.points)
     mask = load_mask(user.mask, picture.size) if user.mask else None
     request = DragRequest(picture, handles, targets, mask, user.prompt, engine.default_config(**user.settings))
-    result = engine.drag(request)
+    result = engine.edit(request)
     path = folder / f"alone{user.number}.png"
     save_result_png(result.image, Session.from_request(request, engine.model.spec), path)
     return path.read_bytes()
@@ -101,7 +103,7 @@ def table_rows(points: str) -> dict:
 
 def widget_values(settings: dict) -> list:
     """The Advanced panel's values for these settings, as the page sends them."""
-    values = DragConfig.load(**settings).to_dict()
+    values = resolve_config(DragConfig, **settings).to_dict()
     return [app._widget_value(values[name]) for name in app.PARAMS]
 
 
@@ -125,8 +127,9 @@ def run_user(user: User, url: str, start: threading.Barrier) -> None:
             user.statuses.append((time.monotonic(), status.code.name, status.rank, status.queue_size))
             time.sleep(0.02)
         output = job.result(timeout=300)
-        if user.ui:
-            status, _, _, output, _ = output
+        if user.ui:  # the client gets every output of /run but the state, in order
+            shown = [c for c in app.DRAG.outputs if c is not app.DRAG.state]
+            status, output = output[shown.index(app.DRAG.status)], output[shown.index(app.DRAG.download)]
             assert isinstance(output, str), f"no result file; status: {status!r}"
         user.result = Path(output).read_bytes()
     except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
@@ -156,7 +159,7 @@ def watch_page_loads(url: str, stop: threading.Event, loads: list) -> None:
 def users_and_expected(tmp_path_factory):
     folder = tmp_path_factory.mktemp("users")
     users = make_users(folder)
-    engine = DragEngine(load_model("tiny", device="cpu"), cache_dir=folder / "alone-cache")
+    engine = DragDiffusion(load_model("tiny", device="cpu"), cache_dir=folder / "alone-cache")
     expected = [alone(user, engine, folder) for user in users]
     assert len(set(expected)) == USERS  # eight different edits, so a mix-up could not go unnoticed
     return users, expected

@@ -24,7 +24,7 @@ def demo():
 def test_demo_model_is_sd_shaped_and_sized_from_its_configs(demo):
     assert demo.native_resolution == 128 and demo.vae_factor == 4 and demo.latent_channels == 4
     assert demo.scheduler().config.prediction_type == "epsilon"
-    assert demo.drag_defaults["reference_attention_blocks"] == [0, 1]  # its own tuned values are read
+    assert demo.defaults["reference_attention_blocks"] == [0, 1]  # its own tuned values are read
 
 
 def test_vae_reconstructs_held_out_scenes_above_28_db(demo):

@@ -1,4 +1,4 @@
-"""DragBench layout, safe metadata loading, resumable editing and MD aggregation (issue 7, first part)."""
+"""DragBench layout, safe metadata loading, resumable editing and MD aggregation."""
 
 import json
 import pickle
@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from dragdiff import DragError
-from dragdiff.engine import DragEngine
 from dragdiff.eval.clip_similarity import ClipSimilarity
 from dragdiff.eval.dragbench import aggregate, edit_all, find_samples, load_meta
-from dragdiff.eval.methods import make_method
+from dragdiff.eval.methods import make_methods
+from dragdiff.runtime import Runtime
 
 
 def write_sample(folder, image, points, prompt="a photo"):
@@ -45,9 +45,9 @@ def test_samples_are_found_in_the_official_layout(bench):
 
 @pytest.mark.parametrize("name", ["dragdiffusion", "dragon"])
 def test_editing_writes_the_reference_layout_and_a_rerun_does_no_work(bench, tmp_path, tiny_model, name):
-    engine, out = DragEngine(tiny_model, cache_dir=tmp_path / "cache"), tmp_path / "results"
+    runtime, out = Runtime(tiny_model, cache_dir=tmp_path / "cache"), tmp_path / "results"
     fast = dict(lora_steps=2, lora_batch_size=2, n_inference_steps=10, n_inversion_steps=7, drag_steps=4, n_steps=4)
-    method = make_method(name, engine, fast)
+    (method,) = make_methods([name], runtime, fast)
     samples = find_samples(bench)
     assert edit_all(method, samples, out, log=lambda _: None) == 4
     for sample in samples:
@@ -60,7 +60,7 @@ def test_editing_writes_the_reference_layout_and_a_rerun_does_no_work(bench, tmp
 
 def test_set_names_a_parameter_no_method_has(tiny_model, tmp_path):
     with pytest.raises(DragError, match="unknown parameter"):
-        make_method("dragon", DragEngine(tiny_model, cache_dir=tmp_path), {"drag_stepz": 3})
+        make_methods(["dragon"], Runtime(tiny_model, cache_dir=tmp_path), {"drag_stepz": 3})
 
 
 class Exploit:

@@ -6,11 +6,13 @@ import torch
 from PIL import Image
 
 from dragdiff import DragCancelled, DragError, Point
+from dragdiff.config import resolve_config
+from dragdiff.drag.method import DragDiffusion
 from dragdiff.dragon import (
     AppearanceRequest,
     ContentDragRequest,
     DragonConfig,
-    DragonEditor,
+    DragonDiffusion,
     MoveRequest,
     PasteRequest,
     energy,
@@ -18,14 +20,13 @@ from dragdiff.dragon import (
 from dragdiff.dragon.memory import MemoryBank, MemoryControl, memory_attention, token_mask
 from dragdiff.dragon.regions import warp
 from dragdiff.dragon.sampler import step_plan
-from dragdiff.engine import DragEngine
 
 FAST = dict(n_steps=6)
 
 
 @pytest.fixture
 def editor(tiny_model, tmp_path):
-    return DragonEditor(DragEngine(tiny_model, cache_dir=str(tmp_path)))
+    return DragonDiffusion(tiny_model, cache_dir=str(tmp_path))
 
 
 @pytest.fixture
@@ -161,16 +162,31 @@ def test_guided_steps_match_both_official_schedules_at_50_steps():
 def _requests(scene, disc_mask):
     flipped = scene.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return [
-        MoveRequest(scene, disc_mask, Point(30, 0), config=DragonConfig.load("move", **FAST)),
+        MoveRequest(scene, disc_mask, Point(30, 0), config=resolve_config(DragonConfig, mode="move", **FAST)),
         MoveRequest(
-            scene, disc_mask, Point(20, 5), 1.5, config=DragonConfig.load("move", variant="diffeditor", **FAST)
+            scene,
+            disc_mask,
+            Point(20, 5),
+            1.5,
+            config=resolve_config(DragonConfig, mode="move", variant="diffeditor", **FAST),
         ),
-        ContentDragRequest(scene, (Point(40, 48),), (Point(70, 48),), config=DragonConfig.load("drag", **FAST)),
+        ContentDragRequest(
+            scene, (Point(40, 48),), (Point(70, 48),), config=resolve_config(DragonConfig, mode="drag", **FAST)
+        ),
         AppearanceRequest(
-            scene, disc_mask, flipped, disc_mask[:, ::-1].copy(), config=DragonConfig.load("appearance", **FAST)
+            scene,
+            disc_mask,
+            flipped,
+            disc_mask[:, ::-1].copy(),
+            config=resolve_config(DragonConfig, mode="appearance", **FAST),
         ),
         PasteRequest(
-            scene, flipped, disc_mask[:, ::-1].copy(), Point(100, 30), 0.8, config=DragonConfig.load("paste", **FAST)
+            scene,
+            flipped,
+            disc_mask[:, ::-1].copy(),
+            Point(100, 30),
+            0.8,
+            config=resolve_config(DragonConfig, mode="paste", **FAST),
         ),
     ]
 
@@ -196,11 +212,11 @@ def test_stop_cancels_between_steps(editor, scene, disc_mask):
 def test_a_dragon_edit_leaves_a_drag_engines_lora_consistent(tiny_model, scene, disc_mask, fast_config, tmp_path):
     from dragdiff import DragRequest
 
-    engine = DragEngine(tiny_model, cache_dir=str(tmp_path))
+    engine = DragDiffusion(tiny_model, cache_dir=str(tmp_path))
     request = DragRequest(scene, (Point(40, 48),), (Point(60, 48),), None, "", fast_config)
-    first = engine.drag(request).image
-    DragonEditor(engine).edit(_requests(scene, disc_mask)[0])  # runs on the plain UNet
-    assert np.array_equal(np.asarray(engine.drag(request).image), np.asarray(first))
+    first = engine.edit(request).image
+    DragonDiffusion(engine.runtime).edit(_requests(scene, disc_mask)[0])  # runs on the plain UNet
+    assert np.array_equal(np.asarray(engine.edit(request).image), np.asarray(first))
 
 
 @pytest.mark.parametrize(
@@ -222,22 +238,26 @@ def test_bad_requests_are_refused_with_a_clear_message(editor, scene, disc_mask,
     with pytest.raises(DragError, match=None) as error:
         editor.edit(make(scene, disc_mask))
     assert words in str(error.value)
-    assert editor.engine.counts == {}  # refused before any work
+    assert editor.runtime.counts == {}  # refused before any work
 
 
 def test_a_resize_that_leaves_the_canvas_in_part_warns(editor, scene, disc_mask):
-    request = MoveRequest(scene, disc_mask, Point(-30, 0), 1.5, config=DragonConfig.load("move", **FAST))
+    request = MoveRequest(
+        scene, disc_mask, Point(-30, 0), 1.5, config=resolve_config(DragonConfig, mode="move", **FAST)
+    )
     assert "leaves the canvas" in editor.edit(request).warnings[0]
 
 
 def test_dragon_config_names_a_bad_field():
     with pytest.raises(DragError, match="variant"):
-        DragonConfig.load("move", variant="fast")
+        resolve_config(DragonConfig, mode="move", variant="fast")
     with pytest.raises(DragError, match="cfg_scale"):
-        DragonConfig.load("drag", cfg_scale=-1)
+        resolve_config(DragonConfig, mode="drag", cfg_scale=-1)
     with pytest.raises(DragError, match="mode: 'rotate'"):
-        DragonConfig.load("rotate")
-    assert DragonConfig.load("move").energy_scale != DragonConfig.load("drag").energy_scale  # per-mode defaults
+        resolve_config(DragonConfig, mode="rotate")
+    assert (
+        resolve_config(DragonConfig, mode="move").energy_scale != resolve_config(DragonConfig, mode="drag").energy_scale
+    )  # per-mode defaults
 
 
 # -- sessions and the command line ------------------------------------------------------------------------------
@@ -274,12 +294,13 @@ def test_cli_names_the_missing_flag_and_writes_nothing(tmp_path, scene, capsys):
 
 
 def test_a_dragon_session_given_to_the_dragdiffusion_loader_says_how_to_replay_it(tmp_path, scene, disc_mask):
-    from dragdiff.dragon.session import save_result
-    from dragdiff.session import load_session
+    from dragdiff.drag.session import load_session
+    from dragdiff.dragon.session import DragonSession
+    from dragdiff.session_io import save_result
 
-    request = MoveRequest(scene, disc_mask, Point(3, 4))
-    save_result(scene, request, "tiny", DragonConfig.load("move"), tmp_path / "r.png")
-    with pytest.raises(DragError, match="--method dragon --session"):
+    request = MoveRequest(scene, disc_mask, Point(3, 4), config=resolve_config(DragonConfig, mode="move"))
+    save_result(scene, DragonSession(request, "tiny"), tmp_path / "r.png")
+    with pytest.raises(DragError, match="dragdiff edit --session"):
         load_session(tmp_path / "r.json")
 
 
@@ -289,7 +310,7 @@ def test_the_memory_bank_holds_what_its_size_estimate_says_and_can_live_on_the_c
 
     model = editor.model
     latent = Geometry.for_image(scene.size, model.native_resolution, model.vae_factor, 0.25).latent_size
-    config = DragonConfig.load("move", memory_on_cpu=True, **FAST)
+    config = resolve_config(DragonConfig, mode="move", memory_on_cpu=True, **FAST)
     result = editor.edit(MoveRequest(scene, disc_mask, Point(20, 0), config=config))
     assert result.memory_bytes == bank_bytes(model.unet, None, latent, 6, model.dtype) > 0
 

@@ -16,8 +16,10 @@ import pytest
 from PIL import Image
 
 import app
-from dragdiff.config import DragConfig
-from dragdiff.session import Session, save_session
+from dragdiff.config import resolve_config
+from dragdiff.drag import DragConfig
+from dragdiff.drag.session import Session
+from dragdiff.session_io import save_session
 from dragdiff.types import Point
 from tests.conftest import FAST
 from tests.support.appserver import get, start_app
@@ -99,7 +101,12 @@ ENDPOINTS = {  # endpoint -> (its arguments with `path` as the client's file dic
     "edit mask": ("edit", lambda f, scene: [scene, "40,48>60,48", f, "", "tiny", SETTINGS]),
     "on_upload": ("on_upload", lambda f, scene: [f]),
     "dragon_upload": ("dragon_upload", lambda f, scene: [f]),
-    "dragon reference": ("lambda_1", lambda f, scene: [f]),
+    "dragon reference": ("dragon_reference_upload", lambda f, scene: [f]),
+}
+EDITORS = {  # an upload handler's reply, by position in its tab's outputs: the editor that gets the image
+    "on_upload": app.DRAG.outputs.index(app.DRAG.editor),
+    "dragon_upload": app.DRAGON.outputs.index(app.DRAGON.editor),
+    "dragon_reference_upload": app.DRAGON.outputs.index(app.DRAGON.reference_editor),
 }
 
 
@@ -114,7 +121,7 @@ def test_a_server_file_named_without_meta_is_refused_with_one_message(server, sc
         assert "PNG" not in reply.message and path not in reply.message, what  # no pixels, no path
         messages.add(reply.message)
         if name != "edit":  # the upload handlers answer with their outputs: the editor got no image
-            assert reply.data[1] is None, what
+            assert reply.data[EDITORS[name]] is None, what
     assert len(messages) == 1, f"the replies tell the targets apart: {messages}"
     assert files_under(server.outputs) | files_under(server.uploads) == before
     assert_serving(server)
@@ -135,11 +142,11 @@ def test_edit_loads_no_model_the_server_does_not_offer(server, scene_png, tiny_f
 
 def test_a_session_naming_a_model_path_loads_with_the_servers_model(monkeypatch, scene, tiny_folder, tmp_path):
     monkeypatch.setattr(app.SETTINGS, "model", "tiny")
-    session = Session(scene, (Point(40, 48),), (Point(60, 48),), None, "", str(tiny_folder), DragConfig.load())
+    session = Session(scene, (Point(40, 48),), (Point(60, 48),), None, "", str(tiny_folder), resolve_config(DragConfig))
     save_session(session, tmp_path / "session.json")
     restored = app.load_saved(str(tmp_path / "session.json"), app.new_state())
-    assert restored[0]["image"] is not None and restored[5] == "tiny"
-    assert "a model this server does not offer; tiny is selected" in restored[6]
+    assert restored[app.DRAG.state].image is not None and restored[app.DRAG.model] == "tiny"
+    assert "a model this server does not offer; tiny is selected" in restored[app.DRAG.status]
 
 
 # -- 4. decompression bombs that Gradio decodes before any handler ---------------------------------------

@@ -7,10 +7,10 @@ import torch
 from safetensors.torch import load_file
 
 from dragdiff import DragError, Point
-from dragdiff.dragon import DragonConfig, DragonEditor, MoveRequest
+from dragdiff.config import resolve_config
+from dragdiff.dragon import DragonConfig, DragonDiffusion, MoveRequest
 from dragdiff.dragon.image_prompt import convert_pickle, image_prompt_attention, load_image_prompt
 from dragdiff.dragon.sampler import GuidedSampler
-from dragdiff.engine import DragEngine
 from tests.support.image_prompt import TOKENS, image_prompt_weights, save_image_prompt
 
 FAST = dict(n_steps=10)
@@ -65,7 +65,7 @@ def test_image_tokens_add_to_cross_attention_only_while_their_scale_is_set(tiny_
 
 
 def test_an_edit_weights_the_image_prompt_on_its_steps_only(tiny_model, scene, disc_mask, adapter, monkeypatch):
-    editor = DragonEditor(DragEngine(tiny_model))
+    editor = DragonDiffusion(tiny_model)
     scales = []
     noise = GuidedSampler.noise
 
@@ -77,7 +77,9 @@ def test_an_edit_weights_the_image_prompt_on_its_steps_only(tiny_model, scene, d
 
     def edit(**config):
         scales.clear()
-        request = MoveRequest(scene, disc_mask, Point(20, 0), config=DragonConfig.load("move", **FAST, **config))
+        request = MoveRequest(
+            scene, disc_mask, Point(20, 0), config=resolve_config(DragonConfig, mode="move", **FAST, **config)
+        )
         return np.asarray(editor.edit(request).image, dtype=float)
 
     plain = edit()
@@ -108,7 +110,7 @@ def test_a_pickled_adapter_converts_once_and_then_loads(tiny_model, tmp_path):
 def test_missing_and_mismatched_weights_are_named_before_any_work(tiny_model, scene, disc_mask, adapter, tmp_path):
     from safetensors.torch import save_file
 
-    editor = DragonEditor(DragEngine(tiny_model))
+    editor = DragonDiffusion(tiny_model)
     weights = image_prompt_weights(tiny_model.unet)
     first = min(int(k.split(".")[0]) for k in weights["ip_adapter"])
     other_model = {f"image_proj.{k}": v for k, v in weights["image_proj"].items()}
@@ -128,10 +130,10 @@ def test_missing_and_mismatched_weights_are_named_before_any_work(tiny_model, sc
     for values, words in cases:
         progress = []
         with pytest.raises(DragError) as error:
-            config = DragonConfig.load("move", **FAST, **values)
+            config = resolve_config(DragonConfig, mode="move", **FAST, **values)
             editor.edit(MoveRequest(scene, disc_mask, Point(20, 0), config=config), progress.append)
         assert words in str(error.value), values
-        assert progress == [] and editor.engine.counts == {}
+        assert progress == [] and editor.runtime.counts == {}
 
 
 def test_cli_converts_a_pickled_adapter_and_edits_with_it(tiny_model, scene, disc_mask, tmp_path, capsys):

@@ -3,9 +3,9 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from dragdiff.cache import TensorCache
-from dragdiff.engine import image_to_tensor
 from dragdiff.lora import attach_lora, detach_lora, train_lora
 from dragdiff.models import load_model
+from dragdiff.pixels import image_to_tensor
 
 
 def denoising_loss(model, latent, text, seed=123, n=16):

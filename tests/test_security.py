@@ -1,4 +1,4 @@
-"""Security (issue 10, item 5): loopback by default, no public link by default, pixel limits before decoding,
+"""Security: loopback by default, no public link by default, pixel limits before decoding,
 safetensors only, session paths kept in their folder, and no code-running deserialisation in the package."""
 
 import ast
@@ -14,10 +14,12 @@ from PIL import Image, ImageFile
 
 import app
 from dragdiff import DragError, Point
-from dragdiff.config import DragConfig
-from dragdiff.editor import Engines
+from dragdiff.config import resolve_config
+from dragdiff.drag import DragConfig
+from dragdiff.drag.session import Session, load_session
+from dragdiff.interactive.jobs import Runtimes
 from dragdiff.models import load_model
-from dragdiff.session import Session, load_session, save_result_png
+from dragdiff.session_io import save_result_png
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +33,7 @@ def test_the_server_binds_loopback_and_shares_nothing_by_default(monkeypatch):
     launched = {}
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
     monkeypatch.setattr(app, "SETTINGS", app.Settings())  # main() sets these process-wide; undone after
-    monkeypatch.setattr(app, "ENGINES", Engines())
+    monkeypatch.setattr(app, "RUNTIMES", Runtimes())
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
     app.main([])
     assert launched["server_name"] == "127.0.0.1" and launched["share"] is False
@@ -59,8 +61,8 @@ def test_uploads_above_the_configured_pixel_limit_are_refused_before_decoding(sm
     scene.save(path)  # 128×96 = 12,288 pixels
     words = "128×96 = 12,288 pixels, above the limit of 10,000 pixels (100×100); downscale it"
     with pytest.warns(UserWarning, match="above the limit"):
-        state, _, _, _, status = app.on_upload(str(path), app.new_state())
-    assert state["image"] is None and words in status
+        shown = app.on_upload(str(path), app.new_state())
+    assert shown[app.DRAG.state].image is None and words in shown[app.DRAG.status]
     with pytest.raises(gr.Error, match=r"above the limit of 10,000 pixels"):
         app.api_edit({"path": str(path)}, "40,48>60,48", None, "", "tiny", "{}")
     assert not (tmp_path / "outputs").exists()
@@ -68,13 +70,13 @@ def test_uploads_above_the_configured_pixel_limit_are_refused_before_decoding(sm
 
 def test_a_session_cannot_carry_an_image_past_the_configured_limit(small_limit, scene, tmp_path):
     # A result PNG written by another server with a higher limit: its session's image is 12,288 pixels
-    session = Session(scene, (Point(40, 48),), (Point(60, 48),), None, "", "tiny", DragConfig.load())
+    session = Session(scene, (Point(40, 48),), (Point(60, 48),), None, "", "tiny", resolve_config(DragConfig))
     result = tmp_path / "result.png"
     save_result_png(Image.new("RGB", (64, 64)), session, result)
     with pytest.warns(UserWarning, match="above the limit"):
         restored = app.load_saved(str(result), app.new_state())
-    assert restored[0]["image"] is None
-    assert "session.image: image data is 128×96 = 12,288 pixels, above the limit of 10,000" in restored[6]
+    assert restored[app.DRAG.state].image is None
+    assert "session.image: image data is 128×96 = 12,288 pixels, above the limit of 10,000" in restored[app.DRAG.status]
 
 
 # -- weights: safetensors only ----------------------------------------------------------------------------
@@ -170,7 +172,7 @@ def test_session_paths_cannot_leave_their_folder(folders, image, mask, words):
     assert words in str(error.value)
     with pytest.warns(UserWarning, match="session"):  # gr.Warning: the toast the user sees
         restored = app.load_saved(str(path), app.new_state())
-    assert restored[0]["image"] is None and words in restored[6]
+    assert restored[app.DRAG.state].image is None and words in restored[app.DRAG.status]
     assert load_session(write_session(folders, {"path": "in.png"})).image.size == (128, 96)  # inside is fine
 
 
@@ -227,6 +229,6 @@ def test_no_eval_exec_or_unsafe_deserialisation_in_the_package():
     found = {
         str(path.relative_to(ROOT)): calls
         for path in sources
-        if (calls := unsafe_calls(path.read_text(encoding="utf-8")))
+        if (calls:= unsafe_calls(path.read_text(encoding="utf-8")))
     }
     assert found == {}, f"code that can run data as code: {found}"

@@ -11,19 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dragdiff.config import DragConfig
+from dragdiff.config import resolve_config
+from dragdiff.drag import DragConfig
+from dragdiff.drag.session import Session, load_session, session_from_dict
 from dragdiff.errors import DragError
 from dragdiff.images import load_image, png_bytes
-from dragdiff.session import (
-    MAX_EMBEDDED_BASE64_CHARS,
-    PNG_TEXT_KEY,
-    Session,
-    load_session,
-    read_png_session,
-    save_result_png,
-    save_session,
-    session_from_dict,
-)
+from dragdiff.session_io import MAX_EMBEDDED_BASE64_CHARS, PNG_TEXT_KEY, save_result_png, save_session
 from dragdiff.types import DragRequest, Point
 
 
@@ -43,7 +36,7 @@ def session() -> Session:
         mask=mask,
         prompt="a photo of a cat — with ünïcode",
         model="tiny",
-        config=DragConfig.load(seed=7, lora_steps=3),
+        config=resolve_config(DragConfig, seed=7, lora_steps=3),
     )
 
 
@@ -85,7 +78,7 @@ def test_json_is_deterministic_and_documented_layout(session):
         mask=session.mask.copy(),
         prompt=session.prompt,
         model=session.model,
-        config=DragConfig.load(seed=7, lora_steps=3),
+        config=resolve_config(DragConfig, seed=7, lora_steps=3),
     )
     assert twin.to_json() == session.to_json()
     data = json.loads(session.to_json())
@@ -113,7 +106,7 @@ def test_png_round_trip(session, tmp_path):
     result = noise(96, 80, seed=5)
     path = tmp_path / "result.png"
     save_result_png(result, session, path)
-    assert read_png_session(path).to_json() == session.to_json()
+    assert load_session(path).to_json() == session.to_json()
     assert load_session(path).to_json() == session.to_json()
     assert (np.asarray(load_image(path)) == np.asarray(result)).all()
     assert Image.open(path).text[PNG_TEXT_KEY] == session.to_json()  # other tools can read it too
@@ -127,24 +120,24 @@ def test_png_with_a_session_larger_than_pillows_text_limit(tmp_path):
         mask=None,
         prompt="",
         model="tiny",
-        config=DragConfig.load(),
+        config=resolve_config(DragConfig),
     )
     text = big.to_json()
     assert len(text) > 2**20
     path = tmp_path / "big.png"
     save_result_png(noise(64, 64, seed=9), big, path)
-    assert read_png_session(path).to_json() == text
+    assert load_session(path).to_json() == text
     assert load_image(path).size == (64, 64)
 
 
 def test_partial_config_takes_defaults(session, tmp_path):
     loaded = load_session(edited(session, tmp_path, config={"seed": 3}))
-    assert loaded.config == DragConfig.load(seed=3)
+    assert loaded.config == resolve_config(DragConfig, seed=3)
 
 
 def test_optional_fields_may_be_left_out(session, tmp_path):
     loaded = load_session(edited(session, tmp_path, mask=None, prompt=None, config=None))
-    assert loaded.mask is None and loaded.prompt == "" and loaded.config == DragConfig.load()
+    assert loaded.mask is None and loaded.prompt == "" and loaded.config == resolve_config(DragConfig)
 
 
 def test_image_and_mask_by_relative_path(session, tmp_path):

@@ -1,4 +1,4 @@
-"""Soak (issue 10, item 6): 200 edits in a row through the Python API, each saved as the app saves results,
+"""Soak: 200 edits in a row through the Python API, each saved as the app saves results,
 with RSS, peak RSS and open file descriptors logged per edit (test-artifacts/soak.csv); after warm-up
 neither memory nor file handles grow.
 
@@ -22,10 +22,10 @@ import pytest
 from PIL import Image
 
 from dragdiff import DragRequest, Point
-from dragdiff.editor import autosave
-from dragdiff.engine import DragEngine
+from dragdiff.drag.method import DragDiffusion
+from dragdiff.drag.session import load_session
+from dragdiff.interactive.autosave import autosave
 from dragdiff.models import load_model
-from dragdiff.session import Session, load_session
 from tests.support.measure import rss_mb
 
 EDITS = 200
@@ -42,7 +42,7 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def edit_request(number: int, engine: DragEngine) -> DragRequest:
+def edit_request(number: int, engine: DragDiffusion) -> DragRequest:
     """Ten pictures, a new seed every time (so LoRA and inversion are computed and cached each edit) except
     every 4th edit, which repeats an earlier one (so cache reads are part of the loop too)."""
     if number % 4 == 3:
@@ -58,13 +58,13 @@ def edit_request(number: int, engine: DragEngine) -> DragRequest:
 
 @pytest.mark.slow
 def test_two_hundred_edits_keep_memory_and_file_handles_flat(tmp_path):
-    engine = DragEngine(load_model("tiny", device="cpu"), cache_dir=tmp_path / "cache")
+    engine = DragDiffusion(load_model("tiny", device="cpu"), cache_dir=tmp_path / "cache")
     outputs, rows, started = tmp_path / "outputs", [], time.perf_counter()
     for number in range(EDITS):
         begin = time.perf_counter()
         request = edit_request(number, engine)
-        result = engine.drag(request)
-        path = autosave(outputs, result.image, Session.from_request(request, engine.model.spec))
+        result = engine.edit(request)
+        path = autosave(outputs, result)
         if number % 10 == 0:
             load_session(path)  # reading results back is part of a server's life too
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

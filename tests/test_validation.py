@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dragdiff.config import DragConfig
+from dragdiff.config import resolve_config
+from dragdiff.drag import DragConfig
 from dragdiff.errors import DragError
 from dragdiff.types import DragRequest, Point
 from dragdiff.validation import check_request, effective_mask, parse_points
 
-CONFIG = DragConfig.load()
+CONFIG = resolve_config(DragConfig)
 
 
 def request(**changes) -> DragRequest:

@@ -1,15 +1,23 @@
 """DragonDiffusion (Mou et al., ICLR 2024) and its DiffEditor variant: training-free move, resize, content
-drag, appearance replacement and paste, on the same models and engine as DragDiffusion."""
+drag, appearance replacement and paste, a method over the same Runtime as every other."""
 
 from .config import DragonConfig
-from .engine import DragonEditor, DragonResult
 from .requests import AppearanceRequest, ContentDragRequest, MoveRequest, PasteRequest
+
+
+def __getattr__(name: str):  # the method imports torch: only when asked for
+    if name in ("DragonDiffusion", "DragonResult"):
+        from . import method
+
+        return getattr(method, name)
+    raise AttributeError(name)
+
 
 __all__ = [
     "AppearanceRequest",
     "ContentDragRequest",
     "DragonConfig",
-    "DragonEditor",
+    "DragonDiffusion",
     "DragonResult",
     "MoveRequest",
     "PasteRequest",

@@ -1,23 +1,24 @@
-"""DragonConfig: every knob of a DragonDiffusion edit; defaults and per-mode defaults from configs/dragon.yaml."""
+"""DragonConfig: every knob of a DragonDiffusion edit; defaults and per-mode defaults in
+dragdiff/configs/dragon.yaml (resolved by dragdiff.config.resolve_config)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ..config import CONFIG_DIR, read_config_file, validated_fields
-from ..errors import DragError
+from ..config import config_dict, validated_fields
 
-DEFAULT_FILE = CONFIG_DIR / "dragon.yaml"
 MODES = ("move", "drag", "appearance", "paste")  # resize is a move with scale != 1
 VARIANTS = ("dragon", "diffeditor")
 
 
 @dataclass(frozen=True)
 class DragonConfig:
-    """All parameters of one DragonDiffusion edit. Comments and sources live in configs/dragon.yaml."""
+    """All parameters of one DragonDiffusion edit. Comments and sources live in dragdiff/configs/dragon.yaml."""
+
+    DEFAULTS_FILE: ClassVar[str] = "dragon.yaml"
+    MODEL_SECTION: ClassVar[str | None] = "dragon"  # its section of a model's dragdiff.yaml
+    MODES: ClassVar[tuple[str, ...]] = MODES
 
     seed: int
     resolution: int | None
@@ -45,21 +46,6 @@ class DragonConfig:
     image_prompt_until: int
 
     @classmethod
-    def load(
-        cls, mode: str, path: str | Path | None = None, model_defaults: dict | None = None, **overrides: Any
-    ) -> DragonConfig:
-        """configs/dragon.yaml and its `modes.<mode>` values, then a model's own values (the `dragon:` section
-        of its dragdiff.yaml, which may have `modes` too), then `path` (a YAML file), then `overrides`."""
-        if mode not in MODES:
-            raise DragError(f"mode: {mode!r} is not one of {list(MODES)} (resize is move with a scale)")
-        values = _with_mode(read_config_file(DEFAULT_FILE), mode)
-        values.update(_with_mode(model_defaults or {}, mode))
-        if path is not None:
-            values.update(read_config_file(Path(path)))
-        values.update(overrides)
-        return cls.from_dict(values)
-
-    @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "dragon config") -> DragonConfig:
         return cls(**validated_fields(cls, values, where, _RULES))
 
@@ -67,14 +53,7 @@ class DragonConfig:
         return DragonConfig.from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-
-def _with_mode(values: dict[str, Any], mode: str) -> dict[str, Any]:
-    """Flatten {..., "modes": {mode: {...}}} into the values for one mode."""
-    values = dict(values)
-    modes = values.pop("modes", None) or {}
-    return {**values, **modes.get(mode, {})}
+        return config_dict(self)
 
 
 _RULES: dict[str, tuple[type, float | None, float | None, bool]] = {

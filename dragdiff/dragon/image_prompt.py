@@ -1,6 +1,6 @@
 """DiffEditor's optional image prompt: an IP-Adapter (CLIP image encoder + a projection to a few tokens) whose
 tokens join the text in every cross-attention through their own key/value projections, weighted by a scale
-that is non-zero only on some sampling steps (DiffEditor: 0.1 on steps 10-19 of 50, DRAGON.md).
+that is non-zero only on some sampling steps (DiffEditor: 0.1 on steps 10-19 of 50, docs/dragondiffusion.md).
 
 Used only when its weights are given locally; nothing downloads them. Both IP-Adapter formats load: "plus"
 (a perceiver resampler over the encoder's penultimate hidden states; DiffEditor's own adapter has 64 tokens)
@@ -25,7 +25,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..attention import attend
+from ..attention import attend, swapped_processors
 from ..errors import DragError
 
 PARTS = ("image_proj", "ip_adapter")  # the two groups of an IP-Adapter file, as prefixes of its keys
@@ -187,16 +187,10 @@ def image_prompt_attention(
     unet: UNet2DConditionModel, prompt: ImagePrompt, state: ImagePromptState
 ) -> Iterator[ImagePromptState]:
     """Install the adapter's cross-attention processors (reading `state`); restore the UNet's after."""
-    original = unet.attn_processors
-    names = list(original)
-    processors = dict(original)
-    for index, (to_k, to_v) in prompt.layers.items():
-        processors[names[index]] = ImagePromptAttention(to_k, to_v, state)
-    unet.set_attn_processor(processors)
-    try:
+    names = list(unet.attn_processors)
+    processors = {names[i]: ImagePromptAttention(to_k, to_v, state) for i, (to_k, to_v) in prompt.layers.items()}
+    with swapped_processors(unet, processors):
         yield state
-    finally:
-        unet.set_attn_processor(original)
 
 
 def load_image_prompt(
@@ -275,7 +269,7 @@ def _read_parts(path: Path) -> dict[str, dict[str, torch.Tensor]]:
         flat = load_file(path)
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise DragError(f"image_prompt: cannot read {path}: {exc}") from exc
-    parts = {part: {k[len(part) + 1 :]: v for k, v in flat.items() if k.startswith(part + ".")} for part in PARTS}
+    parts = {part: {k[len(part) + 1:]: v for k, v in flat.items() if k.startswith(part + ".")} for part in PARTS}
     missing = [part for part in PARTS if not parts[part]]
     if missing:
         raise DragError(f"image_prompt: {path} is not an IP-Adapter file (no {' or '.join(missing)} weights)")

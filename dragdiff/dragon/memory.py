@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 
-from ..attention import attend
+from ..attention import attend, self_attention_names, swapped_processors
 
 MODES = ("off", "record", "replace", "concat", "mix")
 
@@ -114,18 +114,11 @@ class MemoryAttentionProcessor:
         return attend(attn, hidden_states, key, value)
 
 
-def decoder_self_attention(unet: UNet2DConditionModel, blocks: tuple[int, ...] | None) -> list[str]:
-    """Processor names of the self-attention layers of the decoder blocks `blocks` (None: every one)."""
-    blocks = range(len(unet.up_blocks)) if blocks is None else blocks
-    prefixes = tuple(f"up_blocks.{i}." for i in blocks)
-    return [name for name in unet.attn_processors if name.startswith(prefixes) and ".attn1." in name]
-
-
 def bank_bytes(unet: UNet2DConditionModel, blocks, latent_size: tuple[int, int], steps: int, dtype) -> int:
     """Bytes a memory bank of one image will hold: K and V of every controlled layer at every step.
     Decoder block i runs at the latent size divided by 2^(blocks - 1 - i)."""
     total, count = 0, len(unet.up_blocks)
-    for name in decoder_self_attention(unet, blocks):
+    for name in self_attention_names(unet, blocks):
         index = int(name.split(".")[1])
         factor = 2 ** (count - 1 - index)
         tokens = -(-latent_size[0] // factor) * -(-latent_size[1] // factor)
@@ -140,12 +133,6 @@ def memory_attention(
 ) -> Iterator[int]:
     """Install the memory-bank processor on the decoder self-attention; restore the processors after.
     Yields the number of controlled layers."""
-    original = unet.attn_processors
-    controlled = set(decoder_self_attention(unet, blocks))
-    unet.set_attn_processor(
-        {n: MemoryAttentionProcessor(n, control) if n in controlled else p for n, p in original.items()}
-    )
-    try:
-        yield len(controlled)
-    finally:
-        unet.set_attn_processor(original)
+    names = self_attention_names(unet, blocks)
+    with swapped_processors(unet, {n: MemoryAttentionProcessor(n, control) for n in names}) as count:
+        yield count

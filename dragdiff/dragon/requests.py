@@ -6,15 +6,15 @@ image's size, True = the object (move, appearance, paste) or the region that may
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from ..config import is_finite_number
 from ..errors import DragError
 from ..types import Point
-from ..validation import _check_image, _check_mask, _check_points
+from ..validation import check_image, check_mask, check_points
 from .config import DragonConfig
 
 MIN_SCALE, MAX_SCALE = 0.2, 5.0
@@ -86,15 +86,15 @@ def check_dragon_request(request: DragonRequest) -> list[str]:
         raise DragError(
             f"expected a DragonDiffusion request (move, drag, appearance, paste), got {type(request).__name__}"
         )
-    size = _check_image(request.image)
+    size = check_image(request.image)
     if not isinstance(request.prompt, str):
         raise DragError(f"prompt: expected text, got {type(request.prompt).__name__}")
     if isinstance(request, ContentDragRequest):
-        _check_points(request.handles, request.targets, size)
-        _check_mask(request.mask, size)
+        check_points(request.handles, request.targets, size)
+        check_mask(request.mask, size)
         return []
     if isinstance(request, PasteRequest):
-        reference_size = _check_image(request.reference)
+        reference_size = check_image(request.reference)
         _object_mask(request.reference_mask, reference_size, "reference_mask")
         _check_scale(request.scale)
         x, y = _finite_xy("position", request.position)
@@ -106,20 +106,20 @@ def check_dragon_request(request: DragonRequest) -> list[str]:
         return []
     _object_mask(request.mask, size, "mask")
     if isinstance(request, AppearanceRequest):
-        _object_mask(request.reference_mask, _check_image(request.reference), "reference_mask")
+        _object_mask(request.reference_mask, check_image(request.reference), "reference_mask")
         return []
     _check_scale(request.scale)
     return _check_move_stays(request, size)
 
 
 def _object_mask(mask: object, size: tuple[int, int], name: str) -> None:
-    _check_mask(mask, size)
+    check_mask(mask, size)
     if mask is None or not mask.any():
         raise DragError(f"{name}: the object mask is empty; paint over the object (or draw a box around it)")
 
 
 def _check_scale(scale: object) -> None:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+    if not is_finite_number(scale):
         raise DragError(f"scale: expected a number, got {scale!r}")
     if not MIN_SCALE <= scale <= MAX_SCALE:
         raise DragError(f"scale: {scale} is out of range [{MIN_SCALE}, {MAX_SCALE}]; 1 keeps the object's size")
@@ -129,7 +129,7 @@ def _finite_xy(name: str, point: object) -> tuple[float, float]:
     if not isinstance(point, Point):
         raise DragError(f"{name}: expected a dragdiff Point(x, y), got {point!r}")
     for axis, value in (("x", point.x), ("y", point.y)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise DragError(f"{name}: {axis} = {value!r} is not a finite number")
     return float(point.x), float(point.y)
 

@@ -26,7 +26,7 @@ class StepPlan:
 
 
 def step_plan(variant: str, n_steps: int, guided_until: int = 30) -> list[StepPlan]:
-    """Which sampling steps get what, in the official schedules at 50 steps (DRAGON.md):
+    """Which sampling steps get what, in the official schedules at 50 steps (docs/dragondiffusion.md):
     dragon: guidance on every step < guided_until (30); diffeditor (D+): guidance on steps 0-9 and the even
     steps 10-28, regional stochastic steps 11-19, time travel on 22, 24, 26 and 28."""
     plans = []
@@ -134,6 +134,7 @@ def sample(
     sampler: GuidedSampler,
     start: torch.Tensor,
     plans: list[StepPlan],
+    *,
     guidance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     memory_mode: Callable[[int], str],
     control: MemoryControl,

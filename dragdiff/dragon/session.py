@@ -12,29 +12,23 @@ Images follow dragdiff.session's rules (embedded PNG, or a path that must stay i
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL.PngImagePlugin import PngInfo
-
+from ..config import resolve_config
 from ..errors import DragError
-from ..images import MAX_IMAGE_PIXELS, load_image, load_mask, mask_to_image, png_bytes, read_png_text
-from ..session import (
-    MAX_SESSION_BYTES,
-    PNG_TEXT_KEY,
-    _base64_png,
-    _check_fields,
-    _image_source,
-    _parse_json,
-    _point,
-    _points,
-    _read_session_file,
-    _starts_like_png,
-    _utf8,
-    _within,
-    _write_atomic,
-    _xy,
+from ..images import MAX_IMAGE_PIXELS, load_image, load_mask, mask_to_image
+from ..session_io import (
+    base64_png,
+    check_fields,
+    image_source,
+    point_from_json,
+    point_json,
+    point_pairs_from_json,
+    read_session_data,
+    session_json,
+    within,
 )
 from .config import DragonConfig
 from .requests import AppearanceRequest, ContentDragRequest, DragonRequest, MoveRequest, PasteRequest
@@ -49,60 +43,45 @@ _FIELDS = {  # per mode: the request's fields that the JSON carries, beside form
 }
 
 
-def session_dict(request: DragonRequest, model: str, config: DragonConfig) -> dict[str, Any]:
-    data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "mode": request.mode, "model": model}
-    for name in _FIELDS[request.mode]:
-        if name == "points":
-            pairs = zip(request.handles, request.targets, strict=True)
-            data[name] = [{"handle": _xy(h), "target": _xy(t)} for h, t in pairs]
-        elif name in ("offset", "position"):
-            data[name] = _xy(getattr(request, name))
-        elif name in ("image", "reference"):
-            data[name] = {"png_base64": _base64_png(getattr(request, name))}
-        elif name in ("mask", "reference_mask"):
-            mask = getattr(request, name)
-            data[name] = None if mask is None else {"png_base64": _base64_png(mask_to_image(mask))}
-        else:
-            data[name] = getattr(request, name)
-    data["config"] = config.to_dict()
-    return data
+@dataclass(frozen=True, eq=False)
+class DragonSession:
+    """One DragonDiffusion edit, complete enough to replay: the request (its config set) and the model."""
 
+    request: DragonRequest
+    model: str
 
-def save_result(image, request: DragonRequest, model: str, config: DragonConfig, path: str | Path) -> None:
-    """The edited PNG carrying its session, and the session .json beside it, both written atomically."""
-    text = json.dumps(session_dict(request, model, config), sort_keys=True, indent=2) + "\n"
-    info = PngInfo()
-    info.add_text(PNG_TEXT_KEY, text, zip=True)
-    path = Path(path)
-    _write_atomic(path, png_bytes(image, pnginfo=info))
-    _write_atomic(path.with_suffix(".json"), text.encode("utf-8"))
+    def to_dict(self) -> dict[str, Any]:
+        request = self.request
+        data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "mode": request.mode, "model": self.model}
+        for name in _FIELDS[request.mode]:
+            if name == "points":
+                pairs = zip(request.handles, request.targets, strict=True)
+                data[name] = [{"handle": point_json(h), "target": point_json(t)} for h, t in pairs]
+            elif name in ("offset", "position"):
+                data[name] = point_json(getattr(request, name))
+            elif name in ("image", "reference"):
+                data[name] = {"png_base64": base64_png(getattr(request, name))}
+            elif name in ("mask", "reference_mask"):
+                mask = getattr(request, name)
+                data[name] = None if mask is None else {"png_base64": base64_png(mask_to_image(mask))}
+            else:
+                data[name] = getattr(request, name)
+        data["config"] = request.config.to_dict()
+        return data
 
-
-def is_dragon_session(data: Any) -> bool:
-    return isinstance(data, dict) and data.get("format") == FORMAT
-
-
-def read_session_data(path: str | Path) -> Any:
-    """The parsed JSON of a session file or of the session a result PNG carries."""
-    path = Path(path)
-    if _starts_like_png(path):
-        text = read_png_text(path, PNG_TEXT_KEY, max_bytes=MAX_SESSION_BYTES)
-        if text is None:
-            raise DragError(f"{path.name} carries no dragdiff session; only result PNGs saved by dragdiff do")
-        return _parse_json(text, f"the session in '{path}'")
-    name = f"session file '{path}'"
-    return _parse_json(_utf8(_read_session_file(path), name), name)
+    def to_json(self) -> str:
+        return session_json(self.to_dict())
 
 
 def load_dragon_session(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[DragonRequest, str]:
     """(request, model) from a DragonDiffusion session file or result PNG; errors name the field."""
     data = read_session_data(path)
-    with _within(f"session '{Path(path).name}'"):
+    with within(f"session '{Path(path).name}'"):
         return request_from_dict(data, Path(path).parent, max_pixels)
 
 
 def request_from_dict(data: Any, folder: Path | None, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[DragonRequest, str]:
-    if not is_dragon_session(data):
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise DragError(f"not a DragonDiffusion session (format must be '{FORMAT}')")
     if data.get("version") != VERSION:
         raise DragError(f"version: this dragdiff reads version {VERSION}, got {data.get('version')!r}")
@@ -110,24 +89,24 @@ def request_from_dict(data: Any, folder: Path | None, max_pixels: int = MAX_IMAG
     if mode not in _FIELDS:
         raise DragError(f"mode: expected one of {list(_FIELDS)}, got {mode!r}")
     required = ("format", "version", "mode", "model", "config", "image")
-    _check_fields(data, "session", required, tuple(f for f in _FIELDS[mode] if f != "image"))
-    config = DragonConfig.load(mode, **_object(data["config"], "session.config"))
+    check_fields(data, "session", required, tuple(f for f in _FIELDS[mode] if f != "image"))
+    config = resolve_config(DragonConfig, mode=mode, session=_object(data["config"], "session.config"))
     image = _image(data["image"], "session.image", folder, max_pixels)
     values: dict[str, Any] = {"image": image, "config": config}
     if data.get("reference") is not None:
         values["reference"] = _image(data["reference"], "session.reference", folder, max_pixels)
     for name, owner in (("mask", image), ("reference_mask", values.get("reference"))):
         if data.get(name) is not None and owner is not None:
-            with _within(f"session.{name}"):
-                values[name] = load_mask(_image_source(data[name], f"session.{name}", folder), owner.size)
+            with within(f"session.{name}"):
+                values[name] = load_mask(image_source(data[name], f"session.{name}", folder), owner.size)
     for name in ("offset", "position"):
         if name in data:
-            values[name] = _point(data[name], f"session.{name}")
+            values[name] = point_from_json(data[name], f"session.{name}")
     for name in ("scale", "prompt", "reference_prompt"):
         if name in data:
             values[name] = data[name]
     if mode == "drag":
-        values["handles"], values["targets"] = _points(data.get("points"))
+        values["handles"], values["targets"] = point_pairs_from_json(data.get("points"))
     request_type = {"move": MoveRequest, "drag": ContentDragRequest, "appearance": AppearanceRequest}.get(
         mode, PasteRequest
     )
@@ -139,8 +118,8 @@ def request_from_dict(data: Any, folder: Path | None, max_pixels: int = MAX_IMAG
 
 
 def _image(value: Any, name: str, folder: Path | None, max_pixels: int):
-    source = _image_source(value, name, folder)
-    with _within(name):
+    source = image_source(value, name, folder)
+    with within(name):
         return load_image(source, max_pixels=max_pixels)
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import methods
 from ..cli import add_set_argument, parse_overrides
 from ..errors import DragError
 
@@ -53,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             "--method",
             nargs="+",
             default=["dragdiffusion"],
-            choices=["dragdiffusion", "dragon"],
-            help="editing method(s): dragdiffusion (default) and/or dragon (DragonDiffusion's content drag); "
-            "shapes compares all given on the same tasks, dragbench takes one",
+            choices=methods.names(),
+            help="editing method(s) of the registry (default: dragdiffusion): "
+            + ", ".join(methods.names())
+            + "; shapes compares all given on the same tasks, dragbench takes one",
         )
         add_set_argument(command)
     args = parser.parse_args(argv)
@@ -86,12 +88,12 @@ def _dragbench(args, overrides: dict) -> int:
 
     from accelerate import PartialState
 
-    from ..engine import DragEngine
     from ..models import load_model
+    from ..runtime import Runtime
     from .clip_similarity import ClipSimilarity
     from .dragbench import edit_all, find_samples, score
     from .lpips import LPIPS
-    from .methods import make_method
+    from .methods import make_methods
 
     if len(args.method) != 1:
         raise DragError("dragbench: give one --method per results folder (compare methods with `shapes`)")
@@ -104,15 +106,15 @@ def _dragbench(args, overrides: dict) -> int:
     # Metric models load first, so that a missing one fails before hours of editing.
     lpips = None if args.skip_if else LPIPS.pretrained(args.lpips_dir)
     clip = ClipSimilarity.load(args.clip_model, device) if args.clip_model else None
-    engine = DragEngine(load_model(args.model, device))
-    method = make_method(args.method[0], engine, overrides)
+    runtime = Runtime(args.model, device=device)
+    (method,) = make_methods(args.method, runtime, overrides)
     with state.split_between_processes(samples) as mine:
         edit_all(method, mine, args.out)
     state.wait_for_everyone()
     if not state.is_main_process:
         return 0
-    engine.use_lora(None)  # MD with the plain UNet: the last DragDiffusion edit left its image's LoRA attached
-    md_model = engine.model if args.md_model == "same" else load_model(args.md_model, device)
+    runtime.use_lora(None)  # MD with the plain UNet: the last DragDiffusion edit left its image's LoRA attached
+    md_model = runtime.model if args.md_model == "same" else load_model(args.md_model, device)
     summary = score(md_model, lpips, samples, args.out, clip=clip)
     print(json.dumps({k: v for k, v in summary.items() if k != "categories"}, indent=2))
     print(f"wrote {args.out / 'summary.json'}, per_sample.csv and report.md")

@@ -4,17 +4,21 @@ text-to-image samples, and the PSNR of DDIM inversion followed by denoising. Use
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..config import DragConfig
-from ..engine import DragEngine, image_to_tensor, tensor_to_image
+from ..drag import DragConfig
 from ..generate import generate
 from ..models import DiffusionModel
+from ..pixels import image_to_tensor, tensor_to_image
 from ..shapes import COLORS, KINDS, Background, Scene, Shape, random_scene
 from .metrics import psnr
+
+if TYPE_CHECKING:
+    from ..drag.method import DragDiffusion
 
 HELD_OUT_SEED = 777  # training draws scenes from seeds 0 and 1; these scenes are never seen
 CONTRAST_BACKGROUNDS = ("white", "gray", "black")
@@ -87,7 +91,7 @@ def colour_accuracy(
     return float(np.mean(hits)), images, prompts
 
 
-def inversion_psnr(engine: DragEngine, count: int = 10, config: DragConfig | None = None) -> float:
+def inversion_psnr(engine: DragDiffusion, count: int = 10, config: DragConfig | None = None) -> float:
     """Mean PSNR of DDIM inversion then denoising (no edit) against the input, on held-out scenes."""
     config = config or engine.default_config()
     scenes = held_out_scenes(count, engine.model.native_resolution)

@@ -1,5 +1,5 @@
 """DragBench (Shi et al. 2024) in its official layout: read the samples safely, edit each one (resumably),
-and score Mean Distance pooled over all point pairs as the reference does (ALGORITHM.md §7).
+and score Mean Distance pooled over all point pairs as the reference does (docs/dragdiffusion.md, "Mean Distance").
 
 Layout: ROOT/<category>/<sample>/original_image.png, meta_data.pkl (a pickled dict: 'prompt', 'points' =
 alternating handle/target [x, y], 'mask' = H×W, 1 = editable), user_drag.png. Results go to
@@ -24,7 +24,7 @@ from ..errors import DragError
 from ..images import load_image
 from ..types import DragRequest, Point
 from .lpips import image_fidelity
-from .methods import Method
+from .methods import EvalMethod
 from .metrics import dift_features, mean_distance_pairs
 
 # What a DragBench meta_data.pkl may contain: plain containers, numbers, strings and numpy arrays. Anything
@@ -139,19 +139,20 @@ def find_samples(root: Path, categories: list[str] | None = None, limit: int | N
     return samples[:limit] if limit else samples
 
 
-def edit_all(method: Method, samples: list[Sample], out: Path, log: Callable[[str], None] = print) -> int:
+def edit_all(method: EvalMethod, samples: list[Sample], out: Path, log: Callable[[str], None] = print) -> int:
     """Edit each sample not yet done with `method`; returns how many were edited. A rerun skips finished
-    samples, and a crash loses nothing finished: each result is written atomically, the image last."""
+    samples (their PNG and session JSON both exist), and a crash loses nothing finished: each file is written
+    atomically."""
     edited = 0
     for sample in samples:
         target = out / sample.category / sample.name / "dragged_image.png"
-        if target.is_file():
+        if target.is_file() and target.with_suffix(".json").is_file():
             continue
         request = sample.request()
         start = time.perf_counter()
-        image = method.edit(request)
+        result = method.edit(request)
         target.parent.mkdir(parents=True, exist_ok=True)
-        method.save(image, request, target)
+        method.save(result, target)
         edited += 1
         log(f"{sample.key}: {method.name}, {time.perf_counter() - start:.1f} s")
     return edited

@@ -60,11 +60,11 @@ def dift_features(
 ) -> torch.Tensor:
     """DIFT (Tang et al. 2023): decoder features of the noised image, averaged over `ensemble` noise draws,
     upsampled to the image size and L2-normalised per pixel. Returns (C, H, W) fp32."""
-    from ..engine import image_to_tensor
+    from ..coords import Geometry
+    from ..pixels import image_to_tensor
 
     width, height = image.size
-    f = model.vae_factor
-    pixels = image_to_tensor(image, (max(f, round(width / f) * f), max(f, round(height / f) * f)))
+    pixels = image_to_tensor(image, Geometry.work_size_at(image.size, model.vae_factor))
     latent = model.encode_image(pixels).float()
     schedule = model.scheduler()
     generator = torch.Generator().manual_seed(seed)

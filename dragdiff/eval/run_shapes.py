@@ -1,4 +1,5 @@
-"""Run DragBench-Shapes: DragDiffusion against the "no edit" and "naive warp" baselines on the same tasks."""
+"""Run DragBench-Shapes: methods of the registry against the "no edit" and "naive warp" baselines on the same
+tasks."""
 
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..engine import DragEngine
-from ..models import load_model
+from ..runtime import Runtime
 from ..types import DragRequest
-from .methods import make_method
+from .methods import make_methods
 from .metrics import dift_features, mean_distance_pairs
 from .shapes_bench import ShapeTask, arrows, make_tasks, naive_warp, no_edit, score
 
 METRICS = ("handle_error", "moved_fraction", "psnr_truth", "ssim_truth", "psnr_outside_mask", "mean_distance")
-MD_SETTINGS = dict(timestep=261, block=1, ensemble=8)  # DragBench's MD (ALGORITHM.md §7), on the engine's UNet
+MD_SETTINGS = dict(timestep=261, block=1, ensemble=8)  # DragBench's MD (docs/dragdiffusion.md, "Mean Distance"), on the engine's UNet
 
 
 def run(
@@ -34,25 +34,25 @@ def run(
 ) -> dict:
     """Edit every task with the baselines and each method, score it, and write results.json, results.csv and
     grid.png to `out`."""
-    model = load_model(model_spec, device)
-    engine = DragEngine(model)
-    editors = [make_method(name, engine, overrides) for name in method_names]
+    runtime = Runtime(model_spec, device=device)
+    model = runtime.model
+    editors = make_methods(list(method_names), runtime, overrides)
     tasks = make_tasks(count, seed, (model.native_resolution, model.native_resolution))
     methods: dict[str, Callable[[ShapeTask], Image.Image]] = {"no edit": no_edit, "naive warp": naive_warp}
     for editor in editors:
-        methods[editor.name] = lambda task, edit=editor.edit: edit(
-            DragRequest(task.input_image(), task.handles, task.targets, task.mask, task.prompt)
+        methods[editor.name] = lambda task, edit=editor.edit: (
+            edit(DragRequest(task.input_image(), task.handles, task.targets, task.mask, task.prompt)).image
         )
     config = {editor.name: editor.config.to_dict() for editor in editors}
     rows, results = [], {name: [] for name in methods}
     for task in tasks:
-        source_features = _features(engine, task.input_image(), task.prompt)
+        source_features = _features(runtime, task.input_image(), task.prompt)
         for name, method in methods.items():
             start = time.perf_counter()
             image = method(task)
             seconds = time.perf_counter() - start
             scores = score(task, image)
-            edited = _features(engine, image, task.prompt)
+            edited = _features(runtime, image, task.prompt)
             scores["mean_distance"] = float(
                 np.mean(mean_distance_pairs(source_features, edited, task.handles, task.targets))
             )
@@ -72,11 +72,11 @@ def run(
     return summary
 
 
-def _features(engine: DragEngine, image, prompt):
+def _features(runtime: Runtime, image, prompt):
     """DIFT features from the plain UNet: a DragDiffusion edit leaves its image's LoRA attached, which would
     make the features (and MD) depend on which edit ran last."""
-    engine.use_lora(None)
-    return dift_features(engine.model, image, prompt, **MD_SETTINGS)
+    runtime.use_lora(None)
+    return dift_features(runtime.model, image, prompt, **MD_SETTINGS)
 
 
 def _summarise(rows: list[dict], methods) -> dict:

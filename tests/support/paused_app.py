@@ -1,9 +1,10 @@
 """app.py with a pause inside a result's atomic write, so that a test can kill -9 the server right there.
 
-DRAGDIFF_TEST_PAUSE_WRITE="N:MARKER" (read only here): the N-th call of dragdiff.session._write_atomic in this
-process writes, flushes and fsyncs its temporary file as usual, then, just before the os.replace that would
-put it in place, writes the temporary file's path to MARKER and sleeps until it is killed. Everything else is
-app.py's own `main`, unchanged. Usage: python tests/support/paused_app.py [app.py flags].
+DRAGDIFF_TEST_PAUSE_WRITE="N:MARKER" (read only here): the N-th call of dragdiff.atomic.write_atomic for a
+result or session file (not a cache entry) in this process writes, flushes and fsyncs its temporary file as
+usual, then, just before the os.replace that would put it in place, writes the temporary file's path to
+MARKER and sleeps until it is killed. Everything else is app.py's own `main`, unchanged.
+Usage: python tests/support/paused_app.py [app.py flags].
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import app  # noqa: E402
-import dragdiff.session  # noqa: E402
+import dragdiff.atomic  # noqa: E402
 
 
 class _PausingOs:
-    """The os module as dragdiff.session sees it, except that the n-th replace() never happens."""
+    """The os module as dragdiff.atomic sees it, except that the n-th replace() of a result never happens."""
 
     def __init__(self, count: int, marker: Path):
         self.count, self.marker, self.calls = count, marker, 0
@@ -30,8 +31,9 @@ class _PausingOs:
         return getattr(os, name)
 
     def replace(self, source, target) -> None:
-        self.calls += 1
-        if self.calls == self.count:
+        result = Path(target).suffix in (".png", ".json")
+        self.calls += result
+        if result and self.calls == self.count:
             self.marker.write_text(f"{source}\n{target}\n")
             while True:  # the temporary file is complete on disk; the rename is not done: kill -9 us here
                 time.sleep(1)
@@ -40,7 +42,7 @@ class _PausingOs:
 
 def main() -> None:
     count, marker = os.environ["DRAGDIFF_TEST_PAUSE_WRITE"].split(":", 1)
-    dragdiff.session.os = _PausingOs(int(count), Path(marker))
+    dragdiff.atomic.os = _PausingOs(int(count), Path(marker))
     app.main(sys.argv[1:])
 
 

@@ -1,43 +1,54 @@
-"""DragonEditor: DragonDiffusion's training-free edits (move, resize, drag, appearance, paste) on the model
-of a DragEngine. One inversion per image keeps the trajectory and the memory bank; the edit is sampled from
-z_T with feature-correspondence guidance (energy.py) and memory-bank attention (memory.py)."""
+"""DragonDiffusion (Mou et al., ICLR 2024) and DiffEditor: training-free edits (move, resize, drag,
+appearance, paste) on a Runtime's model. One inversion per image keeps the trajectory and the memory bank;
+the edit is sampled from z_T with feature-correspondence guidance (energy.py) and memory-bank attention
+(memory.py). docs/dragondiffusion.md says which reference step each part follows."""
 
 from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ..attention import self_attention_names
+from ..config import resolve_config
 from ..coords import Geometry
-from ..engine import DragEngine, image_to_tensor, tensor_to_image
 from ..errors import DragError
 from ..features import supervision_features, unet_features
-from ..types import Progress, ProgressCallback, StopCallback
+from ..images import MAX_IMAGE_PIXELS
+from ..models import DiffusionModel
+from ..pixels import image_to_tensor, tensor_to_image
+from ..runtime import Runtime
+from ..types import DragRequest, EditResult, Progress, ProgressCallback, StopCallback
 from . import energy
 from .config import DragonConfig
 from .image_prompt import ImagePrompt, image_prompt_attention, load_image_prompt
-from .memory import MemoryBank, MemoryControl, bank_bytes, decoder_self_attention, memory_attention
+from .memory import MemoryBank, MemoryControl, bank_bytes, memory_attention
 from .regions import centre, grid_mask, grow, paste, ring, warp, warp_mask
-from .requests import AppearanceRequest, ContentDragRequest, DragonRequest, MoveRequest, check_dragon_request
+from .requests import (
+    AppearanceRequest,
+    ContentDragRequest,
+    DragonRequest,
+    MoveRequest,
+    PasteRequest,
+    check_dragon_request,
+)
 from .sampler import REFERENCE_STEPS, GuidedSampler, invert, sample, step_plan
+from .session import FORMAT, DragonSession, request_from_dict
 
-FEATURE_SCALE = 0.25  # features compared at image/4, as the reference resizes them (DRAGON.md)
+FEATURE_SCALE = 0.25  # features compared at image/4, as the reference resizes them (docs/dragondiffusion.md)
 GRADIENT_UNIT = 1000  # the reference multiplies its per-mode constant and UI energy scale by 1e3
 
 
-@dataclass
-class DragonResult:
-    image: Image.Image  # the input's size
+@dataclass(kw_only=True)
+class DragonResult(EditResult):
     mode: str
-    timings: dict[str, float]
-    config: DragonConfig
-    model: str
     memory_bytes: int  # size of the memory bank(s)
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -48,36 +59,55 @@ class _Branch:
     features: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
-class DragonEditor:
-    """DragonDiffusion on the model of `engine` (no LoRA: the UNet is used as it is)."""
+class DragonDiffusion:
+    """DragonDiffusion on a Runtime's model (no LoRA: the UNet is used as it is). `edit` takes a point drag
+    (DragRequest, run as the "drag" mode) or a MoveRequest, ContentDragRequest, AppearanceRequest or
+    PasteRequest; request.config None means this model's defaults for the request's mode."""
 
-    def __init__(self, engine: DragEngine):
-        self.engine = engine
-        self.model = engine.model
+    name = "dragon"
+    config_type = DragonConfig
+    request_types = (DragRequest, MoveRequest, ContentDragRequest, AppearanceRequest, PasteRequest)
+    session_format = FORMAT
 
-    def default_config(self, mode: str, **overrides) -> DragonConfig:
-        """configs/dragon.yaml for `mode`, then the model's own values, then `overrides`."""
-        return DragonConfig.load(mode, model_defaults=self.model.dragon_defaults, **overrides)
+    def __init__(self, runtime: Runtime | DiffusionModel | str = "auto", *, cache_dir: str | None = None):
+        self.runtime = Runtime.of(runtime, cache_dir)
+        self.model = self.runtime.model
+
+    def default_config(self, mode: str | None = "drag", **explicit: Any) -> DragonConfig:
+        """This model's config for `mode` (dragdiff.config.resolve_config), with `explicit` values on top."""
+        return resolve_config(DragonConfig, self.model, mode=mode, **explicit)
 
     def edit(
         self,
-        request: DragonRequest,
+        request: DragonRequest | DragRequest,
         on_progress: ProgressCallback | None = None,
         should_stop: StopCallback | None = None,
     ) -> DragonResult:
         """The edited image. Raises DragError on bad input before any work, DragCancelled when stopped.
-        Holds the engine's lock: the model (its attention processors, its LoRA) is shared with DragDiffusion."""
-        with self.engine.lock:
+        Holds the runtime's lock: the model (its attention processors, its LoRA) is shared with other methods."""
+        if isinstance(request, DragRequest):
+            request = ContentDragRequest(**vars(request))
+        with self.runtime.lock:
             return self._edit(request, on_progress, should_stop)
 
+    @classmethod
+    def request_from_session(
+        cls, data: Any, folder: Path | None, max_pixels: int = MAX_IMAGE_PIXELS
+    ) -> tuple[DragonRequest, str]:
+        """(request, model spec) of a parsed DragonDiffusion session; errors name the field."""
+        return request_from_dict(data, folder, max_pixels)
+
     def _edit(self, request, on_progress, should_stop) -> DragonResult:
+        # 1. Check the request and the config (None: this model's defaults for the mode).
         warnings = check_dragon_request(request)
+        if request.config is not None and not isinstance(request.config, DragonConfig):
+            raise DragError(f"request.config: expected a DragonConfig or None, got {type(request.config).__name__}")
         config = request.config or self.default_config(request.mode)
         m, start_time = self.model, time.perf_counter()
         self._check_blocks(config)
         timings: dict[str, float] = {}
         image_prompt = self._load_image_prompt(config, timings)  # before any work: bad paths fail fast
-        self.engine.use_lora(None)  # training-free: the plain UNet
+        self.runtime.use_lora(None)  # training-free: the plain UNet
         geometry = Geometry.for_image(
             request.image.size, config.resolution or m.native_resolution, m.vae_factor, FEATURE_SCALE
         )
@@ -86,6 +116,7 @@ class DragonEditor:
         scheduler.set_timesteps(config.n_steps)
         control = MemoryControl(MemoryBank(self._bank_device(config, geometry, request, warnings)))
         with memory_attention(m.unet, control, config.memory_blocks):
+            # 2. Invert the image (and the reference), recording every self-attention's K/V in the bank.
             base = self._invert(
                 request.image, geometry.work_size, text, config, control, "inversion", on_progress, should_stop
             )
@@ -95,7 +126,8 @@ class DragonEditor:
                     request, geometry, config, control, on_progress, should_stop
                 )
             timings["inversion"] = time.perf_counter() - start_time
-            plan = _Plan.build(request, geometry, base, reference, reference_mask, config)
+            # 3. The mode's plan: start latent, edit region, energy, memory mode.
+            plan = PLAN_BUILDERS[request.mode](request, geometry, base, reference, reference_mask, config)
             control.base_mask, control.reference_mask = plan.mix_masks
             image_tokens = image_prompt.embed(_prompt_images(request)) if image_prompt else None
             sampler = GuidedSampler(m.unet, scheduler, text, m.encode_prompt(""), config.cfg_scale, image_tokens)
@@ -114,6 +146,7 @@ class DragonEditor:
                 on = image_prompt is not None and config.image_prompt_from <= j < config.image_prompt_until
                 return config.image_prompt_scale if on else 0.0
 
+            # 4. Sample from the plan's start with guidance, memory-bank attention and the image prompt.
             report = (lambda k, n: on_progress(Progress("editing", k, n))) if on_progress else None
             t0 = time.perf_counter()
             layers = image_prompt_attention(m.unet, image_prompt, image_tokens) if image_prompt else nullcontext()
@@ -122,23 +155,33 @@ class DragonEditor:
                     sampler,
                     plan.start,
                     step_plan(config.variant, config.n_steps, config.guided_until),
-                    guidance,
-                    memory_mode,
-                    control,
-                    plan.region,
-                    config.sde_strength,
-                    config.time_travel_repeats,
-                    config.seed,
-                    report,
-                    should_stop,
-                    image_scale,
+                    guidance=guidance,
+                    memory_mode=memory_mode,
+                    control=control,
+                    region=plan.region,
+                    sde_strength=config.sde_strength,
+                    time_travel_repeats=config.time_travel_repeats,
+                    seed=config.seed,
+                    on_step=report,
+                    should_stop=should_stop,
+                    image_scale=image_scale,
                 )
             timings["editing"] = time.perf_counter() - t0
+        # 5. Decode at the working size, back to the input's size.
         with torch.no_grad():
             image = tensor_to_image(m.decode(latent), request.image.size)
         timings["total"] = time.perf_counter() - start_time
         memory_bytes = control.bank.nbytes + (control.reference.nbytes if control.reference else 0)
-        return DragonResult(image, request.mode, timings, config, m.spec, memory_bytes, warnings)
+        return DragonResult(
+            image=image,
+            session=DragonSession(replace(request, config=config), m.spec),
+            mode=request.mode,
+            timings=timings,
+            config=config,
+            model=m.spec,
+            memory_bytes=memory_bytes,
+            warnings=warnings,
+        )
 
     def _load_image_prompt(self, config: DragonConfig, timings: dict) -> ImagePrompt | None:
         """DiffEditor's optional image prompt, when its weights are configured (image_prompt.py)."""
@@ -150,12 +193,9 @@ class DragonEditor:
         return prompt
 
     def _check_blocks(self, config: DragonConfig) -> None:
-        count = len(self.model.unet.up_blocks)
         for name in ("feature_blocks", "memory_blocks"):
-            bad = [i for i in getattr(config, name) or () if i >= count]
-            if bad:
-                raise DragError(f"{name}: this model's UNet has up_blocks 0-{count - 1}, not {bad}")
-        if not decoder_self_attention(self.model.unet, config.memory_blocks):
+            self.runtime.check_blocks(name, getattr(config, name))
+        if not self_attention_names(self.model.unet, config.memory_blocks):
             raise DragError(f"memory_blocks {config.memory_blocks}: no decoder self-attention there; use null (all)")
 
     def _bank_device(self, config: DragonConfig, geometry: Geometry, request, warnings: list[str]):
@@ -236,90 +276,102 @@ class _Plan:
     memory: str
     mix_masks: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
 
-    @classmethod
-    def build(cls, request, geometry: Geometry, base: _Branch, reference, reference_mask, config) -> _Plan:
-        z_T = base.trajectory[max(base.trajectory)]
-        device = z_T.device
-        latent_size, feature_size = geometry.latent_size, geometry.feature_size
-        weights = {
-            "edit": config.w_edit,
-            "content": config.w_content,
-            "contrast": config.w_contrast,
-            "inpaint": config.w_inpaint,
-        }
-        if isinstance(request, ContentDragRequest):
-            return cls._drag(request, geometry, z_T, weights)
-        if isinstance(request, AppearanceRequest):
-            base_f = grid_mask(request.mask, feature_size, device)
-            reference_f = grid_mask(reference_mask, feature_size, device)
-            region = grid_mask(request.mask, latent_size, device)
-            return cls(
-                z_T,
-                _region(region),
-                lambda cur, orig, src: energy.appearance_energy(cur, orig, src, base_f, reference_f, weights),
-                "mix",
-                (region, grid_mask(reference_mask, latent_size, device)),
-            )
-        # move / resize, and paste (the reference's object moved into the image)
-        obj_mask = request.mask if isinstance(request, MoveRequest) else reference_mask
-        obj_f, obj_l = grid_mask(obj_mask, feature_size, device), grid_mask(obj_mask, latent_size, device)
-        if isinstance(request, MoveRequest):
-            offset_f = _to_grid((request.offset.y, request.offset.x), geometry.image_size, feature_size)
-            offset_l = _to_grid((request.offset.y, request.offset.x), geometry.image_size, latent_size)
-        else:  # paste: from the object's centre in the fitted reference to `position`, in working pixels
-            (cy, cx), (work_w, work_h) = centre(torch.from_numpy(reference_mask)), geometry.work_size
-            x, y = (
-                request.position.x * work_w / geometry.image_size[0],
-                request.position.y * work_h / geometry.image_size[1],
-            )
-            offset_f = _to_grid((y - cy, x - cx), geometry.work_size, feature_size)
-            offset_l = _to_grid((y - cy, x - cx), geometry.work_size, latent_size)
-        about_f, about_l = centre(obj_f), centre(obj_l)
-        moved_f = warp_mask(obj_f, offset_f, request.scale, about_f)
-        moved_l = warp_mask(obj_l, offset_l, request.scale, about_l)
-        source_z = z_T if isinstance(request, MoveRequest) else reference.trajectory[max(reference.trajectory)]
-        start = paste(z_T, warp(source_z, offset_l, request.scale, about_l), moved_l)
-        if isinstance(request, MoveRequest):
-            surround = ring(obj_f, 2) & ~moved_f
-            region = _region(obj_l | moved_l)
 
-            def move(cur, orig, src):
-                moved_source = warp(orig, offset_f, request.scale, about_f)
-                return energy.move_energy(cur, orig, moved_source, obj_f, moved_f, surround, weights)
+def _weights(config: DragonConfig) -> dict[str, float]:
+    w = config
+    return {"edit": w.w_edit, "content": w.w_content, "contrast": w.w_contrast, "inpaint": w.w_inpaint}
 
-            return cls(start, region, move, "replace")
-        empty = torch.zeros_like(moved_f)
 
-        def paste_energy(cur, orig, src):
-            moved_source = warp(src, offset_f, request.scale, about_f)
-            return energy.move_energy(cur, orig, moved_source, empty, moved_f, empty, weights)
+def _z_T(branch: _Branch) -> torch.Tensor:
+    return branch.trajectory[max(branch.trajectory)]
 
-        return cls(start, _region(moved_l), paste_energy, "mix", (moved_l, obj_l))
 
-    @classmethod
-    def _drag(cls, request: ContentDragRequest, geometry: Geometry, z_T, weights) -> _Plan:
-        device = z_T.device
-        latent_size, feature_size = geometry.latent_size, geometry.feature_size
-        full = np.ones((geometry.image_size[1], geometry.image_size[0]), bool)
-        editable = request.mask if request.mask is not None and request.mask.any() else full
-        editable_f, editable_l = grid_mask(editable, feature_size, device), grid_mask(editable, latent_size, device)
-        handles, targets = (
-            _cells(geometry.to_grid(request.handles), feature_size),
-            _cells(geometry.to_grid(request.targets), feature_size),
-        )
-        ratio = latent_size[0] / feature_size[0]
-        start = z_T.clone()
-        for (hr, hc), (tr, tc) in zip(
-            (handles * ratio).long().tolist(), (targets * ratio).long().tolist(), strict=True
-        ):
-            h_rows, t_rows = energy.patch_windows(hr, tr, 1, latent_size[1])
-            h_cols, t_cols = energy.patch_windows(hc, tc, 1, latent_size[0])
-            start[:, :, t_rows, t_cols] = z_T[:, :, h_rows, h_cols]
+def _move_plan(request: MoveRequest, geometry: Geometry, base: _Branch, reference, reference_mask, config) -> _Plan:
+    """Move/resize: the object's latent pasted at its new place to start; the edit term pulls the moved
+    features to the original object's, the contrast term empties its old place."""
+    z_T, weights = _z_T(base), _weights(config)
+    obj_f = grid_mask(request.mask, geometry.feature_size, z_T.device)
+    obj_l = grid_mask(request.mask, geometry.latent_size, z_T.device)
+    dx, dy = request.offset.x, request.offset.y
+    offset_f = geometry.offset_on(dx, dy, geometry.feature_size)
+    offset_l = geometry.offset_on(dx, dy, geometry.latent_size)
+    about_f, about_l = centre(obj_f), centre(obj_l)
+    moved_f = warp_mask(obj_f, offset_f, request.scale, about_f)
+    moved_l = warp_mask(obj_l, offset_l, request.scale, about_l)
+    start = paste(z_T, warp(z_T, offset_l, request.scale, about_l), moved_l)
+    surround = ring(obj_f, 2) & ~moved_f
 
-        def drag(cur, orig, src):
-            return energy.drag_energy(cur, orig, handles, targets, editable_f, weights)
+    def move(cur, orig, src):
+        moved_source = warp(orig, offset_f, request.scale, about_f)
+        return energy.move_energy(cur, orig, moved_source, obj_f, moved_f, surround, weights)
 
-        return cls(start, editable_l[None, None].float(), drag, "concat")
+    return _Plan(start, _region(obj_l | moved_l), move, "replace")
+
+
+def _paste_plan(request: PasteRequest, geometry: Geometry, base: _Branch, reference, reference_mask, config) -> _Plan:
+    """Paste: the reference's object (its latent, then its features) moved from its centre in the fitted
+    reference to `position`, in working pixels; base and reference tokens mixed in the memory bank."""
+    z_T, weights = _z_T(base), _weights(config)
+    obj_f = grid_mask(reference_mask, geometry.feature_size, z_T.device)
+    obj_l = grid_mask(reference_mask, geometry.latent_size, z_T.device)
+    (cy, cx), (x, y) = centre(torch.from_numpy(reference_mask)), geometry.to_work(request.position)
+    offset_f = geometry.offset_on(x - cx, y - cy, geometry.feature_size, pixels_of="work")
+    offset_l = geometry.offset_on(x - cx, y - cy, geometry.latent_size, pixels_of="work")
+    about_f, about_l = centre(obj_f), centre(obj_l)
+    moved_f = warp_mask(obj_f, offset_f, request.scale, about_f)
+    moved_l = warp_mask(obj_l, offset_l, request.scale, about_l)
+    start = paste(z_T, warp(_z_T(reference), offset_l, request.scale, about_l), moved_l)
+    empty = torch.zeros_like(moved_f)
+
+    def paste_energy(cur, orig, src):
+        moved_source = warp(src, offset_f, request.scale, about_f)
+        return energy.move_energy(cur, orig, moved_source, empty, moved_f, empty, weights)
+
+    return _Plan(start, _region(moved_l), paste_energy, "mix", (moved_l, obj_l))
+
+
+def _appearance_plan(request, geometry: Geometry, base: _Branch, reference, reference_mask, config) -> _Plan:
+    """Appearance: the object's features pulled to the reference object's statistics; tokens mixed."""
+    device, weights = _z_T(base).device, _weights(config)
+    base_f = grid_mask(request.mask, geometry.feature_size, device)
+    reference_f = grid_mask(reference_mask, geometry.feature_size, device)
+    region = grid_mask(request.mask, geometry.latent_size, device)
+    return _Plan(
+        _z_T(base),
+        _region(region),
+        lambda cur, orig, src: energy.appearance_energy(cur, orig, src, base_f, reference_f, weights),
+        "mix",
+        (region, grid_mask(reference_mask, geometry.latent_size, device)),
+    )
+
+
+def _drag_plan(request: ContentDragRequest, geometry: Geometry, base: _Branch, reference, reference_mask, config):
+    """Content drag: the handles' latent patches copied to the targets to start; the edit term pulls the
+    target features to the original handle features inside the editable region."""
+    z_T, weights = _z_T(base), _weights(config)
+    device = z_T.device
+    latent_size, feature_size = geometry.latent_size, geometry.feature_size
+    full = np.ones((geometry.image_size[1], geometry.image_size[0]), bool)
+    editable = request.mask if request.mask is not None and request.mask.any() else full
+    editable_f, editable_l = grid_mask(editable, feature_size, device), grid_mask(editable, latent_size, device)
+    handles, targets = (
+        _cells(geometry.to_grid(request.handles), feature_size),
+        _cells(geometry.to_grid(request.targets), feature_size),
+    )
+    ratio = latent_size[0] / feature_size[0]
+    start = z_T.clone()
+    for (hr, hc), (tr, tc) in zip((handles * ratio).long().tolist(), (targets * ratio).long().tolist(), strict=True):
+        h_rows, t_rows = energy.patch_windows(hr, tr, 1, latent_size[1])
+        h_cols, t_cols = energy.patch_windows(hc, tc, 1, latent_size[0])
+        start[:, :, t_rows, t_cols] = z_T[:, :, h_rows, h_cols]
+
+    def drag(cur, orig, src):
+        return energy.drag_energy(cur, orig, handles, targets, editable_f, weights)
+
+    return _Plan(start, editable_l[None, None].float(), drag, "concat")
+
+
+PLAN_BUILDERS = {"move": _move_plan, "paste": _paste_plan, "appearance": _appearance_plan, "drag": _drag_plan}
 
 
 def _prompt_images(request: DragonRequest) -> list[Image.Image]:
@@ -330,11 +382,6 @@ def _prompt_images(request: DragonRequest) -> list[Image.Image]:
 def _region(mask: torch.Tensor) -> torch.Tensor:
     """The edit region on the latent grid: the (h, w) mask grown by a cell, as a (1, 1, h, w) float map."""
     return grow(mask, 1)[None, None].float()
-
-
-def _to_grid(offset_px: tuple[float, float], pixel_size, grid_size) -> tuple[float, float]:
-    """A (dy, dx) offset in pixels of an image of `pixel_size` (w, h), in cells of a (w, h) grid."""
-    return offset_px[0] * grid_size[1] / pixel_size[1], offset_px[1] * grid_size[0] / pixel_size[0]
 
 
 def _cells(rowcol: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

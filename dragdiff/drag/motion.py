@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import DragCancelled
-from .tracking import all_reached, features_at, track_points
+from ..errors import DragCancelled
+from ..tracking import all_reached, features_at, track_points
 
 
 def motion_supervision_loss(

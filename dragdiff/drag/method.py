@@ -1,33 +1,39 @@
-"""DragEngine: prepare an image once (LoRA + DDIM inversion, cached), then drag it as often as wanted."""
+"""DragDiffusion (Shi et al., CVPR 2024): prepare an image once (LoRA + DDIM inversion, cached), then drag
+it as often as wanted. docs/dragdiffusion.md says which reference step each stage follows."""
 
 from __future__ import annotations
 
 import functools
-import threading
 import time
-from collections import Counter
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers.models.resnet import ResnetBlock2D
 from PIL import Image
 
-from .attention import reference_attention, self_attention_names
-from .cache import TensorCache, cache_key
+from ..attention import self_attention_names
+from ..cache import cache_key
+from ..config import resolve_config
+from ..coords import Geometry
+from ..denoise import denoise
+from ..errors import DragError
+from ..features import supervision_features, unet_features
+from ..images import MAX_IMAGE_PIXELS
+from ..inversion import ddim_invert, drag_timesteps
+from ..lora import train_lora
+from ..models import DiffusionModel
+from ..pixels import image_to_tensor, tensor_to_image
+from ..runtime import Runtime, gradient_checkpointing
+from ..types import DragRequest, Progress, ProgressCallback, StopCallback
+from ..validation import check_request, effective_mask
 from .config import DragConfig
-from .coords import Geometry
-from .denoise import denoise
-from .errors import DragError
-from .features import supervision_features, unet_features
-from .inversion import ddim_invert, drag_timesteps
-from .lora import attach_lora, detach_lora, train_lora
-from .models import DiffusionModel, load_model
 from .motion import drag_latent, mask_loss
-from .types import DragRequest, DragResult, Progress, ProgressCallback, StopCallback
-from .validation import check_request, effective_mask
+from .reference_attention import reference_attention
+from .result import DragResult
+from .session import SESSION_FORMAT, Session, session_from_dict
 
 LORA_FIELDS = ("seed", "resolution", "lora_steps", "lora_rank", "lora_lr", "lora_batch_size")
 INVERSION_FIELDS = ("n_inference_steps", "n_inversion_steps")
@@ -47,37 +53,36 @@ class Prepared:
 
 
 def _one_at_a_time(method):
-    """Run the method under the engine's lock: the UNet's LoRA adapter and attention processors are state of
-    the one shared model, so two edits at once (a server with --gpu-jobs 2) would mix each other's."""
+    """Run the method under the runtime's lock: the UNet's LoRA adapter and attention processors are state
+    of the one shared model, so two edits at once (a server with --gpu-jobs 2) would mix each other's."""
 
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
-        with self.lock:
+        with self.runtime.lock:
             return method(self, *args, **kwargs)
 
     return locked
 
 
-class DragEngine:
-    """DragDiffusion on one model. `prepare()` is the slow part and is cached; `drag()` edits.
+class DragDiffusion:
+    """DragDiffusion on a Runtime's model. `prepare()` is the slow part and is cached; `edit()` drags.
 
-    counts: how often each expensive stage ran or came from the cache (tests count work, not time).
-    lock: held by prepare, drag and reconstruct (re-entrant); hold it too for any other use of the model,
-    such as a DragonDiffusion edit, that may run beside them.
+    DragDiffusion("demo").edit(DragRequest(image, (Point(44, 64),), (Point(64, 64),))) runs on the demo
+    model with its own defaults (request.config None).
     """
 
-    def __init__(
-        self, model: DiffusionModel | str = "auto", *, device: str | None = None, cache_dir: str | None = None
-    ):
-        self.model = model if isinstance(model, DiffusionModel) else load_model(model, device)
-        self.cache = TensorCache(cache_dir)
-        self.counts: Counter[str] = Counter()
-        self._attached_lora: str | None = None
-        self.lock = threading.RLock()
+    name = "dragdiffusion"
+    config_type = DragConfig
+    request_types = (DragRequest,)
+    session_format = SESSION_FORMAT
 
-    def default_config(self, **overrides) -> DragConfig:
-        """configs/drag.yaml, then the model's own tuned values (its dragdiff.yaml), then `overrides`."""
-        return DragConfig.load(**{**self.model.drag_defaults, **overrides})
+    def __init__(self, runtime: Runtime | DiffusionModel | str = "auto", *, cache_dir: str | None = None):
+        self.runtime = Runtime.of(runtime, cache_dir)
+        self.model = self.runtime.model
+
+    def default_config(self, mode: str | None = None, **explicit: Any) -> DragConfig:
+        """This model's DragDiffusion config (dragdiff.config.resolve_config), with `explicit` values on top."""
+        return resolve_config(DragConfig, self.model, **explicit)
 
     def geometry(self, image_size: tuple[int, int], config: DragConfig) -> Geometry:
         width = config.resolution or self.model.native_resolution
@@ -93,8 +98,8 @@ class DragEngine:
         should_stop: StopCallback | None = None,
     ) -> Prepared:
         """LoRA fine-tuning and DDIM inversion of `image` (RGB); each is loaded from the cache when it exists."""
-        config = config or self.default_config()
-        self._apply_speed_settings(config)
+        config = self._config(config)
+        self.runtime.apply_speed_settings(config.channels_last, config.compile_convolutions, config.vae_tiling)
         geometry = self.geometry(image.size, config)
         timings: dict[str, float] = {}
         text = self.model.encode_prompt(prompt)
@@ -104,35 +109,35 @@ class DragEngine:
 
         start = time.perf_counter()
         lora = self._lora(pixels, text, config, lora_key, on_progress, should_stop)
-        self.use_lora(lora_key, lora)  # inversion runs on the fine-tuned UNet, as in the reference
+        self.runtime.use_lora(lora_key, lora)  # inversion runs on the fine-tuned UNet, as in the reference
         timings["lora"] = time.perf_counter() - start
 
         start = time.perf_counter()
         inversion_key = cache_key("inversion-v1", lora_key, config.pick(*INVERSION_FIELDS), geometry.work_size)
-        cached = self.cache.load("inversion", inversion_key)
+        cached = self.runtime.cache.load("inversion", inversion_key)
         if cached is not None:
-            self.counts["inversion_cached"] += 1
+            self.runtime.counts["inversion_cached"] += 1
             inverted = cached["latent"].to(self.model.device)
         else:
             inverted = self._invert(pixels, text, config, on_progress, should_stop)
-            self.cache.save("inversion", inversion_key, {"latent": inverted})
+            self.runtime.cache.save("inversion", inversion_key, {"latent": inverted})
         timings["inversion"] = time.perf_counter() - start
         return Prepared(geometry, text, inverted, lora, lora_key, config, timings)
 
     @_one_at_a_time
-    def drag(
+    def edit(
         self, request: DragRequest, on_progress: ProgressCallback | None = None, should_stop: StopCallback | None = None
     ) -> DragResult:
         """Move the content at each handle to its target. Raises DragError on bad input (before any work)."""
-        # 1. Check the request; an all-empty mask means "everything may change".
+        # 1. Check the request (config None: this model's defaults); an all-empty mask means "all may change".
         warnings = check_request(request)
-        config, mask = request.config, effective_mask(request.mask)
+        config, mask = self._config(request.config), effective_mask(request.mask)
         self._check_blocks(config)
         start = time.perf_counter()
         # 2. LoRA and inversion (cached per image, prompt and settings).
         prepared = self.prepare(request.image, request.prompt, config, on_progress, should_stop)
         geometry, m = prepared.geometry, self.model
-        self.use_lora(prepared.lora_key, prepared.lora)
+        self.runtime.use_lora(prepared.lora_key, prepared.lora)
         scheduler = m.scheduler()
         timesteps = drag_timesteps(scheduler, config.n_inference_steps, config.n_inversion_steps)
         # 3. Optimise z_t with motion supervision and point tracking.
@@ -159,9 +164,10 @@ class DragEngine:
         timings = {**prepared.timings, "drag": t1 - t0, "denoise": t2 - t1, "decode": t3 - t2, "total": t3 - start}
         return DragResult(
             image=image,
+            session=Session.from_request(replace(request, config=config), m.spec),
             handle_track=[geometry.from_grid(h) for h in trace.handles],
             steps_used=trace.steps,
-            stopped_early=trace.reached,
+            reached_targets=trace.reached,
             timings=timings,
             seed=config.seed,
             config=config,
@@ -169,23 +175,26 @@ class DragEngine:
             warnings=warnings,
         )
 
-    def _apply_speed_settings(self, config: DragConfig) -> None:
-        """Memory layout, compilation and VAE tiling as the config asks (unchanged results up to rounding)."""
-        layout = torch.channels_last if config.channels_last else torch.contiguous_format
-        self.model.unet.to(memory_format=layout)
-        compile_convolutions(self.model.unet, config.compile_convolutions)
-        if config.vae_tiling:
-            self.model.vae.enable_tiling()
-        else:
-            self.model.vae.disable_tiling()
+    def _config(self, config: DragConfig | None) -> DragConfig:
+        if config is None:
+            return self.default_config()
+        if not isinstance(config, DragConfig):
+            raise DragError(f"request.config: expected a DragConfig or None, got {type(config).__name__}")
+        return config
+
+    @classmethod
+    def request_from_session(
+        cls, data: Any, folder: Path | None, max_pixels: int = MAX_IMAGE_PIXELS
+    ) -> tuple[DragRequest, str]:
+        """(request, model spec) of a parsed DragDiffusion session; errors name the field."""
+        session = session_from_dict(data, folder, max_pixels=max_pixels)
+        return session.to_request(), session.model
 
     def _check_blocks(self, config: DragConfig) -> None:
         """Block indices must exist in this model, and reference attention must control something."""
         count = len(self.model.unet.up_blocks)
         for name in ("feature_blocks", "reference_attention_blocks"):
-            bad = [i for i in getattr(config, name) if i >= count]
-            if bad:
-                raise DragError(f"{name}: this model's UNet has up_blocks 0-{count - 1}, not {bad}")
+            self.runtime.check_blocks(name, getattr(config, name))
         if config.reference_attention and not self_attention_names(self.model.unet, config.reference_attention_blocks):
             with_attention = [i for i in range(count) if self_attention_names(self.model.unet, (i,))]
             raise DragError(
@@ -197,9 +206,9 @@ class DragEngine:
     @_one_at_a_time
     def reconstruct(self, image: Image.Image, prompt: str = "", config: DragConfig | None = None) -> Image.Image:
         """Inversion then plain denoising, no edit: what a drag with nothing to do returns."""
-        config = config or self.default_config()
+        config = self._config(config)
         prepared = self.prepare(image, prompt, config)
-        self.use_lora(prepared.lora_key, prepared.lora)
+        self.runtime.use_lora(prepared.lora_key, prepared.lora)
         scheduler = self.model.scheduler()
         timesteps = drag_timesteps(scheduler, config.n_inference_steps, config.n_inversion_steps)
         latent = denoise(self.model.unet, scheduler, prepared.inverted, prepared.text, timesteps)
@@ -211,16 +220,16 @@ class DragEngine:
     def _lora(self, pixels, text, config, key, on_progress, should_stop) -> dict[str, torch.Tensor] | None:
         if config.lora_steps == 0:
             return None
-        cached = self.cache.load("lora", key)
+        cached = self.runtime.cache.load("lora", key)
         if cached is not None:
-            self.counts["lora_cached"] += 1
+            self.runtime.counts["lora_cached"] += 1
             return cached
 
         def report(step: int, total: int, loss: float) -> None:
             if on_progress:
                 on_progress(Progress("lora", step, total))
 
-        self._attached_lora = None  # training replaces the adapter: if it is stopped, the UNet holds a partial one
+        self.runtime.lora_replaced(None)  # training replaces the adapter: stopped, the UNet holds a partial one
         weights = train_lora(
             self.model,
             pixels,
@@ -236,22 +245,10 @@ class DragEngine:
             on_step=report,
             should_stop=should_stop,
         )
-        self.counts["lora_trained"] += 1
-        self._attached_lora = key  # training left the adapter attached
-        self.cache.save("lora", key, weights)
+        self.runtime.counts["lora_trained"] += 1
+        self.runtime.lora_replaced(key)  # training left the adapter attached
+        self.runtime.cache.save("lora", key, weights)
         return weights
-
-    def use_lora(self, key: str | None, weights: dict[str, torch.Tensor] | None = None) -> None:
-        """Make the UNet carry these LoRA weights (or none: `weights` None) without reloading when it already
-        does. DragonDiffusion edits call use_lora(None): they run on the plain UNet."""
-        if self._attached_lora == key:
-            return
-        if weights is None:
-            detach_lora(self.model.unet)
-        else:
-            rank = next(v for k, v in weights.items() if "lora_A" in k).shape[0]
-            attach_lora(self.model.unet, rank, {k: v.to(self.model.device) for k, v in weights.items()})
-        self._attached_lora = key
 
     def _invert(self, pixels, text, config, on_progress, should_stop=None) -> torch.Tensor:
         latent = self.model.encode_image(pixels)
@@ -266,7 +263,7 @@ class DragEngine:
             report,
             should_stop,
         )
-        self.counts["inversion"] += 1
+        self.runtime.counts["inversion"] += 1
         return inverted
 
     def _optimise(self, prepared, scheduler, t, mask, handles, targets, on_progress, should_stop):
@@ -330,47 +327,6 @@ class DragEngine:
         with reference_attention(unet, config.reference_attention_blocks):
             both = denoise(unet, scheduler, torch.cat([original, edited]), text, timesteps, report, should_stop)
         return both[1:]
-
-
-def compile_convolutions(unet, enabled: bool) -> None:
-    """torch.compile every ResNet block of the UNet (where a CPU spends ~60% of a step: convolutions, with
-    their group norms and activations fused around them), or undo it. Only these blocks: compiling the
-    whole UNet would recompile whenever attention processors or LoRA adapters change."""
-    for module in unet.modules():
-        if isinstance(module, ResnetBlock2D):
-            compiled = "forward" in module.__dict__  # the compiled forward shadows the class's
-            if enabled and not compiled:
-                module.forward = torch.compile(module.forward)
-            elif compiled and not enabled:
-                del module.forward
-
-
-@contextmanager
-def gradient_checkpointing(unet, enabled: bool):
-    """Recompute the UNet's block activations in the backward instead of keeping them (less memory)."""
-    if not enabled:
-        yield
-        return
-    unet.enable_gradient_checkpointing()
-    try:
-        yield
-    finally:
-        unet.disable_gradient_checkpointing()
-
-
-def image_to_tensor(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
-    """RGB PIL image -> (1, 3, h, w) float in [-1, 1] at `size` (w, h), resized with Lanczos."""
-    if image.size != size:
-        image = image.resize(size, Image.Resampling.LANCZOS)
-    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
-
-
-def tensor_to_image(pixels: torch.Tensor, size: tuple[int, int]) -> Image.Image:
-    """(1, 3, h, w) in [-1, 1] -> RGB PIL image resized to `size` (w, h): the input's own size and aspect."""
-    array = ((pixels[0].permute(1, 2, 0).float().cpu().numpy() + 1) * 127.5).round().clip(0, 255)
-    image = Image.fromarray(array.astype(np.uint8))
-    return image if image.size == size else image.resize(size, Image.Resampling.LANCZOS)
 
 
 def latent_keep_mask(mask: np.ndarray, latent_size: tuple[int, int]) -> torch.Tensor:

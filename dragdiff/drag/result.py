@@ -1,0 +1,17 @@
+"""What a DragDiffusion edit returns beyond every method's EditResult: how the handles travelled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..types import EditResult, Point
+
+
+@dataclass(kw_only=True)
+class DragResult(EditResult):
+    """The edited image (input size), its session, and how it was made."""
+
+    handle_track: list[tuple[Point, ...]]  # tracked handle positions, input px: [initial, after step 1, ...]
+    steps_used: int
+    reached_targets: bool  # the point tracking found every handle at its target before drag_steps ran out
+    seed: int

@@ -1,0 +1,129 @@
+"""Runtime: the one loaded model that every editing method works on, and the state that goes with it.
+
+The UNet's LoRA adapter, its attention processors and its memory layout are state of one shared model, so
+they live here, beside the lock that keeps two edits (a server with --gpu-jobs 2, two methods) from mixing
+each other's. Methods (dragdiff.methods) are peers over a Runtime: none of them owns the model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from diffusers.models.resnet import ResnetBlock2D
+
+from .cache import TensorCache
+from .errors import DragError
+from .lora import attach_lora, detach_lora
+from .models import DiffusionModel, load_model
+
+
+class Runtime:
+    """A loaded model (device, dtype), its cache folder, its attached adapter and speed settings, one lock.
+
+    counts: how often each expensive stage ran or came from the cache (tests count work, not time).
+    lock: re-entrant; every method holds it for the whole of an edit.
+    """
+
+    def __init__(
+        self,
+        model: DiffusionModel | str = "auto",
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        cache_dir: str | None = None,
+    ):
+        self.model = model if isinstance(model, DiffusionModel) else load_model(model, device, dtype)
+        self.cache = TensorCache(cache_dir)
+        self.counts: Counter[str] = Counter()
+        self.lock = threading.RLock()
+        self._attached_lora: str | None = None
+        self._methods: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, source: Runtime | DiffusionModel | str, cache_dir: str | None = None) -> Runtime:
+        """`source` itself when it is a Runtime, else a new Runtime on that model (or model spec)."""
+        if isinstance(source, Runtime):
+            return source
+        if not isinstance(source, (DiffusionModel, str)):
+            raise TypeError(f"expected a Runtime, a DiffusionModel or a model spec, got {type(source).__name__}")
+        return cls(source, cache_dir=cache_dir)
+
+    def method(self, name: str):
+        """The method `name` of the registry on this runtime (one instance per runtime and name)."""
+        from .methods import method_class
+
+        if name not in self._methods:
+            self._methods[name] = method_class(name)(self)
+        return self._methods[name]
+
+    def edit(self, request, method: str = "dragdiffusion", on_progress=None, should_stop=None):
+        """`request` edited by the named method: Runtime("demo").edit(DragRequest(...)) is the shortest call."""
+        return self.method(method).edit(request, on_progress, should_stop)
+
+    # -- the adapter -----------------------------------------------------------------------------------------
+
+    def use_lora(self, key: str | None, weights: dict[str, torch.Tensor] | None = None) -> None:
+        """Make the UNet carry these LoRA weights (or none: `weights` None) without reloading when it already
+        does. Training-free methods call use_lora(None): they run on the plain UNet."""
+        if self._attached_lora == key:
+            return
+        if weights is None:
+            detach_lora(self.model.unet)
+        else:
+            rank = next(v for k, v in weights.items() if "lora_A" in k).shape[0]
+            attach_lora(self.model.unet, rank, {k: v.to(self.model.device) for k, v in weights.items()})
+        self._attached_lora = key
+
+    def lora_replaced(self, key: str | None) -> None:
+        """Record that training replaced the adapter: `key` once it finished, None while (or if stopped) it
+        holds a partial one."""
+        self._attached_lora = key
+
+    # -- checks and speed settings ---------------------------------------------------------------------------
+
+    def check_blocks(self, name: str, indices: tuple[int, ...] | None) -> None:
+        """Decoder block indices of a config field must exist in this model's UNet."""
+        count = len(self.model.unet.up_blocks)
+        bad = [i for i in indices or () if i >= count]
+        if bad:
+            raise DragError(f"{name}: this model's UNet has up_blocks 0-{count - 1}, not {bad}")
+
+    def apply_speed_settings(self, channels_last: bool, compiled: bool, vae_tiling: bool) -> None:
+        """Memory layout, compiled convolutions and VAE tiling as asked (unchanged results up to rounding)."""
+        unet, vae = self.model.unet, self.model.vae
+        unet.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        compile_convolutions(unet, compiled)
+        if vae_tiling:
+            vae.enable_tiling()
+        else:
+            vae.disable_tiling()
+
+
+def compile_convolutions(unet, enabled: bool) -> None:
+    """torch.compile every ResNet block of the UNet (where a CPU spends ~60% of a step: convolutions, with
+    their group norms and activations fused around them), or undo it. Only these blocks: compiling the
+    whole UNet would recompile whenever attention processors or LoRA adapters change."""
+    for module in unet.modules():
+        if isinstance(module, ResnetBlock2D):
+            compiled = "forward" in module.__dict__  # the compiled forward shadows the class's
+            if enabled and not compiled:
+                module.forward = torch.compile(module.forward)
+            elif compiled and not enabled:
+                del module.forward
+
+
+@contextmanager
+def gradient_checkpointing(unet, enabled: bool):
+    """Recompute the UNet's block activations in the backward instead of keeping them (less memory)."""
+    if not enabled:
+        yield
+        return
+    unet.enable_gradient_checkpointing()
+    try:
+        yield
+    finally:
+        unet.disable_gradient_checkpointing()
