@@ -13,7 +13,7 @@ from .errors import DragCancelled
 def drag_timesteps(scheduler: DDIMScheduler, n_steps: int, n_inverted: int) -> torch.Tensor:
     """The denoising timesteps from the inverted step down to the end: 35 of 50 on SD gives 681, 661, …, 1."""
     scheduler.set_timesteps(n_steps)
-    return scheduler.timesteps[n_steps - n_inverted:]
+    return scheduler.timesteps[n_steps - n_inverted :]
 
 
 @torch.no_grad()

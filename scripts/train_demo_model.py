@@ -85,7 +85,7 @@ def scene_batch(rng: random.Random, batch: int, drop_caption: float = 0.0) -> tu
 
 def random_crops(pixels: torch.Tensor, size: int, rng: random.Random) -> torch.Tensor:
     top, left = rng.randint(0, pixels.shape[2] - size), rng.randint(0, pixels.shape[3] - size)
-    return pixels[:,:, top: top + size, left: left + size]
+    return pixels[:, :, top : top + size, left : left + size]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -333,8 +333,8 @@ def _resume(path: Path, models, ema, optimizer) -> int:
     if not path.is_file():
         return 0
     tensors = load_file(path)
-    models.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.load_state_dict({k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")})
+    models.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[len("ema.") :]: v for k, v in tensors.items() if k.startswith("ema.")})
     meta = json.loads((path.with_suffix(".json")).read_text())
     optimizer.load_state_dict(torch.load(path.with_suffix(".opt"), weights_only=True))
     return meta["step"]

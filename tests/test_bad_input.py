@@ -462,9 +462,9 @@ def gray(env):
 
 def rgba_with_transparency(env):
     rgba = np.zeros((96, 128, 4), np.uint8)
-    rgba[...,:3] = (200, 10, 10)
+    rgba[..., :3] = (200, 10, 10)
     rgba[:, 64:, 3] = 255  # right half opaque red, left half fully transparent (comes out white)
-    expected = np.where(np.arange(128)[None,:, None] >= 64, [200, 10, 10], [255, 255, 255])
+    expected = np.where(np.arange(128)[None, :, None] >= 64, [200, 10, 10], [255, 255, 255])
     return saved(env, Image.fromarray(rgba), "rgba.png"), np.broadcast_to(expected, (96, 128, 3))
 
 
@@ -476,10 +476,10 @@ def palette(env):
 
 def sixteen_bit(env):
     values = np.full((96, 128), 65535, np.uint16)
-    values[:,:64] = 257 * 100  # 16-bit 25700 is 8-bit 100
+    values[:, :64] = 257 * 100  # 16-bit 25700 is 8-bit 100
     image = Image.fromarray(values)
     assert image.mode.startswith("I;16")
-    expected = np.where(np.arange(128)[None,:, None] >= 64, 255, 100)
+    expected = np.where(np.arange(128)[None, :, None] >= 64, 255, 100)
     return saved(env, image, "sixteen.png"), np.broadcast_to(expected, (96, 128, 3))
 
 
@@ -558,8 +558,8 @@ def test_grey_mask_values_are_thresholded_at_half(env):
     grey = np.full((96, 128), 100, np.uint8)
     grey[:, 64:] = 200  # luminance 200 >= 128 may change, 100 may not
     mask = load_mask(saved(env, Image.fromarray(grey), "grey.png"), (128, 96))
-    assert not mask[:,:64].any() and mask[:, 64:].all()
-    fractions = np.where(np.arange(128) >= 64, 0.7, 0.3)[None,:].repeat(96, axis=0)
+    assert not mask[:, :64].any() and mask[:, 64:].all()
+    fractions = np.where(np.arange(128) >= 64, 0.7, 0.3)[None, :].repeat(96, axis=0)
     assert np.array_equal(load_mask(fractions, (128, 96)), mask)
     # The app's brush is semi-transparent: any painted alpha marks a pixel, unpainted (alpha 0) does not
     layer = np.zeros((96, 128, 4), np.uint8)

@@ -71,7 +71,7 @@ def make_users(folder: Path) -> list[User]:
         if n % 2:
             mask = folder / f"user{n}-mask.png"
             region = np.zeros((height, width), np.uint8)
-            region[cy - 12: cy + 12, cx - 12: cx + 30] = 255
+            region[cy - 12 : cy + 12, cx - 12 : cx + 30] = 255
             Image.fromarray(region).save(mask)
         points = f"{cx},{cy}>{cx + 12 + n},{cy + n % 3}"
         if n % 3 == 0:

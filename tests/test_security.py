@@ -229,6 +229,6 @@ def test_no_eval_exec_or_unsafe_deserialisation_in_the_package():
     found = {
         str(path.relative_to(ROOT)): calls
         for path in sources
-        if (calls:= unsafe_calls(path.read_text(encoding="utf-8")))
+        if (calls := unsafe_calls(path.read_text(encoding="utf-8")))
     }
     assert found == {}, f"code that can run data as code: {found}"

@@ -69,7 +69,7 @@ def drag_energy(current, original, handles, targets, editable, w, radius: int = 
     for (hr, hc), (tr, tc) in zip(handles.tolist(), targets.tolist(), strict=True):
         h_rows, t_rows = patch_windows(hr, tr, radius, height)
         h_cols, t_cols = patch_windows(hc, tc, radius, width)
-        similarities.append(cosine(current[:,:, t_rows, t_cols], original[:,:, h_rows, h_cols]).flatten())
+        similarities.append(cosine(current[:, :, t_rows, t_cols], original[:, :, h_rows, h_cols]).flatten())
         target_cells[t_rows, t_cols] = True
         handle_cells[h_rows, h_cols] = True
     edit = match(w["edit"], torch.cat(similarities))

@@ -269,7 +269,7 @@ def _read_parts(path: Path) -> dict[str, dict[str, torch.Tensor]]:
         flat = load_file(path)
     except Exception as exc:  # safetensors raises its own error types for damaged files
         raise DragError(f"image_prompt: cannot read {path}: {exc}") from exc
-    parts = {part: {k[len(part) + 1:]: v for k, v in flat.items() if k.startswith(part + ".")} for part in PARTS}
+    parts = {part: {k[len(part) + 1 :]: v for k, v in flat.items() if k.startswith(part + ".")} for part in PARTS}
     missing = [part for part in PARTS if not parts[part]]
     if missing:
         raise DragError(f"image_prompt: {path} is not an IP-Adapter file (no {' or '.join(missing)} weights)")

@@ -19,7 +19,7 @@ from .metrics import dift_features, mean_distance_pairs
 from .shapes_bench import ShapeTask, arrows, make_tasks, naive_warp, no_edit, score
 
 METRICS = ("handle_error", "moved_fraction", "psnr_truth", "ssim_truth", "psnr_outside_mask", "mean_distance")
-MD_SETTINGS = dict(timestep=261, block=1, ensemble=8)  # DragBench's MD (docs/dragdiffusion.md, "Mean Distance"), on the engine's UNet
+MD_SETTINGS = dict(timestep=261, block=1, ensemble=8)  # DragBench MD (docs/dragdiffusion.md), on the plain UNet
 
 
 def run(
