@@ -1,4 +1,4 @@
-"""Measure the demo model and write its model card: assets/models/demo/README.md, samples.png, reconstructions.png.
+"""Measure the demo model and write its model card: dragdiff/demo_model/README.md, samples.png, reconstructions.png.
 
 python scripts/demo_model_card.py            # ~3 minutes on 2 CPU cores
 """
@@ -23,7 +23,7 @@ from dragdiff.eval.demo_checks import (  # noqa: E402
 )
 from dragdiff.models import load_model  # noqa: E402
 
-FOLDER = ROOT / "assets" / "models" / "demo"
+FOLDER = ROOT / "dragdiff" / "demo_model"
 
 
 def grid(images: list[Image.Image], columns: int) -> Image.Image:

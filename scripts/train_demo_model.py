@@ -375,7 +375,7 @@ def _keep_going(step: int, start: float, args) -> bool:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=["vae", "unet"])
-    parser.add_argument("--out", type=Path, default=ROOT / "assets" / "models" / "demo")
+    parser.add_argument("--out", type=Path, default=ROOT / "dragdiff" / "demo_model")
     parser.add_argument("--state", type=Path, default=ROOT / ".train_state", help="resumable state (not committed)")
     parser.add_argument("--minutes", type=float, help="stop after this long (checkpointing on the way)")
     parser.add_argument("--steps", type=int, help="stop after this many steps")

@@ -1,4 +1,4 @@
-"""The bundled demo model (assets/models/demo): loads through the same code as SD, is what `auto` picks
+"""The bundled demo model (dragdiff/demo_model): loads through the same code as SD, is what `auto` picks
 offline, its autoencoder reconstructs held-out scenes and its samples follow the prompt's colour."""
 
 import json

@@ -30,7 +30,8 @@ def installed(tmp_path_factory) -> Path:
     source = base / "source"
     shutil.copytree(ROOT, source, ignore=SKIP)  # the checkout stays clean of build output
     wheels = base / "wheels"
-    run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(wheels)], base)
+    build = [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(wheels)]
+    run(build, base)
     (wheel,) = wheels.glob("dragdiff-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for needed in ("dragdiff/drag/method.py", "dragdiff/dragon/method.py", "dragdiff/eval/__main__.py"):
