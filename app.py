@@ -104,6 +104,7 @@ class DragonState:
     clicks: list[list[float]] = field(default_factory=list)
     reference: PILImage.Image | None = None
     reference_mask: np.ndarray | None = None
+    result: str | None = None
     history: list[str] = field(default_factory=list)
     stop: StopFlag = field(default_factory=StopFlag)
 
@@ -343,15 +344,22 @@ def run(state: DragState, prompt: str, model: str, *values):
         yield {DRAG.status: f"⚠️ {exc}"}
         return
     result = event.value
+    reached = "reached the targets" if result.reached_targets else f"{result.steps_used} drag steps"
+    yield finished(DRAG, state, result, f" ({reached})")
+
+
+def finished(tab: SimpleNamespace, state, result, summary: str = "") -> dict:
+    """A finished edit of either tab: saved at once (a refresh or a closed tab loses nothing) and shown with
+    its warnings, before beside after, its download and this session's results."""
     path = autosave(SETTINGS.outputs, result)
     state = replace(state, result=str(path), history=[*state.history, str(path)])
-    reached = "reached the targets" if result.reached_targets else f"{result.steps_used} drag steps"
-    yield {
-        DRAG.state: state,
-        DRAG.status: f"Done in {result.timings['total']:.1f} s ({reached}). Saved to {path}.",
-        DRAG.result: (enlarge(state.image), enlarge(result.image)),
-        DRAG.download: str(path),
-        DRAG.history: state.history,
+    notes = "".join(f"  \n⚠️ {w}" for w in result.warnings)
+    return {
+        tab.state: state,
+        tab.status: f"Done in {result.timings['total']:.1f} s{summary}. Saved to {path}.{notes}",
+        tab.result: (enlarge(state.image), enlarge(result.image)),
+        tab.download: str(path),
+        tab.history: state.history,
     }
 
 
@@ -563,17 +571,7 @@ def dragon_run(state: DragonState, mode: str, scale: float, prompt: str, model: 
     except DragError as exc:
         yield {DRAGON.status: f"⚠️ {exc}"}
         return
-    result = event.value
-    path = autosave(SETTINGS.outputs, result)
-    state = replace(state, history=[*state.history, str(path)])
-    notes = "".join(f"  \n⚠️ {w}" for w in result.warnings)
-    yield {
-        DRAGON.state: state,
-        DRAGON.status: f"Done in {result.timings['total']:.1f} s. Saved to {path}.{notes}",
-        DRAGON.result: (enlarge(state.image), enlarge(result.image)),
-        DRAGON.download: str(path),
-        DRAGON.history: state.history,
-    }
+    yield finished(DRAGON, state, event.value)
 
 
 def dragon_load(path: str | None, state: DragonState) -> dict:

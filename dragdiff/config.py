@@ -20,7 +20,7 @@ import math
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -55,6 +55,27 @@ def resolve_config(
     values.update(session or {})
     values.update(explicit)
     return config_type.from_dict(values, where=where)
+
+
+class MethodConfig:
+    """Base of each method's frozen config dataclass. A subclass sets DEFAULTS_FILE (its built-in defaults: a
+    file name in dragdiff/configs, or an absolute path), MODEL_SECTION (its section of a model's dragdiff.yaml;
+    None: the top level), RULES ({field: (type, minimum, maximum, nullable)}) and, with modes, MODES."""
+
+    DEFAULTS_FILE: ClassVar[str]
+    MODEL_SECTION: ClassVar[str | None] = None
+    RULES: ClassVar[dict[str, tuple]]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "config"):
+        """Validate a complete mapping of fields; errors name the field."""
+        return cls(**validated_fields(cls, values, where, cls.RULES))
+
+    def replace(self, **changes: Any):
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_dict(self)
 
 
 def model_section(defaults: dict[str, Any], section: str | None) -> dict[str, Any]:

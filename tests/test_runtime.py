@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from dragdiff import DragRequest, EditResult, Point, methods
-from dragdiff.config import config_dict, resolve_config, validated_fields
+from dragdiff.config import MethodConfig, resolve_config
 from dragdiff.coords import Display, Geometry
 from dragdiff.drag import DragConfig
 from dragdiff.drag.session import load_session
@@ -23,20 +23,13 @@ from dragdiff.session_io import session_json
 
 
 @dataclass(frozen=True)
-class MirrorConfig:
+class MirrorConfig(MethodConfig):
     DEFAULTS_FILE: ClassVar[str] = ""  # set to a file in the test's tmp_path
     MODEL_SECTION: ClassVar[str | None] = "mirror"
+    RULES: ClassVar[dict] = {"seed": (int, 0, 10, False), "flip": (bool, None, None, False)}
 
     seed: int
     flip: bool
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str = "config") -> MirrorConfig:
-        rules = {"seed": (int, 0, 10, False), "flip": (bool, None, None, False)}
-        return cls(**validated_fields(cls, values, where, rules))
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_dict(self)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..config import config_dict, validated_fields
+from ..config import MethodConfig
 
 # Fields that change speed and memory but not the edit (beyond numeric noise): off in the benchmark's "naive".
 SPEED_FIELDS = (
@@ -20,11 +20,36 @@ SPEED_FIELDS = (
 )
 
 
+# (type, minimum, maximum, allow None) per field; checked on every load so that bad sessions fail early.
+_RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
+    "seed": (int, 0, 2**32 - 1, False),
+    "resolution": (int, 64, 4096, True),
+    "lora_steps": (int, 0, 10_000, False),
+    "lora_rank": (int, 1, 1024, False),
+    "lora_lr": (float, 0.0, 1.0, False),
+    "lora_batch_size": (int, 1, 64, False),
+    "n_inference_steps": (int, 1, 1000, False),
+    "n_inversion_steps": (int, 1, 1000, False),
+    "feature_blocks": (tuple, 0, 16, False),
+    "supervision_scale": (float, 0.01, 1.0, False),
+    "drag_steps": (int, 0, 10_000, False),
+    "drag_lr": (float, 0.0, 10.0, False),
+    "motion_radius": (int, 0, 64, False),
+    "tracking_radius": (int, 0, 64, False),
+    "stop_distance": (float, 0.0, 1e6, False),
+    "mask_weight": (float, 0.0, 1e6, False),
+    "reference_attention": (bool, None, None, False),
+    "reference_attention_blocks": (tuple, 0, 16, False),
+    **{name: (bool, None, None, False) for name in SPEED_FIELDS},
+}
+
+
 @dataclass(frozen=True)
-class DragConfig:
+class DragConfig(MethodConfig):
     """All parameters of one edit. Field comments and sources live in dragdiff/configs/drag.yaml."""
 
     DEFAULTS_FILE: ClassVar[str] = "drag.yaml"
+    RULES: ClassVar[dict[str, tuple]] = _RULES
     MODEL_SECTION: ClassVar[str | None] = None  # a model's dragdiff.yaml holds DragDiffusion's values at the top
 
     seed: int
@@ -53,42 +78,7 @@ class DragConfig:
     gradient_checkpointing: bool
     vae_tiling: bool
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str = "config") -> DragConfig:
-        """Validate a complete mapping of fields; errors name the field."""
-        return cls(**validated_fields(cls, values, where, _RULES))
-
-    def replace(self, **changes: Any) -> DragConfig:
-        return DragConfig.from_dict({**self.to_dict(), **changes})
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_dict(self)
-
     def pick(self, *names: str) -> dict[str, Any]:
         """The named fields, e.g. those a cached stage depends on (its cache key)."""
         values = self.to_dict()
         return {n: values[n] for n in names}
-
-
-# (type, minimum, maximum, allow None) per field; checked on every load so that bad sessions fail early.
-_RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
-    "seed": (int, 0, 2**32 - 1, False),
-    "resolution": (int, 64, 4096, True),
-    "lora_steps": (int, 0, 10_000, False),
-    "lora_rank": (int, 1, 1024, False),
-    "lora_lr": (float, 0.0, 1.0, False),
-    "lora_batch_size": (int, 1, 64, False),
-    "n_inference_steps": (int, 1, 1000, False),
-    "n_inversion_steps": (int, 1, 1000, False),
-    "feature_blocks": (tuple, 0, 16, False),
-    "supervision_scale": (float, 0.01, 1.0, False),
-    "drag_steps": (int, 0, 10_000, False),
-    "drag_lr": (float, 0.0, 10.0, False),
-    "motion_radius": (int, 0, 64, False),
-    "tracking_radius": (int, 0, 64, False),
-    "stop_distance": (float, 0.0, 1e6, False),
-    "mask_weight": (float, 0.0, 1e6, False),
-    "reference_attention": (bool, None, None, False),
-    "reference_attention_blocks": (tuple, 0, 16, False),
-    **{name: (bool, None, None, False) for name in SPEED_FIELDS},
-}

@@ -4,56 +4,12 @@ dragdiff/configs/dragon.yaml (resolved by dragdiff.config.resolve_config)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from ..config import config_dict, validated_fields
+from ..config import MethodConfig
 
 MODES = ("move", "drag", "appearance", "paste")  # resize is a move with scale != 1
 VARIANTS = ("dragon", "diffeditor")
-
-
-@dataclass(frozen=True)
-class DragonConfig:
-    """All parameters of one DragonDiffusion edit. Comments and sources live in dragdiff/configs/dragon.yaml."""
-
-    DEFAULTS_FILE: ClassVar[str] = "dragon.yaml"
-    MODEL_SECTION: ClassVar[str | None] = "dragon"  # its section of a model's dragdiff.yaml
-    MODES: ClassVar[tuple[str, ...]] = MODES
-
-    seed: int
-    resolution: int | None
-    n_steps: int
-    variant: str
-    cfg_scale: float
-    energy_scale: float
-    step_constant: float
-    w_edit: float
-    w_content: float
-    w_contrast: float
-    w_inpaint: float
-    feature_blocks: tuple[int, ...]
-    guided_until: int
-    memory_start: int
-    memory_mix_until: int
-    memory_blocks: tuple[int, ...] | None
-    memory_on_cpu: bool
-    sde_strength: float
-    time_travel_repeats: int
-    image_prompt: str | None
-    image_encoder: str | None
-    image_prompt_scale: float
-    image_prompt_from: int
-    image_prompt_until: int
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str = "dragon config") -> DragonConfig:
-        return cls(**validated_fields(cls, values, where, _RULES))
-
-    def replace(self, **changes: Any) -> DragonConfig:
-        return DragonConfig.from_dict({**self.to_dict(), **changes})
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_dict(self)
 
 
 _RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
@@ -82,3 +38,38 @@ _RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
     "image_prompt_from": (int, 0, 1000, False),
     "image_prompt_until": (int, 0, 1000, False),
 }
+
+
+@dataclass(frozen=True)
+class DragonConfig(MethodConfig):
+    """All parameters of one DragonDiffusion edit. Comments and sources live in dragdiff/configs/dragon.yaml."""
+
+    DEFAULTS_FILE: ClassVar[str] = "dragon.yaml"
+    RULES: ClassVar[dict[str, tuple]] = _RULES
+    MODEL_SECTION: ClassVar[str | None] = "dragon"  # its section of a model's dragdiff.yaml
+    MODES: ClassVar[tuple[str, ...]] = MODES
+
+    seed: int
+    resolution: int | None
+    n_steps: int
+    variant: str
+    cfg_scale: float
+    energy_scale: float
+    step_constant: float
+    w_edit: float
+    w_content: float
+    w_contrast: float
+    w_inpaint: float
+    feature_blocks: tuple[int, ...]
+    guided_until: int
+    memory_start: int
+    memory_mix_until: int
+    memory_blocks: tuple[int, ...] | None
+    memory_on_cpu: bool
+    sde_strength: float
+    time_travel_repeats: int
+    image_prompt: str | None
+    image_encoder: str | None
+    image_prompt_scale: float
+    image_prompt_from: int
+    image_prompt_until: int
