@@ -288,8 +288,7 @@ def on_model(model: Any) -> dict:
 def _panel_config(method, values: tuple) -> DragConfig:
     """The config that runs: the Advanced panel's values, which it shows for the selected model, are what the
     user set, so they win over every other layer (dragdiff.config.resolve_config)."""
-    explicit = config_from(values).to_dict()
-    return resolve_config(DragConfig, method.model, file=SETTINGS.config, where="settings", **explicit)
+    return method.default_config(file=SETTINGS.config, where="settings", **config_from(values).to_dict())
 
 
 def prepare(state: DragState, prompt: str, model: str, *values):
@@ -438,11 +437,10 @@ def api_edit(
             raise DragError("image: no image was given; pass the image file to edit")
         picture = load_image(uploaded_file(image, "image"), max_pixels=SETTINGS.max_image_pixels)
         handles, targets = parse_points(points)
-        runtime = runtime_for(model or SETTINGS.model)
-        config = resolve_config(DragConfig, runtime.model, file=SETTINGS.config, **_json_object(settings))
+        method = runtime_for(model or SETTINGS.model).method("dragdiffusion")
+        config = method.default_config(file=SETTINGS.config, **_json_object(settings))
         editable = load_mask(uploaded_file(mask, "mask"), picture.size) if mask else None
-        request = DragRequest(picture, handles, targets, editable, prompt, config)
-        result = runtime.method("dragdiffusion").edit(request)
+        result = method.edit(DragRequest(picture, handles, targets, editable, prompt, config))
     except DragError as exc:
         raise gr.Error(str(exc)) from exc
     return FileData(path=str(autosave(SETTINGS.outputs, result)))

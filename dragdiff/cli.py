@@ -154,28 +154,21 @@ def run_convert_image_prompt(args: argparse.Namespace) -> int:
 
 def run_edit(args: argparse.Namespace) -> int:
     """One edit with the chosen method; writes NAME.png (session embedded), NAME.json and NAME.summary.json."""
-    from .config import read_config_file, resolve_config
+    from .config import read_config_file
     from .runtime import Runtime
     from .session_io import save_result
 
     name, request, spec = _request(args)  # checks what it can before a model loads
-    method_class = methods.method_class(name)
     explicit = {**_parameter_flags(args, name), **parse_overrides(args.set)}
     if args.config:
         read_config_file(args.config)  # a bad file fails before the model loads
     runtime = Runtime(_load(args.model or spec, args), cache_dir=args.cache_dir)
     if runtime.model.note:
         print(runtime.model.note, file=sys.stderr)
+    method = runtime.method(name)
     session = request.config.to_dict() if request.config is not None else None
-    config = resolve_config(
-        method_class.config_type,
-        runtime.model,
-        mode=getattr(request, "mode", None) if name == "dragon" else None,
-        file=args.config,
-        session=session,
-        **explicit,
-    )
-    result = _with_progress(runtime.method(name).edit, replace(request, config=config), args)
+    config = method.default_config(getattr(request, "mode", None), file=args.config, session=session, **explicit)
+    result = _with_progress(method.edit, replace(request, config=config), args)
     out = _out_path(args)
     save_result(result.image, result.session, out)
     summary_path = out.with_suffix(".summary.json")

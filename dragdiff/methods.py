@@ -8,7 +8,8 @@ A method is a class over a Runtime (dragdiff.runtime) with:
     request_types: tuple[type, ...]   what `edit` accepts; every method accepts a point drag (DragRequest)
     session_format: str               the "format" of the sessions it writes
     __init__(runtime)
-    default_config(mode=None, **explicit) -> config        via dragdiff.config.resolve_config
+    default_config(mode=None, file=, session=, **explicit) -> config   dragdiff.config.resolve_config's
+                                      layers over the model's defaults (mode None: a point drag)
     edit(request, on_progress=None, should_stop=None) -> EditResult (image, session, timings, warnings)
     request_from_session(data, folder, max_pixels) -> (request, model spec)
     prepare(...)                      optional: the part of an edit that can be done before the points

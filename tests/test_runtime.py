@@ -52,8 +52,8 @@ class Mirror:
     def __init__(self, runtime: Runtime):
         self.runtime, self.model = runtime, runtime.model
 
-    def default_config(self, mode: str | None = None, **explicit: Any) -> MirrorConfig:
-        return resolve_config(MirrorConfig, self.model, **explicit)
+    def default_config(self, mode: str | None = None, **layers: Any) -> MirrorConfig:
+        return resolve_config(MirrorConfig, self.model, **layers)
 
     def edit(self, request: DragRequest, on_progress=None, should_stop=None) -> EditResult:
         config = request.config or self.default_config()

@@ -80,9 +80,10 @@ class DragDiffusion:
         self.runtime = Runtime.of(runtime, cache_dir)
         self.model = self.runtime.model
 
-    def default_config(self, mode: str | None = None, **explicit: Any) -> DragConfig:
-        """This model's DragDiffusion config (dragdiff.config.resolve_config), with `explicit` values on top."""
-        return resolve_config(DragConfig, self.model, **explicit)
+    def default_config(self, mode: str | None = None, **layers: Any) -> DragConfig:
+        """This model's DragDiffusion config: dragdiff.config.resolve_config with `layers` (file=, session=
+        and explicit values) over the model's defaults. DragDiffusion has no modes."""
+        return resolve_config(DragConfig, self.model, **layers)
 
     def geometry(self, image_size: tuple[int, int], config: DragConfig) -> Geometry:
         width = config.resolution or self.model.native_resolution

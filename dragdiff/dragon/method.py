@@ -73,9 +73,10 @@ class DragonDiffusion:
         self.runtime = Runtime.of(runtime, cache_dir)
         self.model = self.runtime.model
 
-    def default_config(self, mode: str | None = "drag", **explicit: Any) -> DragonConfig:
-        """This model's config for `mode` (dragdiff.config.resolve_config), with `explicit` values on top."""
-        return resolve_config(DragonConfig, self.model, mode=mode, **explicit)
+    def default_config(self, mode: str | None = "drag", **layers: Any) -> DragonConfig:
+        """This model's config for `mode` (None: a point drag, "drag"): dragdiff.config.resolve_config with
+        `layers` (file=, session= and explicit values) over the model's defaults."""
+        return resolve_config(DragonConfig, self.model, mode=mode or "drag", **layers)
 
     def edit(
         self,
