@@ -22,7 +22,7 @@ from gradio.data_classes import FileData
 from gradio.utils import get_upload_folder
 from PIL import Image as PILImage
 
-from dragdiff import DragCancelled, DragConfig, DragError, DragRequest
+from dragdiff import DragCancelled, DragConfig, DragError, DragRequest, methods
 from dragdiff.cli import DTYPE_HELP, DTYPE_NAMES, parse_value
 from dragdiff.config import field_help, resolve_config
 from dragdiff.coords import Display
@@ -43,6 +43,7 @@ from dragdiff.interactive.overlay import editable_region, enlarge, mask_from_edi
 from dragdiff.interactive.points import add_click, clicks_from_table, pairs, points_table
 from dragdiff.models import HUB_ALIASES, model_defaults
 from dragdiff.session_io import save_session
+from dragdiff.validation import check_request
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = sorted((ROOT / "assets" / "examples").glob("*.json"))
@@ -285,20 +286,33 @@ def on_model(model: Any) -> dict:
     return dict(zip(DRAG.widgets, panel_values(model), strict=True))
 
 
-def _panel_config(method, values: tuple) -> DragConfig:
-    """The config that runs: the Advanced panel's values, which it shows for the selected model, are what the
-    user set, so they win over every other layer (dragdiff.config.resolve_config)."""
+def method_for(model: Any, name: Any):
+    """The registered method `name` on the Runtime of an offered model (dragdiff.methods lists them)."""
+    if not isinstance(name, str) or name not in methods.names():
+        raise DragError(f"method: {str(name)[:60]!r} is not one of {', '.join(methods.names())}")
+    return runtime_for(model).method(name)
+
+
+def _panel_config(method, values: tuple):
+    """The config that runs. The Advanced panel holds DragDiffusion's values, shown for the selected model: what
+    the user set there wins over every other layer (dragdiff.config.resolve_config). Another method runs with
+    its own defaults for the model."""
+    if method.config_type is not DragConfig:
+        return method.default_config()
     return method.default_config(file=SETTINGS.config, where="settings", **config_from(values).to_dict())
 
 
-def prepare(state: DragState, prompt: str, model: str, *values):
-    """LoRA + inversion as soon as an image is there, so that Run can start at once (cached per image)."""
+def prepare(state: DragState, prompt: str, model: str, name: str, *values):
+    """What a method can do before the points (DragDiffusion: LoRA + inversion, cached per image) as soon as an
+    image is there, so that Drag can start at once."""
     if state.image is None:
         return
     stop = state.stop.event
     stop.clear()
     try:
-        method = runtime_for(model).method("dragdiffusion")
+        method = method_for(model, name)
+        if not hasattr(method, "prepare"):  # optional in the method protocol
+            return
         config = _panel_config(method, values)
         board = StageBoard()
         for event in stream(lambda progress, halt: method.prepare(state.image, prompt, config, progress, halt), stop):
@@ -310,16 +324,16 @@ def prepare(state: DragState, prompt: str, model: str, *values):
         yield {DRAG.status: f"⚠️ {exc}"}
 
 
-def run(state: DragState, prompt: str, model: str, *values):
-    """The edit, streamed: status and a live preview of the tracked handles, then the saved result."""
+def run(state: DragState, prompt: str, model: str, name: str, *values):
+    """The edit with the chosen method, streamed: status and a live preview of the tracked handles, then the
+    saved result."""
     try:
         if state.image is None:
             raise DragError("Upload an image first.")
         handles, targets = pairs(state.clicks)
-        method = runtime_for(model).method("dragdiffusion")
-        config = _panel_config(method, values)
-        request = DragRequest(state.image, handles, targets, state.mask, prompt, config)
-        Session.from_request(request, method.model.spec)  # validates points, mask and prompt before any work
+        method = method_for(model, name)
+        request = DragRequest(state.image, handles, targets, state.mask, prompt, _panel_config(method, values))
+        check_request(request)  # points, mask and prompt, before any work
     except DragError as exc:
         gr.Warning(str(exc))
         yield {DRAG.status: f"⚠️ {exc}"}
@@ -343,8 +357,9 @@ def run(state: DragState, prompt: str, model: str, *values):
         yield {DRAG.status: f"⚠️ {exc}"}
         return
     result = event.value
-    reached = "reached the targets" if result.reached_targets else f"{result.steps_used} drag steps"
-    yield finished(DRAG, state, result, f" ({reached})")
+    reached = getattr(result, "reached_targets", None)  # methods that track the handles say where they ended
+    summary = "" if reached is None else " (reached the targets)" if reached else f" ({result.steps_used} drag steps)"
+    yield finished(DRAG, state, result, summary)
 
 
 def finished(tab: SimpleNamespace, state, result, summary: str = "") -> dict:
@@ -660,6 +675,13 @@ def dragon_tab() -> None:
             d.upload = image_upload(label="Image", height=200)
             d.scale = gr.Slider(0.2, 5.0, value=1.0, step=0.05, label="Scale", visible=False, elem_id="dragon-scale")
             d.prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...")
+            d.method = gr.Radio(
+                [(methods.info(n).title, n) for n in methods.names()],
+                value="dragdiffusion",
+                label="Method",
+                info="every registered method can drag points; the Advanced settings are DragDiffusion's",
+                elem_id="method",
+            )
             d.model = model_choice()
             with gr.Row():
                 d.run = gr.Button("Edit", variant="primary", elem_id="dragon-run")
@@ -712,6 +734,13 @@ def drag_tab() -> None:
         with gr.Column(scale=1, min_width=260):
             d.upload = image_upload(label="1 · Image", height=220, elem_id="upload")
             d.prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...", elem_id="prompt")
+            d.method = gr.Radio(
+                [(methods.info(n).title, n) for n in methods.names()],
+                value="dragdiffusion",
+                label="Method",
+                info="every registered method can drag points; the Advanced settings are DragDiffusion's",
+                elem_id="method",
+            )
             d.model = model_choice(
                 info="auto: Stable Diffusion 1.5 if downloaded, else the bundled demo model; start the app with "
                 "--model PATH to offer a folder or .safetensors file. Choosing one shows its settings below.",
@@ -761,7 +790,7 @@ def drag_tab() -> None:
     if EXAMPLES:
         gr.Examples([[str(p)] for p in EXAMPLES], inputs=[d.load], label="Examples (one click loads them)")
 
-    settings = [d.state, d.prompt, d.model, *d.widgets]
+    settings = [d.state, d.prompt, d.model, d.method, *d.widgets]
     every = [d.state, d.editor, d.canvas, d.table, d.prompt, d.model, d.status, d.result, d.download, d.history]
     every += d.widgets
     d.outputs = every  # what each handler of the tab may change (it returns a dict of some of them)
@@ -784,15 +813,21 @@ def drag_tab() -> None:
     d.table.input(on_table, [d.table, d.state], every)
     d.run.click(run, settings, every, **GPU)
     d.stop.click(on_stop, d.state, d.status)
-    d.save.click(save_current, settings, d.saved)
+    d.save.click(save_current, [d.state, d.prompt, d.model, *d.widgets], d.saved)
     gr.api(api_edit, api_name="edit", **GPU)
 
 
 def on_page_load() -> dict:
-    """Each page opens with what this server was started with (--model, --config): the Blocks are built once,
-    at import, before main() has read the flags."""
+    """Each page opens with what this server was started with (--model, --config) and the methods registered
+    now: the Blocks are built once, at import, before main() has read the flags."""
     choices = gr.update(choices=offered_models(), value=SETTINGS.model)
-    return {DRAG.model: choices, DRAGON.model: choices, **dict(zip(DRAG.widgets, panel_values(SETTINGS.model)))}
+    registered = gr.update(choices=[(methods.info(n).title, n) for n in methods.names()])
+    return {
+        DRAG.model: choices,
+        DRAGON.model: choices,
+        DRAG.method: registered,
+        **dict(zip(DRAG.widgets, panel_values(SETTINGS.model), strict=True)),
+    }
 
 
 def build_app() -> gr.Blocks:
@@ -802,11 +837,11 @@ def build_app() -> gr.Blocks:
             "then its **target** (blue), and press **Drag**. The DragonDiffusion tab moves, resizes, restyles "
             "and pastes objects without fine-tuning."
         )
-        with gr.Tab("DragDiffusion"):
+        with gr.Tab("Drag points"):
             drag_tab()
         with gr.Tab("DragonDiffusion"):
             dragon_tab()
-        blocks.load(on_page_load, None, [DRAG.model, DRAGON.model, *DRAG.widgets])
+        blocks.load(on_page_load, None, [DRAG.model, DRAGON.model, DRAG.method, *DRAG.widgets])
     return blocks
 
 

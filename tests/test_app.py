@@ -70,20 +70,20 @@ def test_undo_clear_and_table_edits(loaded):
 def test_run_with_an_odd_number_of_points_explains_and_does_nothing(loaded, tmp_path, monkeypatch):
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     state, _, _ = click(loaded, 40, 48)
-    updates = list(app.run(state, "", "tiny", *widget_values(**FAST)))
+    updates = list(app.run(state, "", "tiny", "dragdiffusion", *widget_values(**FAST)))
     assert len(updates) == 1 and "has no target" in updates[0][DRAG.status]
     assert not (tmp_path / "outputs").exists()
 
 
 def test_run_without_an_image_explains(tmp_path):
-    updates = list(app.run(app.new_state(), "", "tiny", *widget_values(**FAST)))
+    updates = list(app.run(app.new_state(), "", "tiny", "dragdiffusion", *widget_values(**FAST)))
     assert "Upload an image" in updates[0][DRAG.status]
 
 
 def test_a_finished_edit_is_saved_automatically_with_its_session(loaded, tmp_path, monkeypatch):
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
-    updates = list(app.run(state, "a red disc", "tiny", *widget_values(**FAST)))
+    updates = list(app.run(state, "a red disc", "tiny", "dragdiffusion", *widget_values(**FAST)))
     last = updates[-1]
     final_state, status, (before, after) = last[DRAG.state], last[DRAG.status], last[DRAG.result]
     download, history = last[DRAG.download], last[DRAG.history]
@@ -258,13 +258,13 @@ def test_stop_ends_the_run_cleanly_and_the_next_run_works(loaded, tmp_path, monk
     state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
     values = widget_values(**{**FAST, "drag_steps": 200, "stop_distance": 0.0})
     updates = []
-    for update in app.run(state, "", "tiny", *values):
+    for update in app.run(state, "", "tiny", "dragdiffusion", *values):
         updates.append(update)
         if "dragging" in update[DRAG.status]:
             app.on_stop(state)  # what the Stop button does, mid-drag
     assert "Stopped during dragging" in updates[-1][DRAG.status]
     assert not (tmp_path / "outputs").exists()  # nothing half-written
-    finished = list(app.run(state, "", "tiny", *widget_values(**FAST)))
+    finished = list(app.run(state, "", "tiny", "dragdiffusion", *widget_values(**FAST)))
     assert "Done" in finished[-1][DRAG.status] and len(list((tmp_path / "outputs").rglob("*.png"))) == 1
 
 

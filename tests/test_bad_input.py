@@ -196,7 +196,7 @@ def uploaded(env):
 
 def run_status(state, **config) -> str:
     with warnings.catch_warnings(record=True):  # gr.Warning outside a page is a Python warning
-        updates = list(app.run(state, "", "tiny", *widgets(**config)))
+        updates = list(app.run(state, "", "tiny", "dragdiffusion", *widgets(**config)))
     return updates[-1][DRAG.status]
 
 
