@@ -51,7 +51,10 @@ MODELS = ["auto", "demo", "sd15", "tiny"]
 CSS = """
 #canvas img { cursor: crosshair; }
 """
-NO_MASK = "No region painted: the whole image may change. Paint over what may move to protect the rest."
+NO_MASK = (
+    "No region painted: the whole image may change. Paint over what may move, and everything else stays exactly "
+    "as it is."
+)
 
 
 @dataclass

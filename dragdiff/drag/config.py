@@ -22,6 +22,8 @@ SPEED_FIELDS = (
 
 # (type, minimum, maximum, allow None) per field; checked on every load so that bad sessions fail early.
 _RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
+    "preserve_unmasked": (bool, None, None, False),
+    "seam_px": (int, 0, 256, False),
     "seed": (int, 0, 2**32 - 1, False),
     "resolution": (int, 64, 4096, True),
     "lora_steps": (int, 0, 10_000, False),
@@ -70,6 +72,8 @@ class DragConfig(MethodConfig):
     mask_weight: float
     reference_attention: bool
     reference_attention_blocks: tuple[int, ...]
+    preserve_unmasked: bool
+    seam_px: int
     truncate_unet: bool
     lora_encode_once: bool
     fused_optimizers: bool

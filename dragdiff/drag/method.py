@@ -16,6 +16,7 @@ from PIL import Image
 
 from ..attention import self_attention_names
 from ..cache import cache_key
+from ..composite import keep_unpainted
 from ..config import resolve_config
 from ..coords import Geometry
 from ..denoise import denoise
@@ -157,10 +158,13 @@ class DragDiffusion:
             on_progress,
             should_stop,
         )
-        # 5. Decode at the working size, back to the input's size.
+        # 5. Decode at the working size, back to the input's size; outside the mask (and its seam) the input's
+        # own pixels are kept (preserve_unmasked).
         t2 = time.perf_counter()
         with torch.no_grad():
             image = tensor_to_image(m.decode(latent), request.image.size)
+        if config.preserve_unmasked:
+            image = keep_unpainted(request.image, image, mask, config.seam_px)
         t3 = time.perf_counter()
         timings = {**prepared.timings, "drag": t1 - t0, "denoise": t2 - t1, "decode": t3 - t2, "total": t3 - start}
         return DragResult(

@@ -13,6 +13,8 @@ VARIANTS = ("dragon", "diffeditor")
 
 
 _RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
+    "preserve_unmasked": (bool, None, None, False),
+    "seam_px": (int, 0, 256, False),
     "seed": (int, 0, 2**32 - 1, False),
     "resolution": (int, 64, 4096, True),
     "n_steps": (int, 2, 1000, False),
@@ -73,3 +75,5 @@ class DragonConfig(MethodConfig):
     image_prompt_scale: float
     image_prompt_from: int
     image_prompt_until: int
+    preserve_unmasked: bool
+    seam_px: int

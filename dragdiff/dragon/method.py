@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from ..attention import self_attention_names
+from ..composite import grid_region_in_image, keep_unpainted
 from ..config import resolve_config
 from ..coords import Geometry
 from ..errors import DragError
@@ -168,9 +169,13 @@ class DragonDiffusion:
                     image_scale=image_scale,
                 )
             timings["editing"] = time.perf_counter() - t0
-        # 5. Decode at the working size, back to the input's size.
+        # 5. Decode at the working size, back to the input's size; outside the mode's edit region (and its seam)
+        # the input's own pixels are kept (preserve_unmasked).
         with torch.no_grad():
             image = tensor_to_image(m.decode(latent), request.image.size)
+        if config.preserve_unmasked:
+            region = grid_region_in_image(plan.region[0, 0].cpu().numpy() > 0.5, request.image.size)
+            image = keep_unpainted(request.image, image, region, config.seam_px)
         timings["total"] = time.perf_counter() - start_time
         memory_bytes = control.bank.nbytes + (control.reference.nbytes if control.reference else 0)
         return DragonResult(
