@@ -38,7 +38,7 @@ STEPS = dict(lora_steps=3, lora_batch_size=1, n_inference_steps=8, n_inversion_s
 STAGES = {"lora": "training the LoRA", "inversion": "inverting", "drag": "dragging", "denoise": "denoising"}
 NEXT = {"lora": "inversion", "inversion": "drag", "drag": "denoise"}
 CYCLES = 20
-RSS_GROWTH_LIMIT_MB = 40  # see test_twenty_stops_at_random_steps_leave_nothing_behind
+RSS_GROWTH_LIMIT_MB = 64  # see test_twenty_stops_at_random_steps_leave_nothing_behind
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -108,7 +108,8 @@ def test_twenty_stops_at_random_steps_leave_nothing_behind(tmp_path):
     and now from the cache) and, every other time, the stopped edit run again give exactly a clean run's file.
 
     RSS bound: after warm-up, 20 stopped and 30 finished edits may add at most RSS_GROWTH_LIMIT_MB (measured:
-    +4.6 to +9.1 MB, allocator noise). Keeping one UNet copy (8.6 MB) or one run's activations per stopped
+    +4.6 to +9.1 MB alone; +23 to +40 MB after the rest of the suite, allocator noise that the compositing of
+    preserve_unmasked raised by ~6 MB). Keeping one UNet copy (8.6 MB) or one run's activations per stopped
     run would add 170+ MB. Smaller leaks, such as a LoRA's weights (0.5 MB) per run, are caught exactly
     instead: the number of live tensors and of threads must not grow.
     """
