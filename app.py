@@ -658,6 +658,11 @@ def param_widget(name: str, default: Any, help_text: str):
     return gr.Textbox(value=_widget_value(default), label=label, info=help_text)
 
 
+def method_choices() -> list[tuple[str, str]]:
+    """(title, name) of every registered method: each can drag points."""
+    return [(methods.info(n).title, n) for n in methods.names()]
+
+
 def model_choice(**kwargs) -> gr.Dropdown:
     """The model menu. Its choices follow --model (on_page_load); a value a client sends is checked by
     runtime_for, with a message that says what this server offers."""
@@ -678,13 +683,6 @@ def dragon_tab() -> None:
             d.upload = image_upload(label="Image", height=200)
             d.scale = gr.Slider(0.2, 5.0, value=1.0, step=0.05, label="Scale", visible=False, elem_id="dragon-scale")
             d.prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...")
-            d.method = gr.Radio(
-                [(methods.info(n).title, n) for n in methods.names()],
-                value="dragdiffusion",
-                label="Method",
-                info="every registered method can drag points; the Advanced settings are DragDiffusion's",
-                elem_id="method",
-            )
             d.model = model_choice()
             with gr.Row():
                 d.run = gr.Button("Edit", variant="primary", elem_id="dragon-run")
@@ -738,7 +736,7 @@ def drag_tab() -> None:
             d.upload = image_upload(label="1 · Image", height=220, elem_id="upload")
             d.prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...", elem_id="prompt")
             d.method = gr.Radio(
-                [(methods.info(n).title, n) for n in methods.names()],
+                method_choices(),
                 value="dragdiffusion",
                 label="Method",
                 info="every registered method can drag points; the Advanced settings are DragDiffusion's",
@@ -824,7 +822,7 @@ def on_page_load() -> dict:
     """Each page opens with what this server was started with (--model, --config) and the methods registered
     now: the Blocks are built once, at import, before main() has read the flags."""
     choices = gr.update(choices=offered_models(), value=SETTINGS.model)
-    registered = gr.update(choices=[(methods.info(n).title, n) for n in methods.names()])
+    registered = gr.update(choices=method_choices())
     return {
         DRAG.model: choices,
         DRAGON.model: choices,
