@@ -200,7 +200,7 @@ def on_upload(path: str | None, state: DragState) -> dict:
     if not path:
         return {DRAG.state: state, DRAG.editor: None, DRAG.canvas: None, DRAG.table: [], DRAG.status: ""}
     try:
-        image = load_image(uploaded_file(path, "image"), max_pixels=SETTINGS.max_image_pixels)
+        image = load_image(uploaded_file(path, "image"), max_pixels=SETTINGS.max_image_pixels, keep_alpha=True)
     except DragError as exc:
         gr.Warning(str(exc))
         return {DRAG.state: state, DRAG.editor: None, DRAG.canvas: None, DRAG.table: [], DRAG.status: f"⚠️ {exc}"}
@@ -390,7 +390,9 @@ def edit_result(state: DragState) -> dict:
     if not state.result:
         gr.Warning("There is no result to edit yet: run an edit first.")
         return {DRAG.state: state}
-    return _new_image(state.fresh(image=load_image(state.result)), "The result is the new input. " + NO_MASK)
+    return _new_image(
+        state.fresh(image=load_image(state.result, keep_alpha=True)), "The result is the new input. " + NO_MASK
+    )
 
 
 def save_current(state: DragState, prompt: str, model: str, *values) -> str | None:
@@ -453,7 +455,7 @@ def api_edit(
     try:
         if not image:
             raise DragError("image: no image was given; pass the image file to edit")
-        picture = load_image(uploaded_file(image, "image"), max_pixels=SETTINGS.max_image_pixels)
+        picture = load_image(uploaded_file(image, "image"), max_pixels=SETTINGS.max_image_pixels, keep_alpha=True)
         handles, targets = parse_points(points)
         method = runtime_for(model or SETTINGS.model).method("dragdiffusion")
         config = method.default_config(file=SETTINGS.config, **_json_object(settings))
@@ -485,7 +487,7 @@ def dragon_upload(path: str | None, state: DragonState, what: str = "image") -> 
     if not path:
         return {DRAGON.state: state, editor: None}
     try:
-        image = load_image(uploaded_file(path, what), max_pixels=SETTINGS.max_image_pixels)
+        image = load_image(uploaded_file(path, what), max_pixels=SETTINGS.max_image_pixels, keep_alpha=True)
     except DragError as exc:
         gr.Warning(str(exc))
         return {DRAGON.state: state, editor: None, DRAGON.status: f"⚠️ {exc}"}

@@ -223,7 +223,7 @@ def _drag_request(args: argparse.Namespace) -> DragRequest:
 
     if not args.image or not args.points:
         raise DragError("edit needs --image and --points (or --session); see dragdiff edit --help")
-    image = load_image(args.image)
+    image = load_image(args.image, keep_alpha=True)
     handles, targets = parse_points(args.points)
     mask = load_mask(args.mask, image.size) if args.mask else None
     request = DragRequest(image, handles, targets, mask, args.prompt or "")
@@ -235,7 +235,7 @@ def _override_drag_fields(request: DragRequest, args: argparse.Namespace) -> Dra
     from .images import load_image, load_mask
     from .validation import check_request, parse_points
 
-    image = load_image(args.image) if args.image else request.image
+    image = load_image(args.image, keep_alpha=True) if args.image else request.image
     handles, targets = parse_points(args.points) if args.points else (request.handles, request.targets)
     mask = load_mask(args.mask, image.size) if args.mask else request.mask
     prompt = request.prompt if args.prompt is None else args.prompt
@@ -284,7 +284,7 @@ def _dragon_request(args: argparse.Namespace, mode: str):
             raise DragError(f"--mode {args.mode} needs {flag}; see dragdiff edit --help")
         return value
 
-    image = load_image(need("--image"))
+    image = load_image(need("--image"), keep_alpha=True)
     prompt = args.prompt or ""
     mask = _object_mask(image, args.mask, args.box, "--box")
     scale = 1.0 if args.scale is None else args.scale

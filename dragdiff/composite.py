@@ -23,14 +23,26 @@ def seam_weights(region: np.ndarray, seam_px: int) -> np.ndarray:
 
 
 def keep_unpainted(original: Image.Image, edited: Image.Image, region: np.ndarray | None, seam_px: int) -> Image.Image:
-    """`original` with `region` taken from `edited` (the same size) across a seam of `seam_px` pixels. No
-    region (the whole image may change) returns `edited`: there is nothing to keep."""
+    """`original` (RGB or RGBA) with `region` taken from `edited` (RGB, the same size) across a seam of
+    `seam_px` pixels, in the original's mode. No region (the whole image may change) returns `edited`: there
+    is nothing to keep.
+
+    An RGBA original gets the edit laid over it as an opaque layer whose coverage is the seam weight: the
+    model painted the region on the flattened picture, so there the result is opaque; elsewhere the input's
+    colour and transparency are kept exactly."""
     if region is None or region.all():
         return edited
     weight = seam_weights(region, seam_px)[..., None]
-    before = np.asarray(original.convert("RGB"), dtype=np.float32)
+    before = np.asarray(original if original.mode == "RGBA" else original.convert("RGB"), dtype=np.float32)
     after = np.asarray(edited.convert("RGB"), dtype=np.float32)
-    blended = np.where(weight > 0, np.round(after * weight + before * (1 - weight)), before)
+    if original.mode == "RGBA":
+        alpha = before[..., 3:] / 255
+        coverage = weight + alpha * (1 - weight)  # the alpha of "edit over original"
+        colour = (after * weight + before[..., :3] * alpha * (1 - weight)) / np.maximum(coverage, 1e-6)
+        mixed = np.concatenate([colour, coverage * 255], axis=-1)
+    else:
+        mixed = after * weight + before * (1 - weight)
+    blended = np.where(weight > 0, np.round(mixed), before)
     return Image.fromarray(blended.astype(np.uint8))
 
 

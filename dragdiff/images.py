@@ -39,11 +39,15 @@ _WHITE = (255, 255, 255)
 _BLACK = (0, 0, 0)
 
 
-def load_image(source: ImageSource, *, max_pixels: int = MAX_IMAGE_PIXELS, what: str = "image") -> Image.Image:
+def load_image(
+    source: ImageSource, *, max_pixels: int = MAX_IMAGE_PIXELS, what: str = "image", keep_alpha: bool = False
+) -> Image.Image:
     """Decode `source` (a path, encoded bytes in one of IMAGE_FORMATS, or a PIL image) into upright RGB.
 
     - EXIF orientation is applied, so the result is the size the user sees (a rotated JPEG swaps W and H).
-    - Transparency (alpha, palette or colour-key) is composited on white.
+    - Transparency (alpha, palette or colour-key) is composited on white; with `keep_alpha` (an image to
+      edit, whose result keeps the input's transparency) it is returned as RGBA instead, and `flatten` gives
+      what the model sees.
     - 16-bit data (modes I;16, I;16B, I) is scaled value/257, so 65535 -> 255; mode I is read as 16-bit.
     - Float data (mode F) is read as 0..1 when every value lies in [0, 1], else as 0..255; NaN becomes 0.
     - More than `max_pixels` pixels is refused from the header, before any pixel is decoded.
@@ -57,7 +61,14 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_IMAGE_PIXELS, what:
         raise DragError(
             f"{label} is {width}×{height}; both sides must be at least {MIN_IMAGE_SIDE} px, so use a larger image"
         )
+    if keep_alpha and image.mode not in (*_SIXTEEN_BIT_MODES, "F") and image.has_transparency_data:
+        return image.convert("RGBA")
     return _to_rgb(image, _WHITE, label)
+
+
+def flatten(image: Image.Image) -> Image.Image:
+    """The RGB picture a model sees: an RGBA image composited on white, as load_image does; RGB unchanged."""
+    return image if image.mode == "RGB" else _to_rgb(image, _WHITE, "image")
 
 
 def load_mask(source: MaskSource, size: tuple[int, int]) -> np.ndarray | None:

@@ -6,9 +6,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .images import flatten
+
 
 def image_to_tensor(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
-    """RGB PIL image -> (1, 3, h, w) float in [-1, 1] at `size` (w, h), resized with Lanczos."""
+    """RGB (or RGBA, flattened on white) PIL image -> (1, 3, h, w) float in [-1, 1] at `size` (w, h), resized
+    with Lanczos."""
+    image = flatten(image)
     if image.size != size:
         image = image.resize(size, Image.Resampling.LANCZOS)
     array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0

@@ -89,9 +89,9 @@ def check_image(image: object) -> tuple[int, int]:
             f"request.image: expected a PIL image, got {type(image).__name__}; "
             "read files with dragdiff.images.load_image"
         )
-    if image.mode != "RGB":
+    if image.mode not in ("RGB", "RGBA"):
         raise DragError(
-            f"request.image: the image is mode {image.mode!r}, expected 'RGB'; "
+            f"request.image: the image is mode {image.mode!r}, expected 'RGB' or 'RGBA'; "
             "dragdiff.images.load_image converts any mode"
         )
     width, height = image.size

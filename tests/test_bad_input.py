@@ -33,7 +33,7 @@ from dragdiff.drag import DragConfig
 from dragdiff.drag.method import DragDiffusion
 from dragdiff.drag.session import Session, load_session
 from dragdiff.eval.dragbench import find_samples
-from dragdiff.images import MAX_IMAGE_PIXELS, load_image, load_mask
+from dragdiff.images import MAX_IMAGE_PIXELS, flatten, load_image, load_mask
 from dragdiff.interactive.jobs import Runtimes
 from dragdiff.session_io import MAX_EMBEDDED_BASE64_CHARS
 from dragdiff.validation import check_request, parse_points
@@ -503,7 +503,9 @@ def test_image_modes_become_the_right_rgb_pixels_in_the_api_and_the_app(make, to
     path, expected = make(env)
     shown = app.on_upload(path, app.new_state())
     state, status = shown[DRAG.state], shown[DRAG.status]
-    for image in (load_image(path), state.image):
+    # the app keeps transparency (the result keeps it too); what the model sees is the flattened picture
+    assert state.image.mode == ("RGBA" if path.endswith("rgba.png") else "RGB")
+    for image in (load_image(path), flatten(state.image)):
         assert image.mode == "RGB" and image.size == (128, 96)
         assert np.abs(np.asarray(image).astype(int) - expected).max() <= tolerance
     assert status.startswith("128×96 px")

@@ -108,11 +108,12 @@ def test_points_must_be_points():
         check_request(request(handles=((1, 2),), targets=(Point(1, 1),)))
 
 
-def test_image_must_be_an_rgb_pil_image():
+def test_image_must_be_an_rgb_or_rgba_pil_image():
     with pytest.raises(DragError, match="request.image: expected a PIL image, got ndarray"):
         check_request(request(image=np.zeros((384, 512, 3), np.uint8)))
-    with pytest.raises(DragError, match="request.image: the image is mode 'RGBA', expected 'RGB'"):
-        check_request(request(image=Image.new("RGBA", (512, 384))))
+    with pytest.raises(DragError, match="request.image: the image is mode 'CMYK', expected 'RGB' or 'RGBA'"):
+        check_request(request(image=Image.new("CMYK", (512, 384))))
+    assert check_request(request(image=Image.new("RGBA", (512, 384)))) == []
 
 
 def test_image_size_limits():

@@ -153,7 +153,7 @@ def session_from_dict(data: Any, folder: Path | None = None, *, max_pixels: int 
     handles, targets = point_pairs_from_json(data["points"])
     source = image_source(data["image"], "session.image", folder)  # its errors name the field themselves
     with within("session.image"):
-        image = load_image(source, max_pixels=max_pixels)
+        image = load_image(source, max_pixels=max_pixels, keep_alpha=True)
     mask = None
     if data.get("mask") is not None:
         source = image_source(data["mask"], "session.mask", folder)

@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DragError
+from ..images import flatten
 
 GRABCUT_ITERATIONS = 5
 
@@ -26,7 +27,7 @@ def box_mask(image: Image.Image, box: tuple[float, float, float, float]) -> np.n
         raise DragError(f"box {tuple(box)}: it must cover at least 3×3 pixels of the {width}×{height} image")
     labels = np.zeros((height, width), np.uint8)
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    pixels = np.ascontiguousarray(np.asarray(image.convert("RGB"))[..., ::-1])  # OpenCV wants BGR
+    pixels = np.ascontiguousarray(np.asarray(flatten(image))[..., ::-1])  # OpenCV wants BGR
     rect = (x0, y0, x1 - x0 + 1, y1 - y0 + 1)
     if (x1 - x0 + 1) * (y1 - y0 + 1) >= width * height:  # GrabCut needs some background to model
         return np.ones((height, width), bool)

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..attention import attend, swapped_processors
 from ..errors import DragError
+from ..images import flatten
 
 PARTS = ("image_proj", "ip_adapter")  # the two groups of an IP-Adapter file, as prefixes of its keys
 HEAD_DIM = 64  # the resampler's attention head width in every released IP-Adapter (heads = width / 64)
@@ -177,7 +178,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 def _clip_pixels(image: Image.Image, size: int) -> torch.Tensor:
     """The whole image squashed to the encoder's square input and normalised (DiffEditor squashes too)."""
-    square = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    square = flatten(image).resize((size, size), Image.Resampling.BICUBIC)
     pixels = torch.from_numpy(np.array(square)).permute(2, 0, 1).float() / 255
     return (pixels - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
 

@@ -120,7 +120,7 @@ def request_from_dict(data: Any, folder: Path | None, max_pixels: int = MAX_IMAG
 def _image(value: Any, name: str, folder: Path | None, max_pixels: int):
     source = image_source(value, name, folder)
     with within(name):
-        return load_image(source, max_pixels=max_pixels)
+        return load_image(source, max_pixels=max_pixels, keep_alpha=True)
 
 
 def _object(value: Any, name: str) -> dict:

@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..coords import Display
+from ..images import flatten
 from ..types import Point
 
 HANDLE_RGB, TARGET_RGB, MASK_RGB = (230, 40, 40), (40, 90, 235), (255, 210, 60)
@@ -24,7 +25,7 @@ def overlay(
     joined by arrows, and optionally the tracked handle positions of a running edit (hollow circles).
     Points are in image pixels; the picture is Display(image.size).scale times larger."""
     display = Display(image.size)
-    shown = tint(enlarge(image.convert("RGB")), mask)
+    shown = tint(enlarge(flatten(image)), mask)
     draw = ImageDraw.Draw(shown)
     radius = max(4, round(display.side / 90))
     at = [list(display.from_image(x, y)) for x, y in clicks]
@@ -42,7 +43,7 @@ def overlay(
 
 def tint(image: Image.Image, mask: np.ndarray | None) -> Image.Image:
     """The RGB image with the mask's region (any size; scaled to fit) tinted in the brush colour."""
-    image = image.convert("RGB")
+    image = flatten(image)
     if mask is None or not mask.any():
         return image
     region = Image.fromarray(mask.astype(np.uint8) * 255).resize(image.size, Image.Resampling.NEAREST)
