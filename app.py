@@ -23,6 +23,7 @@ from gradio.utils import get_upload_folder
 from PIL import Image as PILImage
 
 from dragdiff import DragCancelled, DragConfig, DragError, DragRequest, methods
+from dragdiff.arrival import describe
 from dragdiff.cli import DTYPE_HELP, DTYPE_NAMES, parse_value
 from dragdiff.config import field_help, resolve_config
 from dragdiff.coords import Display
@@ -359,21 +360,23 @@ def run(state: DragState, prompt: str, model: str, name: str, *values):
         gr.Warning(str(exc))
         yield {DRAG.status: f"⚠️ {exc}"}
         return
-    result = event.value
-    reached = getattr(result, "reached_targets", None)  # methods that track the handles say where they ended
-    summary = "" if reached is None else " (reached the targets)" if reached else f" ({result.steps_used} drag steps)"
-    yield finished(DRAG, state, result, summary)
+    yield finished(DRAG, state, event.value, method)
 
 
-def finished(tab: SimpleNamespace, state, result, summary: str = "") -> dict:
+def finished(tab: SimpleNamespace, state, result, method) -> dict:
     """A finished edit of either tab: saved at once (a refresh or a closed tab loses nothing) and shown with
-    its warnings, before beside after, its download and this session's results."""
+    what the picture shows (each point arrived or how far short, and what to try), its warnings, before
+    beside after, its download and this session's results."""
     path = autosave(SETTINGS.outputs, result)
     state = replace(state, result=str(path), history=[*state.history, str(path)])
     notes = "".join(f"  \n⚠️ {w}" for w in result.warnings)
+    outcome = f"  \n{describe(result.image_check, getattr(method, 'advice', ''))}." if result.image_check else ""
+    if hasattr(result, "tracker_reached_targets"):  # the latent tracker's own verdict, under its own name
+        said = "reached the targets" if result.tracker_reached_targets else "did not reach the targets"
+        outcome += f" (The latent point tracker {said} after {result.steps_used} drag steps.)"
     return {
         tab.state: state,
-        tab.status: f"Done in {result.timings['total']:.1f} s{summary}. Saved to {path}.{notes}",
+        tab.status: f"Done in {result.timings['total']:.1f} s. Saved to {path}.{outcome}{notes}",
         tab.result: (enlarge(state.image), enlarge(result.image)),
         tab.download: str(path),
         tab.history: state.history,
@@ -589,7 +592,7 @@ def dragon_run(state: DragonState, mode: str, scale: float, prompt: str, model: 
     except DragError as exc:
         yield {DRAGON.status: f"⚠️ {exc}"}
         return
-    yield finished(DRAGON, state, event.value)
+    yield finished(DRAGON, state, event.value, editor)
 
 
 def dragon_load(path: str | None, state: DragonState) -> dict:

@@ -154,6 +154,7 @@ def run_convert_image_prompt(args: argparse.Namespace) -> int:
 
 def run_edit(args: argparse.Namespace) -> int:
     """One edit with the chosen method; writes NAME.png (session embedded), NAME.json and NAME.summary.json."""
+    from .arrival import describe
     from .config import read_config_file
     from .runtime import Runtime
     from .session_io import save_result
@@ -174,6 +175,8 @@ def run_edit(args: argparse.Namespace) -> int:
     summary_path = out.with_suffix(".summary.json")
     summary_path.write_text(json.dumps(summary(result, out), indent=2))
     print(f"wrote {out}, {out.with_suffix('.json')} and {summary_path.name} ({result.timings['total']:.1f} s)")
+    if result.image_check:
+        print("image check: " + describe(result.image_check, getattr(method, "advice", "")))
     return 0
 
 
@@ -185,12 +188,13 @@ def summary(result, out: Path) -> dict[str, Any]:
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "warnings": result.warnings,
         "config": result.config.to_dict(),
+        "image_check": None if result.image_check is None else [c.to_json() for c in result.image_check],
     }
     if hasattr(result, "handle_track"):
         data |= {
             "seed": result.seed,
             "steps_used": result.steps_used,
-            "reached_targets": result.reached_targets,
+            "tracker_reached_targets": result.tracker_reached_targets,
             "handle_track": [[p.as_list() for p in step] for step in result.handle_track],
         }
     return data

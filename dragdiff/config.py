@@ -57,6 +57,15 @@ def resolve_config(
     return config_type.from_dict(values, where=where)
 
 
+# Fields every method's config has: how the result is put together (composite.py) and checked (arrival.py).
+RESULT_RULES: dict[str, tuple] = {
+    "preserve_unmasked": (bool, None, None, False),
+    "seam_px": (int, 0, 256, False),
+    "image_check": (bool, None, None, False),
+    "arrival_tolerance": (float, 0.0, 1.0, False),
+}
+
+
 class MethodConfig:
     """Base of each method's frozen config dataclass. A subclass sets DEFAULTS_FILE (its built-in defaults: a
     file name in dragdiff/configs, or an absolute path), MODEL_SECTION (its section of a model's dragdiff.yaml;

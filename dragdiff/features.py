@@ -52,3 +52,21 @@ def supervision_features(features: list[torch.Tensor], size: tuple[int, int]) ->
     width, height = size
     resized = [F.interpolate(f.float(), (height, width), mode="bilinear", align_corners=False) for f in features]
     return torch.cat(resized, dim=1)
+
+
+@torch.no_grad()
+def dift_grid(
+    model, image, work_size: tuple[int, int], prompt: str, timestep: int, block: int, ensemble: int, seed: int = 0
+) -> torch.Tensor:
+    """DIFT (Tang et al. 2023): the decoder block's features of `image` seen at `work_size`, noised to
+    `timestep` and averaged over `ensemble` seeded noise draws. Returns (C, h, w) fp32 on the feature grid."""
+    from .pixels import image_to_tensor
+
+    latent = model.encode_image(image_to_tensor(image, work_size)).float()
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn((ensemble, *latent.shape[1:]), generator=generator).to(latent)
+    t = torch.tensor([timestep] * ensemble, device=latent.device)
+    noisy = model.scheduler().add_noise(latent.expand(ensemble, -1, -1, -1), noise, t)
+    text = model.encode_prompt(prompt).expand(ensemble, -1, -1)
+    (features,), _ = unet_features(model.unet, noisy.to(model.dtype), t, text, (block,), need_output=False)
+    return features.float().mean(0)

@@ -23,7 +23,7 @@ from .atomic import write_atomic
 from .config import is_finite_number
 from .errors import DragError
 from .images import PNG_SIGNATURE, png_bytes, read_png_text
-from .types import Point
+from .types import Point, PointCheck
 
 PNG_TEXT_KEY = "dragdiff-session"
 MAX_EMBEDDED_BASE64_CHARS = 64 * 2**20  # ~48 MB of PNG: enough for any image under the 4096×4096 limit
@@ -211,6 +211,31 @@ def base64_png(image: Image.Image) -> str:
 
 def point_json(point: Point) -> list[float]:
     return [float(point.x), float(point.y)]  # floats always, so [3, 4] and [3.0, 4.0] write the same text
+
+
+def checks_json(checks: tuple[PointCheck, ...] | None) -> dict[str, Any]:
+    """The "image_check" entry of a session's JSON: nothing when the result was not checked."""
+    return {} if checks is None else {"image_check": [check.to_json() for check in checks]}
+
+
+def checks_from_json(data: Any, name: str, count: int) -> tuple[PointCheck, ...] | None:
+    """A session's "image_check" entry (one per point) back as PointChecks; errors name the entry."""
+    if data is None:
+        return None
+    if not isinstance(data, list) or len(data) != count:
+        raise DragError(f"{name}: expected a list with one entry per point ({count})")
+    return tuple(_check_from_json(item, f"{name}[{i}]") for i, item in enumerate(data))
+
+
+def _check_from_json(data: Any, name: str) -> PointCheck:
+    if not isinstance(data, dict) or set(data) != {"found", "distance_px", "arrived"}:
+        raise DragError(f'{name}: expected {{"found": [x, y], "distance_px": d, "arrived": true or false}}')
+    found, distance, arrived = data["found"], data["distance_px"], data["arrived"]
+    if not (isinstance(found, list) and len(found) == 2 and all(is_finite_number(v) for v in found)):
+        raise DragError(f"{name}.found: expected [x, y], two numbers")
+    if not is_finite_number(distance) or not isinstance(arrived, bool):
+        raise DragError(f"{name}: distance_px must be a number and arrived true or false")
+    return PointCheck(Point(float(found[0]), float(found[1])), float(distance), arrived)
 
 
 def json_kind(value: Any) -> str:

@@ -24,6 +24,20 @@ class Point:
 
 
 @dataclass(frozen=True)
+class PointCheck:
+    """Where one handle's content was found in a result (input px), how far from its target, and whether
+    that is within the arrival tolerance (dragdiff.arrival)."""
+
+    found: Point
+    distance_px: float
+    arrived: bool
+
+    def to_json(self) -> dict[str, Any]:
+        found = [round(float(self.found.x), 1), round(float(self.found.y), 1)]
+        return {"found": found, "distance_px": round(float(self.distance_px), 1), "arrived": bool(self.arrived)}
+
+
+@dataclass(frozen=True)
 class DragRequest:
     """One point drag, the edit every method offers: move the content at each handle to its target, changing
     only the masked region.
@@ -40,7 +54,7 @@ class DragRequest:
     config: Any = None
 
 
-Stage = Literal["lora", "inversion", "drag", "denoise", "reference", "editing"]
+Stage = Literal["lora", "inversion", "drag", "denoise", "reference", "editing", "check"]
 
 # How the CLI's progress bars and the app's status name each stage.
 STAGE_LABELS: dict[str, str] = {
@@ -50,6 +64,7 @@ STAGE_LABELS: dict[str, str] = {
     "denoise": "denoising",
     "reference": "inverting the reference",
     "editing": "guided sampling",
+    "check": "looking for the handles' content in the result",
 }
 
 
@@ -84,3 +99,5 @@ class EditResult:
     config: Any
     model: str
     warnings: list[str] = field(default_factory=list)
+    # per handle: where its content was found in the result (dragdiff.arrival); None when not checked
+    image_check: tuple[PointCheck, ...] | None = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..config import MethodConfig
+from ..config import RESULT_RULES, MethodConfig
 
 # Fields that change speed and memory but not the edit (beyond numeric noise): off in the benchmark's "naive".
 SPEED_FIELDS = (
@@ -22,8 +22,7 @@ SPEED_FIELDS = (
 
 # (type, minimum, maximum, allow None) per field; checked on every load so that bad sessions fail early.
 _RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
-    "preserve_unmasked": (bool, None, None, False),
-    "seam_px": (int, 0, 256, False),
+    **RESULT_RULES,
     "seed": (int, 0, 2**32 - 1, False),
     "resolution": (int, 64, 4096, True),
     "lora_steps": (int, 0, 10_000, False),
@@ -74,6 +73,8 @@ class DragConfig(MethodConfig):
     reference_attention_blocks: tuple[int, ...]
     preserve_unmasked: bool
     seam_px: int
+    image_check: bool
+    arrival_tolerance: float
     truncate_unet: bool
     lora_encode_once: bool
     fused_optimizers: bool

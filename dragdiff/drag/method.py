@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..arrival import check_result
 from ..attention import self_attention_names
 from ..cache import cache_key
 from ..composite import keep_unpainted
@@ -74,6 +75,11 @@ class DragDiffusion:
 
     name = "dragdiffusion"
     config_type = DragConfig
+    # what to try when the outcome check finds a point short of its target (the app and the CLI say it)
+    advice = (
+        "more drag_steps or a higher drag_lr, a painted region that covers the whole path, "
+        "or DragonDiffusion's move for moving a whole object"
+    )
     request_types = (DragRequest,)
     session_format = SESSION_FORMAT
 
@@ -165,14 +171,21 @@ class DragDiffusion:
             image = tensor_to_image(m.decode(latent), request.image.size)
         if config.preserve_unmasked:
             image = keep_unpainted(request.image, image, mask, config.seam_px)
+        # 6. Look for each handle's content in the result: the verdict of the picture, beside the tracker's.
         t3 = time.perf_counter()
-        timings = {**prepared.timings, "drag": t1 - t0, "denoise": t2 - t1, "decode": t3 - t2, "total": t3 - start}
+        checks = check_result(
+            self.runtime, request.image, image, request.handles, request.targets, request.prompt, config, on_progress
+        )
+        t4 = time.perf_counter()
+        timings = {**prepared.timings, "drag": t1 - t0, "denoise": t2 - t1, "decode": t3 - t2, "check": t4 - t3}
+        timings["total"] = t4 - start
         return DragResult(
             image=image,
-            session=Session.from_request(replace(request, config=config), m.spec),
+            image_check=checks,
+            session=Session.from_request(replace(request, config=config), m.spec, checks),
             handle_track=[geometry.from_grid(h) for h in trace.handles],
             steps_used=trace.steps,
-            reached_targets=trace.reached,
+            tracker_reached_targets=trace.reached,
             timings=timings,
             seed=config.seed,
             config=config,

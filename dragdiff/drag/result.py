@@ -13,5 +13,7 @@ class DragResult(EditResult):
 
     handle_track: list[tuple[Point, ...]]  # tracked handle positions, input px: [initial, after step 1, ...]
     steps_used: int
-    reached_targets: bool  # the point tracking found every handle at its target before drag_steps ran out
+    # the latent point tracking's own verdict: every handle at its target (in its features) before drag_steps
+    # ran out. It can say so while the picture shows nothing moved: image_check is the picture's verdict.
+    tracker_reached_targets: bool
     seed: int

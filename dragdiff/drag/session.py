@@ -11,7 +11,8 @@ sessions give identical text and a replay can be compared byte for byte):
       "mask": {"png_base64": "..."}  or  {"path": "mask.png"}  or  null,
       "prompt": "a photo of a cat",
       "model": "runwayml/stable-diffusion-v1-5",
-      "config": {"seed": 42, "lora_steps": 80, ...}
+      "config": {"seed": 42, "lora_steps": 80, ...},
+      "image_check": [{"found": [x, y], "distance_px": d, "arrived": true}, ...]
     }
 
 - points: (x, y) in pixels of the image, (0, 0) = centre of the top-left pixel (as in dragdiff.types).
@@ -21,8 +22,10 @@ sessions give identical text and a replay can be compared byte for byte):
   mask with nothing marked, = the whole image may change.
 - config: any subset of the DragConfig fields; missing ones take the built-in defaults (dragdiff/configs/drag.yaml). The
   seed is config.seed.
-- "mask", "prompt" and "config" may be left out (null, "" and all defaults); other fields are required,
-  and unknown fields are errors.
+- image_check: what the check after the edit found (dragdiff.arrival), one entry per point; written with a
+  result, read back for display, not an input of a replay.
+- "mask", "prompt", "config" and "image_check" may be left out (null, "", all defaults and not checked);
+  other fields are required, and unknown fields are errors.
 Sessions written by dragdiff always embed the image and mask and list every config field. A result PNG
 from `save_result_png` carries the same JSON in a compressed text chunk with the key "dragdiff-session".
 """
@@ -42,6 +45,8 @@ from ..images import MAX_IMAGE_PIXELS, load_image, load_mask, mask_to_image
 from ..session_io import (
     base64_png,
     check_fields,
+    checks_from_json,
+    checks_json,
     image_source,
     json_kind,
     point_json,
@@ -51,7 +56,7 @@ from ..session_io import (
     short,
     within,
 )
-from ..types import DragRequest, Point
+from ..types import DragRequest, Point, PointCheck
 from ..validation import check_request, effective_mask
 from .config import DragConfig
 
@@ -59,7 +64,7 @@ SESSION_FORMAT = "dragdiff-session"
 SESSION_VERSION = 1
 
 _REQUIRED_FIELDS = ("format", "version", "image", "points", "model")
-_OPTIONAL_FIELDS = ("mask", "prompt", "config")
+_OPTIONAL_FIELDS = ("mask", "prompt", "config", "image_check")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: images and arrays have no usable ==; compare to_json() instead
@@ -77,6 +82,7 @@ class Session:
     prompt: str
     model: str
     config: DragConfig
+    image_check: tuple[PointCheck, ...] | None = None  # the result's outcome check, when this records a result
 
     def __post_init__(self) -> None:
         check_request(self.to_request())
@@ -94,8 +100,11 @@ class Session:
         )
 
     @classmethod
-    def from_request(cls, request: DragRequest, model: str) -> Session:
+    def from_request(
+        cls, request: DragRequest, model: str, image_check: tuple[PointCheck, ...] | None = None
+    ) -> Session:
         return cls(
+            image_check=image_check,
             image=request.image,
             handles=tuple(request.handles),
             targets=tuple(request.targets),
@@ -121,7 +130,7 @@ class Session:
             "prompt": self.prompt,
             "model": self.model,
             "config": self.config.to_dict(),
-        }
+        } | checks_json(self.image_check)
 
     def to_json(self) -> str:
         """Deterministic text: equal sessions give equal strings (sorted keys, ASCII, no timestamps)."""
@@ -173,6 +182,7 @@ def session_from_dict(data: Any, folder: Path | None = None, *, max_pixels: int 
             prompt=prompt,
             model=model,
             config=config,
+            image_check=checks_from_json(data.get("image_check"), "session.image_check", len(handles)),
         )
 
 

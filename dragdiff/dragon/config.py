@@ -6,15 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..config import MethodConfig
+from ..config import RESULT_RULES, MethodConfig
 
 MODES = ("move", "drag", "appearance", "paste")  # resize is a move with scale != 1
 VARIANTS = ("dragon", "diffeditor")
 
 
 _RULES: dict[str, tuple[type, float | None, float | None, bool]] = {
-    "preserve_unmasked": (bool, None, None, False),
-    "seam_px": (int, 0, 256, False),
+    **RESULT_RULES,
     "seed": (int, 0, 2**32 - 1, False),
     "resolution": (int, 64, 4096, True),
     "n_steps": (int, 2, 1000, False),
@@ -77,3 +76,5 @@ class DragonConfig(MethodConfig):
     image_prompt_until: int
     preserve_unmasked: bool
     seam_px: int
+    image_check: bool
+    arrival_tolerance: float

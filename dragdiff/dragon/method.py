@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..arrival import check_result
 from ..attention import self_attention_names
 from ..composite import grid_region_in_image, keep_unpainted
 from ..config import resolve_config
@@ -25,7 +26,7 @@ from ..images import MAX_IMAGE_PIXELS
 from ..models import DiffusionModel
 from ..pixels import image_to_tensor, tensor_to_image
 from ..runtime import Runtime
-from ..types import DragRequest, EditResult, Progress, ProgressCallback, StopCallback
+from ..types import DragRequest, EditResult, Point, Progress, ProgressCallback, StopCallback
 from . import energy
 from .config import DragonConfig
 from .image_prompt import ImagePrompt, image_prompt_attention, load_image_prompt
@@ -67,6 +68,8 @@ class DragonDiffusion:
 
     name = "dragon"
     config_type = DragonConfig
+    # what to try when the outcome check finds a point short of its target (the app and the CLI say it)
+    advice = "a higher energy_scale, more n_steps, or a mask that covers the whole object"
     request_types = (DragRequest, MoveRequest, ContentDragRequest, AppearanceRequest, PasteRequest)
     session_format = FORMAT
 
@@ -176,11 +179,17 @@ class DragonDiffusion:
         if config.preserve_unmasked:
             region = grid_region_in_image(plan.region[0, 0].cpu().numpy() > 0.5, request.image.size)
             image = keep_unpainted(request.image, image, region, config.seam_px)
+        # 6. Look for the moved content in the result (a drag's handles, a moved object's centre).
+        t0 = time.perf_counter()
+        handles, targets = _arrival_points(request)
+        checks = check_result(self.runtime, request.image, image, handles, targets, request.prompt, config, on_progress)
+        timings["check"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start_time
         memory_bytes = control.bank.nbytes + (control.reference.nbytes if control.reference else 0)
         return DragonResult(
             image=image,
-            session=DragonSession(replace(request, config=config), m.spec),
+            session=DragonSession(replace(request, config=config), m.spec, checks),
+            image_check=checks,
             mode=request.mode,
             timings=timings,
             config=config,
@@ -383,6 +392,18 @@ PLAN_BUILDERS = {"move": _move_plan, "paste": _paste_plan, "appearance": _appear
 def _prompt_images(request: DragonRequest) -> list[Image.Image]:
     """What the image prompt shows: the image, and for appearance and paste the reference beside it."""
     return [request.image] + ([request.reference] if request.mode in ("appearance", "paste") else [])
+
+
+def _arrival_points(request: DragonRequest) -> tuple[tuple[Point, ...], tuple[Point, ...]]:
+    """What should have arrived where: a drag's handles at their targets, a moved (or resized) object's
+    centre at its new place. Appearance and paste move nothing of the image, so there is nothing to check."""
+    if request.mode == "drag":
+        return tuple(request.handles), tuple(request.targets)
+    if request.mode == "move":
+        rows, cols = np.nonzero(request.mask)
+        centre = Point(float(cols.mean()), float(rows.mean()))
+        return (centre,), (Point(centre.x + request.offset.x, centre.y + request.offset.y),)
+    return (), ()
 
 
 def _region(mask: torch.Tensor) -> torch.Tensor:

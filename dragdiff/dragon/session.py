@@ -5,7 +5,11 @@ key as DragDiffusion sessions), complete enough to replay:
      "image": {"png_base64": ...}, "mask": {...} | null, "reference": {...} | null, "reference_mask": {...} | null,
      "offset": [dx, dy] | null, "scale": 1.0, "position": [x, y] | null,
      "points": [{"handle": [x, y], "target": [x, y]}, ...] | null,
-     "prompt": "", "reference_prompt": "", "model": "demo", "config": {...DragonConfig fields...}}
+     "prompt": "", "reference_prompt": "", "model": "demo", "config": {...DragonConfig fields...},
+     "image_check": [{"found": [x, y], "distance_px": d, "arrived": true}, ...]}
+
+image_check (optional) is what the check after the edit found (dragdiff.arrival): for a drag one entry per
+point, for a move one for the object's centre. It records the result and is not an input of a replay.
 
 Images follow dragdiff.session's rules (embedded PNG, or a path that must stay inside the file's folder).
 """
@@ -22,6 +26,8 @@ from ..images import MAX_IMAGE_PIXELS, load_image, load_mask, mask_to_image
 from ..session_io import (
     base64_png,
     check_fields,
+    checks_from_json,
+    checks_json,
     image_source,
     point_from_json,
     point_json,
@@ -30,6 +36,7 @@ from ..session_io import (
     session_json,
     within,
 )
+from ..types import PointCheck
 from .config import DragonConfig
 from .requests import AppearanceRequest, ContentDragRequest, DragonRequest, MoveRequest, PasteRequest
 
@@ -49,6 +56,7 @@ class DragonSession:
 
     request: DragonRequest
     model: str
+    image_check: tuple[PointCheck, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         request = self.request
@@ -67,7 +75,7 @@ class DragonSession:
             else:
                 data[name] = getattr(request, name)
         data["config"] = request.config.to_dict()
-        return data
+        return data | checks_json(self.image_check)
 
     def to_json(self) -> str:
         return session_json(self.to_dict())
@@ -89,7 +97,7 @@ def request_from_dict(data: Any, folder: Path | None, max_pixels: int = MAX_IMAG
     if mode not in _FIELDS:
         raise DragError(f"mode: expected one of {list(_FIELDS)}, got {mode!r}")
     required = ("format", "version", "mode", "model", "config", "image")
-    check_fields(data, "session", required, tuple(f for f in _FIELDS[mode] if f != "image"))
+    check_fields(data, "session", required, (*(f for f in _FIELDS[mode] if f != "image"), "image_check"))
     config = resolve_config(DragonConfig, mode=mode, session=_object(data["config"], "session.config"))
     image = _image(data["image"], "session.image", folder, max_pixels)
     values: dict[str, Any] = {"image": image, "config": config}
@@ -107,6 +115,7 @@ def request_from_dict(data: Any, folder: Path | None, max_pixels: int = MAX_IMAG
             values[name] = data[name]
     if mode == "drag":
         values["handles"], values["targets"] = point_pairs_from_json(data.get("points"))
+    checks_from_json(data.get("image_check"), "session.image_check", len(values.get("handles", (None,))))
     request_type = {"move": MoveRequest, "drag": ContentDragRequest, "appearance": AppearanceRequest}.get(
         mode, PasteRequest
     )

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..features import unet_features
+from ..features import dift_grid
 from ..models import DiffusionModel
 from ..types import Point
 
@@ -54,27 +54,17 @@ def centroid(region: np.ndarray) -> tuple[float, float] | None:
     return (float(xs.mean()), float(ys.mean())) if len(xs) else None
 
 
-@torch.no_grad()
 def dift_features(
     model: DiffusionModel, image: Image.Image, prompt: str, timestep: int, block: int, ensemble: int, seed: int = 0
 ) -> torch.Tensor:
-    """DIFT (Tang et al. 2023): decoder features of the noised image, averaged over `ensemble` noise draws,
-    upsampled to the image size and L2-normalised per pixel. Returns (C, H, W) fp32."""
+    """DIFT features of `image` at its own width (DragBench's protocol), upsampled to the image size and
+    L2-normalised per pixel. Returns (C, H, W) fp32."""
     from ..coords import Geometry
-    from ..pixels import image_to_tensor
 
     width, height = image.size
-    pixels = image_to_tensor(image, Geometry.work_size_at(image.size, model.vae_factor))
-    latent = model.encode_image(pixels).float()
-    schedule = model.scheduler()
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn((ensemble, *latent.shape[1:]), generator=generator).to(latent)
-    t = torch.tensor([timestep] * ensemble, device=latent.device)
-    noisy = schedule.add_noise(latent.expand(ensemble, -1, -1, -1), noise, t)
-    text = model.encode_prompt(prompt).expand(ensemble, -1, -1)
-    (features,), _ = unet_features(model.unet, noisy.to(model.dtype), t, text, (block,), need_output=False)
-    features = F.interpolate(features.float().mean(0, keepdim=True), (height, width), mode="bilinear")[0]
-    return F.normalize(features, dim=0)
+    work_size = Geometry.work_size_at(image.size, model.vae_factor)
+    features = dift_grid(model, image, work_size, prompt, timestep, block, ensemble, seed)
+    return F.normalize(F.interpolate(features[None], (height, width), mode="bilinear")[0], dim=0)
 
 
 def mean_distance_pairs(
