@@ -57,12 +57,15 @@ def resolve_config(
     return config_type.from_dict(values, where=where)
 
 
-# Fields every method's config has: how the result is put together (composite.py) and checked (arrival.py).
+# Fields every method's config has: where it edits (work_area.py), how the result is put together
+# (composite.py) and how it is checked (arrival.py).
 RESULT_RULES: dict[str, tuple] = {
     "preserve_unmasked": (bool, None, None, False),
     "seam_px": (int, 0, 256, False),
     "image_check": (bool, None, None, False),
     "arrival_tolerance": (float, 0.0, 1.0, False),
+    "work_area": (str, ("full", "region"), None, False),
+    "region_padding": (float, 0.0, 10.0, False),
 }
 
 

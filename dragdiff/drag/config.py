@@ -75,6 +75,8 @@ class DragConfig(MethodConfig):
     seam_px: int
     image_check: bool
     arrival_tolerance: float
+    work_area: str
+    region_padding: float
     truncate_unet: bool
     lora_encode_once: bool
     fused_optimizers: bool

@@ -31,6 +31,7 @@ from ..pixels import image_to_tensor, tensor_to_image
 from ..runtime import Runtime, gradient_checkpointing
 from ..types import DragRequest, Progress, ProgressCallback, StopCallback
 from ..validation import check_request, effective_mask
+from ..work_area import work_area
 from .config import DragConfig
 from .motion import drag_latent, mask_loss
 from .reference_attention import reference_attention
@@ -139,18 +140,23 @@ class DragDiffusion:
         """Move the content at each handle to its target. Raises DragError on bad input (before any work)."""
         # 1. Check the request (config None: this model's defaults); an all-empty mask means "all may change".
         warnings = check_request(request)
-        config, mask = self._config(request.config), effective_mask(request.mask)
+        config = self._config(request.config)
         self._check_blocks(config)
         start = time.perf_counter()
+        # 1b. Where to work: the whole image, or (work_area "region") a crop around the mask and the points.
+        points = [*request.handles, *request.targets]
+        area = work_area(request.image.size, effective_mask(request.mask), points, config)
+        job = area.crop(request)
+        mask = effective_mask(job.mask)
         # 2. LoRA and inversion (cached per image, prompt and settings).
-        prepared = self.prepare(request.image, request.prompt, config, on_progress, should_stop)
+        prepared = self.prepare(job.image, job.prompt, config, on_progress, should_stop)
         geometry, m = prepared.geometry, self.model
         self.runtime.use_lora(prepared.lora_key, prepared.lora)
         scheduler = m.scheduler()
         timesteps = drag_timesteps(scheduler, config.n_inference_steps, config.n_inversion_steps)
         # 3. Optimise z_t with motion supervision and point tracking.
         t0 = time.perf_counter()
-        handles, targets = geometry.to_grid(request.handles), geometry.to_grid(request.targets)
+        handles, targets = geometry.to_grid(job.handles), geometry.to_grid(job.targets)
         trace = self._optimise(prepared, scheduler, timesteps[0], mask, handles, targets, on_progress, should_stop)
         # 4. Denoise [original, edited] with reference-latent control, keep the edited one.
         t1 = time.perf_counter()
@@ -164,18 +170,17 @@ class DragDiffusion:
             on_progress,
             should_stop,
         )
-        # 5. Decode at the working size, back to the input's size; outside the mask (and its seam) the input's
-        # own pixels are kept (preserve_unmasked).
+        # 5. Decode at the working size, back to the input's (or crop's) size; outside the mask (and its seam)
+        # the input's own pixels are kept (preserve_unmasked); a crop goes back in its place.
         t2 = time.perf_counter()
         with torch.no_grad():
-            image = tensor_to_image(m.decode(latent), request.image.size)
+            image = tensor_to_image(m.decode(latent), job.image.size)
         if config.preserve_unmasked:
-            image = keep_unpainted(request.image, image, mask, config.seam_px)
+            image = keep_unpainted(job.image, image, mask, config.seam_px)
         # 6. Look for each handle's content in the result: the verdict of the picture, beside the tracker's.
         t3 = time.perf_counter()
-        checks = check_result(
-            self.runtime, request.image, image, request.handles, request.targets, request.prompt, config, on_progress
-        )
+        checks = check_result(self.runtime, job.image, image, job.handles, job.targets, job.prompt, config, on_progress)
+        image, checks = area.paste(request.image, image), area.checks_from_crop(checks)
         t4 = time.perf_counter()
         timings = {**prepared.timings, "drag": t1 - t0, "denoise": t2 - t1, "decode": t3 - t2, "check": t4 - t3}
         timings["total"] = t4 - start
@@ -183,7 +188,7 @@ class DragDiffusion:
             image=image,
             image_check=checks,
             session=Session.from_request(replace(request, config=config), m.spec, checks),
-            handle_track=[geometry.from_grid(h) for h in trace.handles],
+            handle_track=[area.points_from_crop(geometry.from_grid(h)) for h in trace.handles],
             steps_used=trace.steps,
             tracker_reached_targets=trace.reached,
             timings=timings,

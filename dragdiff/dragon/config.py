@@ -78,3 +78,5 @@ class DragonConfig(MethodConfig):
     seam_px: int
     image_check: bool
     arrival_tolerance: float
+    work_area: str
+    region_padding: float

@@ -27,6 +27,7 @@ from ..models import DiffusionModel
 from ..pixels import image_to_tensor, tensor_to_image
 from ..runtime import Runtime
 from ..types import DragRequest, EditResult, Point, Progress, ProgressCallback, StopCallback
+from ..work_area import work_area
 from . import energy
 from .config import DragonConfig
 from .image_prompt import ImagePrompt, image_prompt_attention, load_image_prompt
@@ -108,6 +109,10 @@ class DragonDiffusion:
         if request.config is not None and not isinstance(request.config, DragonConfig):
             raise DragError(f"request.config: expected a DragonConfig or None, got {type(request.config).__name__}")
         config = request.config or self.default_config(request.mode)
+        # 1b. Where to work: the whole image, or (work_area "region") a crop around what the mode changes;
+        # from here on `request` is the request inside that crop, `whole` the one given.
+        area = work_area(request.image.size, _changing(request), _area_points(request), config)
+        whole, request = request, area.crop(request)
         m, start_time = self.model, time.perf_counter()
         self._check_blocks(config)
         timings: dict[str, float] = {}
@@ -183,12 +188,13 @@ class DragonDiffusion:
         t0 = time.perf_counter()
         handles, targets = _arrival_points(request)
         checks = check_result(self.runtime, request.image, image, handles, targets, request.prompt, config, on_progress)
+        image, checks = area.paste(whole.image, image), area.checks_from_crop(checks)
         timings["check"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start_time
         memory_bytes = control.bank.nbytes + (control.reference.nbytes if control.reference else 0)
         return DragonResult(
             image=image,
-            session=DragonSession(replace(request, config=config), m.spec, checks),
+            session=DragonSession(replace(whole, config=config), m.spec, checks),
             image_check=checks,
             mode=request.mode,
             timings=timings,
@@ -392,6 +398,26 @@ PLAN_BUILDERS = {"move": _move_plan, "paste": _paste_plan, "appearance": _appear
 def _prompt_images(request: DragonRequest) -> list[Image.Image]:
     """What the image prompt shows: the image, and for appearance and paste the reference beside it."""
     return [request.image] + ([request.reference] if request.mode in ("appearance", "paste") else [])
+
+
+def _changing(request: DragonRequest) -> np.ndarray | None:
+    """What the mode may change in the image (None: a paste's target area is not painted, so all of it)."""
+    return None if request.mode == "paste" else request.mask
+
+
+def _area_points(request: DragonRequest) -> list[Point]:
+    """Points a work-area crop must also hold: a drag's points, the corners of a moved object's new place."""
+    if request.mode == "drag":
+        return [*request.handles, *request.targets]
+    if request.mode != "move":
+        return []
+    rows, cols = np.nonzero(request.mask)
+    cx, cy = (cols.min() + cols.max()) / 2, (rows.min() + rows.max()) / 2
+    return [
+        Point(cx + (x - cx) * request.scale + request.offset.x, cy + (y - cy) * request.scale + request.offset.y)
+        for x in (cols.min(), cols.max() + 1)
+        for y in (rows.min(), rows.max() + 1)
+    ]
 
 
 def _arrival_points(request: DragonRequest) -> tuple[tuple[Point, ...], tuple[Point, ...]]:

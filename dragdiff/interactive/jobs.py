@@ -53,8 +53,9 @@ def stream(
     job: Callable[[Callable[[Progress], None], Callable[[], bool]], Any], stop: threading.Event, interval: float = 0.25
 ) -> Iterator[Progress | Finished]:
     """Run `job(on_progress, should_stop)` in a thread; yield its progress (at most every `interval` s, always
-    the latest) and then Finished(result). Setting `stop`, or closing the iterator, makes `should_stop` true so
-    the job ends cleanly between two steps (with DragCancelled); the job's exceptions are raised here."""
+    the latest, and each stage's last step) and then Finished(result). Setting `stop`, or closing the
+    iterator, makes `should_stop` true so the job ends cleanly between two steps (with DragCancelled); the
+    job's exceptions are raised here."""
     events: queue.Queue = queue.Queue()
     outcome: dict[str, Any] = {}
 
@@ -73,6 +74,8 @@ def stream(
             try:
                 event = events.get(timeout=interval)
                 done = event is None
+                if event is not None and latest is not None and event.stage != latest.stage:
+                    yield latest  # a stage's last step is never dropped: the board ticks every stage off
                 latest = event or latest
             except queue.Empty:
                 pass
