@@ -40,7 +40,7 @@ from .models import DTYPES, DiffusionModel, load_model
 from .runtime import Runtime
 from .types import DragRequest, Point
 
-STAGES = ("lora", "inversion", "drag", "denoise", "decode", "total")
+STAGES = ("lora", "inversion", "drag", "denoise", "decode", "check", "total")  # check: the outcome check
 
 # Dense tensor-core peaks (TFLOP/s) from NVIDIA's datasheets, for the fraction of peak; fp32 = non-tensor.
 GPU_PEAK_TFLOPS = {

@@ -21,6 +21,9 @@ from .lora import attach_lora, detach_lora
 from .models import DiffusionModel, load_model
 
 
+PARTIAL_LORA = "<partially trained>"  # what the UNet carries while (or after stopping) LoRA training
+
+
 class Runtime:
     """A loaded model (device, dtype), its cache folder, its attached adapter and speed settings, one lock.
 
@@ -80,8 +83,8 @@ class Runtime:
 
     def lora_replaced(self, key: str | None) -> None:
         """Record that training replaced the adapter: `key` once it finished, None while (or if stopped) it
-        holds a partial one."""
-        self._attached_lora = key
+        holds a partial one, which no later use_lora call may mistake for the plain UNet."""
+        self._attached_lora = key if key is not None else PARTIAL_LORA
 
     # -- checks and speed settings ---------------------------------------------------------------------------
 

@@ -35,6 +35,11 @@ BACKGROUND_KINDS = ("plain", "gradient", "striped")
 SUPERSAMPLE = 4
 
 
+def scaled_point(xy: tuple[float, float], factor: float) -> tuple[float, float]:
+    """A pixel position in a picture `factor` times larger: pixel centres (p + 0.5) scale."""
+    return ((xy[0] + 0.5) * factor - 0.5, (xy[1] + 0.5) * factor - 0.5)
+
+
 @dataclass(frozen=True)
 class Shape:
     kind: str
@@ -64,6 +69,10 @@ class Shape:
 
     def moved(self, dx: float, dy: float) -> Shape:
         return replace(self, center=(self.center[0] + dx, self.center[1] + dy))
+
+    def scaled(self, factor: float) -> Shape:
+        """The same shape in a picture `factor` times larger (pixel centres aligned)."""
+        return replace(self, center=scaled_point(self.center, factor), size=self.size * factor)
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,12 @@ class Scene:
         listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         style = {"plain": "", "gradient": " gradient", "striped": " striped"}[self.background.kind]
         return f"{listed} on a {self.background.color}{style} background"
+
+    def scaled(self, factor: int) -> Scene:
+        """The same scene rendered `factor` times larger: shapes, stripes and canvas scale together."""
+        background = replace(self.background, period=self.background.period * factor)
+        shapes = tuple(s.scaled(factor) for s in self.shapes)
+        return Scene(background, shapes, (self.size[0] * factor, self.size[1] * factor))
 
     def with_shape(self, index: int, shape: Shape) -> Scene:
         return replace(self, shapes=self.shapes[:index] + (shape,) + self.shapes[index + 1 :])

@@ -21,7 +21,7 @@ def test_compare_runs_both_variants_with_the_same_result_and_less_work(tmp_path,
     report = json.loads(out.read_text())
     naive, optimised = report["variants"]["naive"], report["variants"]["optimised"]
     for variant in (naive, optimised):
-        assert set(variant["seconds"]) == {"lora", "inversion", "drag", "denoise", "decode", "total"}
+        assert set(variant["seconds"]) == {"lora", "inversion", "drag", "denoise", "decode", "check", "total"}
         assert variant["peak_memory_mib"] > 0 and variant["steps"]["lora"] == 3
     assert set(report["speedups"]) == {"optimised", "channels_last=true", "dtype=bf16"}
     assert set(report["speedups"]["optimised"]) == set(naive["seconds"])
@@ -44,7 +44,7 @@ def test_dragon_reports_its_memory_bank(tmp_path, capsys):
     assert main([*args, "--out", str(out), *[a for item in [*FAST, "n_steps=4"] for a in ("--set", item)]]) == 0
     dragon = json.loads(out.read_text())["dragon"]
     assert dragon["steps"] == 4 and dragon["memory_bank_mib"] > 0 and dragon["memory_bank_on"] == "cpu"
-    assert set(dragon["seconds"]) == {"inversion", "editing", "total"}
+    assert set(dragon["seconds"]) == {"inversion", "editing", "check", "total"}  # check: the outcome check
     assert "memory bank" in capsys.readouterr().out
 
 

@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 from dragdiff import DragCancelled, DragRequest, Point
 from dragdiff.drag.method import DragDiffusion
-from dragdiff.drag.session import Session, load_session
+from dragdiff.drag.session import load_session
 from dragdiff.interactive.autosave import autosave
 from dragdiff.interactive.jobs import Finished, stream
 from dragdiff.models import load_model
@@ -64,7 +64,8 @@ def request(number: int, engine: DragDiffusion, **changes) -> DragRequest:
 def png_of(engine: DragDiffusion, req: DragRequest, folder: Path, name: str) -> bytes:
     """The result file a clean run gives: the PNG with its session, as the app saves it."""
     path = folder / f"{name}.png"
-    save_result_png(engine.edit(req).image, Session.from_request(req, engine.model.spec), path)
+    result = engine.edit(req)
+    save_result_png(result.image, result.session, path)
     return path.read_bytes()
 
 

@@ -23,7 +23,7 @@ import app
 from dragdiff.config import resolve_config
 from dragdiff.drag import DragConfig
 from dragdiff.drag.method import DragDiffusion
-from dragdiff.drag.session import Session, load_session
+from dragdiff.drag.session import load_session
 from dragdiff.images import load_image, load_mask
 from dragdiff.models import load_model
 from dragdiff.session_io import save_result_png
@@ -90,7 +90,7 @@ def alone(user: User, engine: DragDiffusion, folder: Path) -> bytes:
     request = DragRequest(picture, handles, targets, mask, user.prompt, engine.default_config(**user.settings))
     result = engine.edit(request)
     path = folder / f"alone{user.number}.png"
-    save_result_png(result.image, Session.from_request(request, engine.model.spec), path)
+    save_result_png(result.image, result.session, path)
     return path.read_bytes()
 
 

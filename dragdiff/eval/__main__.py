@@ -20,6 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     shapes.add_argument("--seed", type=int, default=0, help="task seed: the same seed gives the same tasks")
     shapes.add_argument("--out", type=Path, required=True, help="folder for results.json, results.csv, grid.png")
     shapes.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        choices=range(1, 9),
+        metavar="N",
+        help="render the tasks N times the model's native size (1-8; default 1): small objects in a large "
+        "picture, where work_area=region matters",
+    )
+    shapes.add_argument(
         "--export",
         action="store_true",
         help="only write the tasks to --out in DragBench's layout (category 'shapes'), for `dragbench --root`",
@@ -74,10 +83,10 @@ def _shapes(args, overrides: dict) -> int:
     from .shapes_bench import export_dragbench, make_tasks
 
     if args.export:
-        export_dragbench(make_tasks(args.count, args.seed), args.out)
+        export_dragbench(make_tasks(args.count, args.seed, scale=args.scale), args.out)
         print(f"wrote {args.count} tasks to {args.out / 'shapes'} in DragBench's layout")
         return 0
-    summary = run(args.model, args.count, args.seed, args.out, overrides, args.device, args.method)
+    summary = run(args.model, args.count, args.seed, args.out, overrides, args.device, args.method, scale=args.scale)
     print(table(summary))
     print(f"wrote {args.out / 'results.json'}, results.csv and grid.png")
     return 0

@@ -12,13 +12,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..arrival import arrival_threshold
 from ..runtime import Runtime
 from ..types import DragRequest
 from .methods import make_methods
 from .metrics import dift_features, mean_distance_pairs
-from .shapes_bench import ShapeTask, arrows, make_tasks, naive_warp, no_edit, score
+from .shapes_bench import ShapeTask, arrows, handle_errors, make_tasks, naive_warp, no_edit, score
 
-METRICS = ("handle_error", "moved_fraction", "psnr_truth", "ssim_truth", "psnr_outside_mask", "mean_distance")
+METRICS = (
+    "handle_error",
+    "moved_fraction",
+    "psnr_truth",
+    "psnr_truth_in_mask",
+    "ssim_truth",
+    "psnr_outside_mask",
+    "mean_distance",
+    "check_agrees",
+)
+GRID_TILE = 256  # px per picture in grid.png at most: 40 tasks at 512 px would make a 20000-px-tall image
 MD_SETTINGS = dict(timestep=261, block=1, ensemble=8)  # DragBench MD (docs/dragdiffusion.md), on the plain UNet
 
 
@@ -31,17 +42,24 @@ def run(
     device: str | None = None,
     method_names: tuple[str, ...] | list[str] = ("dragdiffusion",),
     log: Callable[[str], None] = print,
+    scale: int = 1,
 ) -> dict:
     """Edit every task with the baselines and each method, score it, and write results.json, results.csv and
-    grid.png to `out`."""
+    grid.png to `out`. `scale` renders the tasks that many times larger than the model's native size.
+
+    check_agrees: for a method whose result carries an image_check, the fraction of points where the check's
+    verdict (arrived or not) is the truth's (the colour-segmented handle error within the same tolerance)."""
     runtime = Runtime(model_spec, device=device)
     model = runtime.model
     editors = make_methods(list(method_names), runtime, overrides)
-    tasks = make_tasks(count, seed, (model.native_resolution, model.native_resolution))
-    methods: dict[str, Callable[[ShapeTask], Image.Image]] = {"no edit": no_edit, "naive warp": naive_warp}
+    tasks = make_tasks(count, seed, (model.native_resolution, model.native_resolution), scale)
+    methods: dict[str, Callable[[ShapeTask], tuple]] = {
+        "no edit": lambda task: (no_edit(task), None),
+        "naive warp": lambda task: (naive_warp(task), None),
+    }
     for editor in editors:
-        methods[editor.name] = lambda task, edit=editor.edit: (
-            edit(DragRequest(task.input_image(), task.handles, task.targets, task.mask, task.prompt)).image
+        methods[editor.name] = lambda task, edit=editor.edit: _edited(
+            edit(DragRequest(task.input_image(), task.handles, task.targets, task.mask, task.prompt))
         )
     config = {editor.name: editor.config.to_dict() for editor in editors}
     rows, results = [], {name: [] for name in methods}
@@ -49,9 +67,9 @@ def run(
         source_features = _features(runtime, task.input_image(), task.prompt)
         for name, method in methods.items():
             start = time.perf_counter()
-            image = method(task)
+            image, check = method(task)
             seconds = time.perf_counter() - start
-            scores = score(task, image)
+            scores = score(task, image) | {"check_agrees": _check_agrees(task, image, check)}
             edited = _features(runtime, image, task.prompt)
             scores["mean_distance"] = float(
                 np.mean(mean_distance_pairs(source_features, edited, task.handles, task.targets))
@@ -63,13 +81,29 @@ def run(
                     "kind": task.kind,
                     "method": name,
                     "seconds": round(seconds, 2),
-                    **{k: round(v, 4) for k, v in scores.items()},
+                    **{k: None if np.isnan(v) else round(v, 4) for k, v in scores.items()},
                 }
             )
-            log(f"{task.name:12s} {name:14s} " + " ".join(f"{k}={scores[k]:.2f}" for k in METRICS))
+            log(f"{task.name:12s} {name:14s} " + " ".join(f"{k}={_shown(scores[k])}" for k in METRICS))
     summary = _summarise(rows, methods)
     _write(out, rows, summary, tasks, results, model_spec, config, seed)
     return summary
+
+
+def _edited(result) -> tuple:
+    tolerance = getattr(result.config, "arrival_tolerance", None)
+    return result.image, None if result.image_check is None else (result.image_check, tolerance)
+
+
+def _check_agrees(task: ShapeTask, image: Image.Image, check) -> float:
+    """The share of points whose image_check verdict matches the truth; NaN (None in the results) for results
+    without a check."""
+    if check is None:
+        return float("nan")
+    checks, tolerance = check
+    threshold = arrival_threshold(image.size, tolerance)
+    truth = [error <= threshold for error in handle_errors(task, image)]
+    return float(np.mean([c.arrived == t for c, t in zip(checks, truth, strict=True)]))
 
 
 def _features(runtime: Runtime, image, prompt):
@@ -80,16 +114,25 @@ def _features(runtime: Runtime, image, prompt):
 
 
 def _summarise(rows: list[dict], methods) -> dict:
+    """Means per method over the tasks; None where no task has the value (check_agrees of a baseline)."""
+
+    def mean(values: list) -> float | None:
+        values = [v for v in values if v is not None]
+        return round(float(np.mean(values)), 3) if values else None
+
     return {
-        name: {k: round(float(np.mean([r[k] for r in rows if r["method"] == name])), 3) for k in (*METRICS, "seconds")}
-        for name in methods
+        name: {k: mean([r[k] for r in rows if r["method"] == name]) for k in (*METRICS, "seconds")} for name in methods
     }
+
+
+def _shown(value: float | None) -> str:
+    return "–" if value is None or np.isnan(value) else f"{value:.2f}"
 
 
 def table(summary: dict) -> str:
     header = "| method | " + " | ".join(METRICS) + " | s/task |\n|---|" + "---|" * (len(METRICS) + 1)
     lines = [
-        f"| {name} | " + " | ".join(f"{v[k]:.2f}" for k in METRICS) + f" | {v['seconds']:.1f} |"
+        f"| {name} | " + " | ".join(_shown(v[k]) for k in METRICS) + f" | {v['seconds']:.1f} |"
         for name, v in summary.items()
     ]
     return "\n".join([header, *lines])
@@ -114,11 +157,11 @@ def _write(out: Path, rows, summary, tasks, results, model_spec, config, seed) -
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    size = tasks[0].scene.size
+    side = min(tasks[0].scene.size[0], GRID_TILE)
     shown = [name for name in results if name != "no edit"]  # "no edit" is the input itself
-    grid = Image.new("RGB", (size[0] * (len(shown) + 2), size[1] * len(tasks)), "white")
+    grid = Image.new("RGB", (side * (len(shown) + 2), side * len(tasks)), "white")
     for row, task in enumerate(tasks):  # input with arrows | each method | truth
         tiles = [arrows(task.input_image(), task), *(results[name][row] for name in shown), task.truth_image()]
         for col, tile in enumerate(tiles):
-            grid.paste(tile, (col * size[0], row * size[1]))
+            grid.paste(tile.convert("RGB").resize((side, side), Image.Resampling.LANCZOS), (col * side, row * side))
     grid.save(out / "grid.png")

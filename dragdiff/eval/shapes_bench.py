@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..shapes import Scene, random_background, random_shape
+from ..shapes import Scene, random_background, random_shape, scaled_point
 from ..types import Point
 from . import metrics
 
@@ -46,10 +46,25 @@ class ShapeTask:
         return self.truth.render()
 
 
-def make_tasks(count: int, seed: int = 0, size: tuple[int, int] = (128, 128)) -> list[ShapeTask]:
-    """`count` tasks cycling through the kinds; the same seed gives the same tasks."""
+def make_tasks(count: int, seed: int = 0, size: tuple[int, int] = (128, 128), scale: int = 1) -> list[ShapeTask]:
+    """`count` tasks cycling through the kinds; the same seed gives the same tasks. `scale` renders the same
+    tasks that many times larger (a small object in a large picture, for work_area "region")."""
     rng = random.Random(seed)
-    return [_make_task(f"{i:03d}_{TASK_KINDS[i % 3]}", TASK_KINDS[i % 3], rng, size) for i in range(count)]
+    tasks = [_make_task(f"{i:03d}_{TASK_KINDS[i % 3]}", TASK_KINDS[i % 3], rng, size) for i in range(count)]
+    return tasks if scale == 1 else [_scaled(task, scale) for task in tasks]
+
+
+def _scaled(task: ShapeTask, factor: int) -> ShapeTask:
+    points = [tuple(Point(*scaled_point((p.x, p.y), factor)) for p in ps) for ps in (task.handles, task.targets)]
+    mask = np.repeat(np.repeat(task.mask, factor, axis=0), factor, axis=1)  # each pixel becomes factor × factor
+    return replace(
+        task,
+        scene=task.scene.scaled(factor),
+        truth=task.truth.scaled(factor),
+        mask=mask,
+        handles=points[0],
+        targets=points[1],
+    )
 
 
 def _make_task(name: str, kind: str, rng: random.Random, size: tuple[int, int]) -> ShapeTask:
@@ -184,6 +199,7 @@ def score(task: ShapeTask, result: Image.Image) -> dict[str, float]:
         "handle_error": float(np.mean(errors)),
         "moved_fraction": float(np.mean([1 - e / s for e, s in zip(errors, start, strict=True)])),
         "psnr_truth": metrics.psnr(result, truth),
+        "psnr_truth_in_mask": metrics.psnr(result, truth, task.mask),  # the edit region alone
         "ssim_truth": metrics.ssim(result, truth),
         "psnr_outside_mask": metrics.psnr(result, task.input_image(), ~task.mask),
     }
