@@ -20,7 +20,6 @@ from .errors import DragError
 from .lora import attach_lora, detach_lora
 from .models import DiffusionModel, load_model
 
-
 PARTIAL_LORA = "<partially trained>"  # what the UNet carries while (or after stopping) LoRA training
 
 

@@ -39,7 +39,8 @@ def config(**changes):
 
 def test_the_crop_holds_the_mask_the_points_and_the_padding_and_is_square():
     mask = disc_mask()
-    area = work_area((400, 300), mask, [Point(100, 150), Point(140, 150)], config(work_area="region"))
+    settings = config(work_area="region", region_padding=0.5)
+    area = work_area((400, 300), mask, [Point(100, 150), Point(140, 150)], settings)
     left, top, right, bottom = area.box
     # the mask spans x 71..129 and the target reaches 140: 70 px wide, padded by 0.5 × 70 on each side
     assert right - left == bottom - top == 140

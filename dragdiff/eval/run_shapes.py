@@ -52,7 +52,8 @@ def run(
     runtime = Runtime(model_spec, device=device)
     model = runtime.model
     editors = make_methods(list(method_names), runtime, overrides)
-    tasks = make_tasks(count, seed, (model.native_resolution, model.native_resolution), scale)
+    native = (model.native_resolution, model.native_resolution)
+    tasks, at_native = make_tasks(count, seed, native, scale), make_tasks(count, seed, native)
     methods: dict[str, Callable[[ShapeTask], tuple]] = {
         "no edit": lambda task: (no_edit(task), None),
         "naive warp": lambda task: (naive_warp(task), None),
@@ -63,17 +64,18 @@ def run(
         )
     config = {editor.name: editor.config.to_dict() for editor in editors}
     rows, results = [], {name: [] for name in methods}
-    for task in tasks:
-        source_features = _features(runtime, task.input_image(), task.prompt)
+    for task, small in zip(tasks, at_native, strict=True):
+        # MD at the model's native size (the same task unscaled), in the task's pixels: DIFT features of a
+        # 128-px model at 512 px would be out of its range, and 16× the cost
+        source_features = _features(runtime, small.input_image(), task.prompt)
         for name, method in methods.items():
             start = time.perf_counter()
             image, check = method(task)
             seconds = time.perf_counter() - start
             scores = score(task, image) | {"check_agrees": _check_agrees(task, image, check)}
-            edited = _features(runtime, image, task.prompt)
-            scores["mean_distance"] = float(
-                np.mean(mean_distance_pairs(source_features, edited, task.handles, task.targets))
-            )
+            edited = _features(runtime, image.convert("RGB").resize(native, Image.Resampling.LANCZOS), task.prompt)
+            distances = mean_distance_pairs(source_features, edited, small.handles, small.targets)
+            scores["mean_distance"] = float(np.mean(distances)) * scale
             results[name].append(image)
             rows.append(
                 {
