@@ -660,9 +660,6 @@ def param_widget(name: str, default: Any, help_text: str):
         return gr.Checkbox(value=default, label=label, info=help_text)
     if isinstance(default, (int, float)) and default is not None:
         return gr.Number(value=default, label=label, info=help_text, precision=0 if isinstance(default, int) else None)
-    kind, choices, *_ = DragConfig.RULES[name]
-    if kind is str and isinstance(choices, tuple):  # one of a few words, e.g. work_area: full | region
-        return gr.Radio(list(choices), value=default, label=label, info=help_text)
     return gr.Textbox(value=_widget_value(default), label=label, info=help_text)
 
 
