@@ -19,7 +19,7 @@ from .coords import Geometry
 from .features import dift_grid
 from .types import Point, PointCheck, Progress, ProgressCallback
 
-# DragBench's mean-distance settings (timestep 261, first decoder block); one noise draw: one UNet pass
+# DragBench's mean-distance settings (timestep 261, decoder block 1); one noise draw: one UNet pass
 DIFT_TIMESTEP, DIFT_BLOCK, DIFT_ENSEMBLE = 261, 1, 1
 
 

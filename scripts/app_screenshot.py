@@ -1,0 +1,93 @@
+"""The README's screenshot of the app after one drag with the bundled demo model: docs/app.png.
+
+Starts `app.py --model demo` on a free local port, uploads the disc example, clicks a handle and its target,
+paints the region, picks the DragonDiffusion method, presses Drag, waits for the result and its status, and saves the whole page. Needs
+Debian's chromium and the playwright package (never `playwright install`).
+
+    python scripts/app_screenshot.py     # ~1 minute on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_server(port: int, process: subprocess.Popen) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise SystemExit("the app stopped while starting")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit("the app did not start within 2 minutes")
+
+
+def drag_once(url: str, out: Path) -> str:
+    """Upload, two clicks, a painted stroke, Drag; returns the status line shown with the result."""
+    status_has = "text => document.querySelector('#status').innerText.includes(text)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.goto(url, wait_until="load")
+        page.locator("#upload input[type=file]").set_input_files(str(ROOT / "assets" / "examples" / "disc.png"))
+        page.wait_for_function(status_has, arg="Ready to drag", timeout=300_000)
+        canvas = page.locator("#canvas img").first
+        scale = canvas.bounding_box()["width"] / 128  # the 128×96 example at the column's width
+        for x, y in [(40, 48), (70, 48)]:
+            canvas.click(position={"x": (x + 0.5) * scale, "y": (y + 0.5) * scale})
+            page.wait_for_timeout(1500)
+        page.locator("#mask button[aria-label='Brush']").first.click()
+        paint = page.locator("#mask canvas").first.bounding_box()
+        page.mouse.move(paint["x"] + paint["width"] * 0.15, paint["y"] + paint["height"] * 0.5)
+        page.mouse.down()
+        page.mouse.move(paint["x"] + paint["width"] * 0.75, paint["y"] + paint["height"] * 0.5, steps=12)
+        page.mouse.up()
+        page.wait_for_timeout(5000)  # the painted region reaches the server
+        page.locator("label:has-text('DragonDiffusion') input[type=radio]").first.check()  # the method that
+        page.wait_for_timeout(500)  # moves shapes on the demo model (README: DragBench-Shapes)
+        page.locator("#run").click()
+        page.wait_for_function("document.querySelector('#download a') !== null", timeout=600_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(out), full_page=True)
+        status = page.locator("#status").inner_text()
+        browser.close()
+    return status
+
+
+def main() -> None:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "DRAGDIFF_CACHE": str(Path(scratch) / "cache")}
+        command = [sys.executable, str(ROOT / "app.py"), "--model", "demo", "--port", str(port)]
+        process = subprocess.Popen([*command, "--outputs", str(Path(scratch) / "outputs")], env=env)
+        try:
+            wait_for_server(port, process)
+            status = drag_once(f"http://127.0.0.1:{port}/", ROOT / "docs" / "app.png")
+        finally:
+            process.terminate()
+            process.wait()
+    print(f"wrote docs/app.png; status: {status}")
+
+
+if __name__ == "__main__":
+    main()
