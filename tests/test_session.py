@@ -6,6 +6,7 @@ import os
 import struct
 import time
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from dragdiff.drag.session import Session, load_session, session_from_dict
 from dragdiff.errors import DragError
 from dragdiff.images import load_image, png_bytes
 from dragdiff.session_io import MAX_EMBEDDED_BASE64_CHARS, PNG_TEXT_KEY, save_result_png, save_session
-from dragdiff.types import DragRequest, Point
+from dragdiff.types import DragRequest, Point, PointCheck
 
 
 def noise(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -68,6 +69,23 @@ def test_json_round_trip_is_exact(session, tmp_path):
     assert (loaded.mask == session.mask).all()
     assert loaded.handles == session.handles and loaded.targets == session.targets
     assert loaded.config == session.config and loaded.prompt == session.prompt and loaded.model == "tiny"
+
+
+def test_a_results_image_check_round_trips_and_a_bad_one_is_named(session, tmp_path):
+    checks = (PointCheck(Point(39.0, 24.0), 1.4, True), PointCheck(Point(51.0, 40.0), 9.0, False))
+    checked = replace(session, image_check=checks)
+    save_session(checked, tmp_path / "s.json")
+    assert load_session(tmp_path / "s.json").image_check == checks
+    assert json.loads(checked.to_json())["image_check"][1] == {
+        "found": [51.0, 40.0],
+        "distance_px": 9.0,
+        "arrived": False,
+    }
+    with pytest.raises(DragError, match=r"session.image_check: expected a list with one entry per point \(2\)"):
+        load_session(edited(checked, tmp_path, image_check=[checks[0].to_json()]))
+    bad = [checks[0].to_json(), {"found": [1, "x"], "distance_px": 2, "arrived": True}]
+    with pytest.raises(DragError, match=r"session.image_check\[1\].found: expected \[x, y\]"):
+        load_session(edited(checked, tmp_path, image_check=bad))
 
 
 def test_json_is_deterministic_and_documented_layout(session):

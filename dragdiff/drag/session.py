@@ -104,7 +104,6 @@ class Session:
         cls, request: DragRequest, model: str, image_check: tuple[PointCheck, ...] | None = None
     ) -> Session:
         return cls(
-            image_check=image_check,
             image=request.image,
             handles=tuple(request.handles),
             targets=tuple(request.targets),
@@ -112,6 +111,7 @@ class Session:
             prompt=request.prompt,
             model=model,
             config=request.config,
+            image_check=image_check,
         )
 
     def to_dict(self) -> dict[str, Any]:
