@@ -1,8 +1,8 @@
 """The README's screenshot of the app after one drag with the bundled demo model: docs/app.png.
 
 Starts `app.py --model demo` on a free local port, uploads the disc example, clicks a handle and its target,
-paints the region, picks the DragonDiffusion method, presses Drag, waits for the result and its status, and saves the whole page. Needs
-Debian's chromium and the playwright package (never `playwright install`).
+paints the region, picks the DragonDiffusion method, presses Drag, waits for the result and its status, and
+saves the whole page. Needs Debian's chromium and the playwright package (never `playwright install`).
 
     python scripts/app_screenshot.py     # ~1 minute on 2 CPU cores
 """

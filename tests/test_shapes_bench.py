@@ -41,6 +41,36 @@ def test_the_truth_scores_perfectly_and_doing_nothing_does_not(tasks):
     assert all(metrics.psnr(t.truth_image(), t.input_image(), ~t.mask) == float("inf") for t in tasks)
 
 
+def test_identity_scores_the_truth_perfectly_and_a_lost_shape_badly(tasks):
+    for task in tasks:
+        perfect, nothing = score(task, task.truth_image()), score(task, no_edit(task))
+        assert perfect["shape_iou"] == 1.0 and perfect["colour_error"] == 0.0
+        assert nothing["shape_iou"] < perfect["shape_iou"]
+    task = next(t for t in tasks if t.kind == "move")
+    grey = Image.new("RGB", task.input_image().size, (128, 128, 128))  # the shape is gone, and its colour
+    lost = score(task, grey)
+    assert lost["shape_iou"] == 0.0 and lost["colour_error"] > 20
+
+
+def test_dai_follows_the_reference_formula():
+    """GoodDrag's compute_DAI: Σ over pairs of the squared patch difference (RGB in [0, 1], channels summed),
+    / (2γ+1)² / N / N."""
+    from dragdiff.types import Point
+
+    before = np.zeros((64, 64, 3), np.uint8)
+    before[30:33, 10:13] = 255  # a white 3×3 square at the handle (11, 31)
+    moved = np.zeros_like(before)
+    moved[30:33, 40:43] = 255  # ... arrived at the target (41, 31)
+    handle, target, far = Point(11, 31), Point(41, 31), Point(50, 50)
+    assert metrics.dai(before, moved, (handle,), (target,), 1) == 0.0
+    # nothing moved: the 3×3 white patch (3 channels) against black, / 9
+    assert metrics.dai(before, before, (handle,), (target,), 1) == pytest.approx(27 / 9)
+    # two pairs, one right and one wrong: 27 / 9, summed, / 2 / 2
+    assert metrics.dai(before, before, (handle, far), (far, target), 1) == pytest.approx(27 / 9 / 4)
+    # a patch cut by the border still compares like with like
+    assert metrics.dai(before, before, (Point(0, 0),), (Point(63, 63),), 5) == 0.0
+
+
 def test_naive_warp_moves_the_shape_but_leaves_the_old_one(tasks):
     task = next(t for t in tasks if t.kind == "move")
     warped = naive_warp(task)
@@ -109,5 +139,9 @@ def test_the_runner_writes_table_csv_and_grid(tmp_path):
     )
     assert results["summary"]["no edit"]["moved_fraction"] < 0.05
     assert results["summary"]["no edit"]["psnr_outside_mask"] == float("inf")
+    assert set(results["summary_by_kind"]) == {"move", "move2", "stretch"}
+    assert set(results["summary_by_kind"]["move2"]) == methods  # one task of each kind
+    assert results["summary"]["naive warp"]["check_agrees"] is None  # baselines are not checked
+    assert 0 <= results["summary"]["DragonDiffusion"]["check_agrees"] <= 1
     assert (tmp_path / "results.csv").read_text().count("\n") == 13
     assert Image.open(tmp_path / "grid.png").size == (128 * 5, 128 * 3)  # input | warp | 2 methods | truth

@@ -25,7 +25,7 @@ from ..images import load_image
 from ..types import DragRequest, Point
 from .lpips import image_fidelity
 from .methods import EvalMethod
-from .metrics import dift_features, mean_distance_pairs
+from .metrics import dai, dift_features, mean_distance_pairs
 
 # What a DragBench meta_data.pkl may contain: plain containers, numbers, strings and numpy arrays. Anything
 # else (a function, a class to instantiate) is refused: unpickling can run code.
@@ -158,6 +158,9 @@ def edit_all(method: EvalMethod, samples: list[Sample], out: Path, log: Callable
     return edited
 
 
+DAI_GAMMAS = (1, 5, 10, 20)  # GoodDrag's patch half-sizes (evaluation/compute_DAI.py)
+
+
 def mean_distances(
     model, samples: list[Sample], out: Path, timestep: int = 261, block: int = 1, ensemble: int = 8
 ) -> Iterator[tuple[Sample, list[float]]]:
@@ -181,12 +184,15 @@ def aggregate(per_sample: dict[str, list[float]]) -> dict[str, float]:
 
 
 def score(md_model, lpips, samples: list[Sample], out: Path, grid_size: int = 8, clip=None) -> dict:
-    """MD (IF when `lpips` is given, CLIP image similarity when `clip` is) overall and per category; writes
+    """MD, GoodDrag's DAI (γ = 1, 5, 10, 20), IF when `lpips` is given and CLIP image similarity when `clip`
+    is, overall and per category; writes
     summary.json, per_sample.csv and report.md (a table and an input-with-arrows | result grid of the first
     `grid_size` samples) to `out`."""
     rows = []
     for sample, distances in mean_distances(md_model, samples, out):
+        meta, (source, edited) = sample.meta(), sample.images(out)
         row = {"sample": sample.key, "category": sample.category, "distances": distances}
+        row |= {f"dai_{g}": dai(source, edited, meta["handles"], meta["targets"], g) for g in DAI_GAMMAS}
         if lpips is not None:
             row["if"], row["lpips"] = image_fidelity(lpips, *sample.images(out))
         if clip is not None:
@@ -202,13 +208,14 @@ def score(md_model, lpips, samples: list[Sample], out: Path, grid_size: int = 8,
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     with open(out / "per_sample.csv", "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["sample", "pairs", "md", "if", "lpips", "clip"])
+        writer.writerow(["sample", "pairs", "md", *(f"dai_{g}" for g in DAI_GAMMAS), "if", "lpips", "clip"])
         for r in rows:
             writer.writerow(
                 [
                     r["sample"],
                     len(r["distances"]),
                     round(float(np.mean(r["distances"])), 3),
+                    *(round(r[f"dai_{g}"], 5) for g in DAI_GAMMAS),
                     r.get("if", ""),
                     r.get("lpips", ""),
                     r.get("clip", ""),
@@ -220,6 +227,7 @@ def score(md_model, lpips, samples: list[Sample], out: Path, grid_size: int = 8,
 
 def _aggregate_rows(rows: list[dict]) -> dict:
     result = aggregate({r["sample"]: r["distances"] for r in rows})
+    result |= {f"dai_{g}": float(np.mean([r[f"dai_{g}"] for r in rows])) for g in DAI_GAMMAS}
     if rows and "if" in rows[0]:
         result["image_fidelity"] = float(np.mean([r["if"] for r in rows]))
         result["lpips"] = float(np.mean([r["lpips"] for r in rows]))
@@ -231,7 +239,16 @@ def _aggregate_rows(rows: list[dict]) -> dict:
 def _report(out: Path, summary: dict, shown: list[Sample]) -> None:
     keys = [
         k
-        for k in ("md_pooled", "md_per_image", "image_fidelity", "lpips", "clip_similarity", "pairs", "images")
+        for k in (
+            "md_pooled",
+            "md_per_image",
+            *(f"dai_{g}" for g in DAI_GAMMAS),
+            "image_fidelity",
+            "lpips",
+            "clip_similarity",
+            "pairs",
+            "images",
+        )
         if k in summary
     ]
     lines = ["# DragBench results", "", "| category | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]

@@ -82,3 +82,52 @@ def mean_distance_pairs(
         row, col = divmod(int(similarity.argmax()), width)
         distances.append(float(np.hypot(col - target.x, row - target.y)))
     return distances
+
+
+def dai(
+    original: Image.Image | np.ndarray,
+    result: Image.Image | np.ndarray,
+    handles: tuple[Point, ...],
+    targets: tuple[Point, ...],
+    gamma: int,
+) -> float:
+    """GoodDrag's Dragging Accuracy Index (Zhang et al., ICLR 2025): how far the content of the original's
+    (2γ+1)² patch at each handle is from the result's patch at its target; lower is better.
+
+    Computed as the reference's evaluation/compute_DAI.py at 3015cff does, so that figures compare with the
+    published ones: images in [0, 1], squared differences summed over the patch and the RGB channels, summed
+    over the pairs, then divided by (2γ+1)² and by N twice (N = pairs; the paper writes one 1/N, which only
+    differs when N > 1). Where a patch would leave the image, both patches are cut to the part inside (the
+    reference does not guard the borders)."""
+    before, after = as_array(original) / 255.0, as_array(result) / 255.0
+    height, width = before.shape[:2]
+    total = 0.0
+    for handle, target in zip(handles, targets, strict=True):
+        (hx, hy), (tx, ty) = (round(handle.x), round(handle.y)), (round(target.x), round(target.y))
+        # the offsets from the patch centres that stay inside the image for both patches
+        left, right = min(gamma, hx, tx), min(gamma, width - 1 - hx, width - 1 - tx)
+        up, down = min(gamma, hy, ty), min(gamma, height - 1 - hy, height - 1 - ty)
+        source = before[hy - up : hy + down + 1, hx - left : hx + right + 1, :3]
+        moved = after[ty - up : ty + down + 1, tx - left : tx + right + 1, :3]
+        total += float(((source - moved) ** 2).sum())
+    pairs = len(handles)
+    return total / (2 * gamma + 1) ** 2 / pairs / pairs
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two H×W bool masks (1 when both are empty)."""
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 1.0
+
+
+def delta_e(rgb_a: np.ndarray, rgb_b: np.ndarray) -> float:
+    """CIE76 colour difference ΔE*ab between two sRGB colours (0-255 each): ~2.3 is just noticeable."""
+    lab = cv2_lab(np.stack([rgb_a, rgb_b]).reshape(1, 2, 3))
+    return float(np.linalg.norm(lab[0, 0] - lab[0, 1]))
+
+
+def cv2_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB (0-255, any shape ending in 3) -> CIELAB (D65) as float: L 0-100, a and b about -128..127."""
+    import cv2
+
+    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)

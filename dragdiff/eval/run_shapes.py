@@ -17,7 +17,7 @@ from ..runtime import Runtime
 from ..types import DragRequest
 from .methods import make_methods
 from .metrics import dift_features, mean_distance_pairs
-from .shapes_bench import ShapeTask, arrows, handle_errors, make_tasks, naive_warp, no_edit, score
+from .shapes_bench import TASK_KINDS, ShapeTask, arrows, handle_errors, make_tasks, naive_warp, no_edit, score
 
 METRICS = (
     "handle_error",
@@ -27,6 +27,9 @@ METRICS = (
     "ssim_truth",
     "psnr_outside_mask",
     "mean_distance",
+    "shape_iou",
+    "colour_error",
+    "dai_5",
     "check_agrees",
 )
 GRID_TILE = 256  # px per picture in grid.png at most: 40 tasks at 512 px would make a 20000-px-tall image
@@ -88,7 +91,8 @@ def run(
             )
             log(f"{task.name:12s} {name:14s} " + " ".join(f"{k}={_shown(scores[k])}" for k in METRICS))
     summary = _summarise(rows, methods)
-    _write(out, rows, summary, tasks, results, model_spec, config, seed)
+    by_kind = {kind: _summarise([r for r in rows if r["kind"] == kind], methods) for kind in TASK_KINDS}
+    _write(out, rows, summary, by_kind, tasks, results, model_spec, config, seed)
     return summary
 
 
@@ -140,7 +144,7 @@ def table(summary: dict) -> str:
     return "\n".join([header, *lines])
 
 
-def _write(out: Path, rows, summary, tasks, results, model_spec, config, seed) -> None:
+def _write(out: Path, rows, summary, by_kind, tasks, results, model_spec, config, seed) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(
         json.dumps(
@@ -149,6 +153,7 @@ def _write(out: Path, rows, summary, tasks, results, model_spec, config, seed) -
                 "seed": seed,
                 "tasks": len(tasks),
                 "summary": summary,
+                "summary_by_kind": by_kind,
                 "rows": rows,
                 "config": config,
             },

@@ -21,6 +21,7 @@ from ..types import Point
 from . import metrics
 
 TASK_KINDS = ("move", "move2", "stretch")
+DAI_GAMMAS = (1, 5, 10)  # GoodDrag reports 1, 5, 10, 20; 20 px is a third of a 128-px scene's shapes' range
 COLOUR_TOLERANCE = 60.0  # RGB distance that still counts as the shape's colour (jitter ±25 + model error)
 
 
@@ -191,8 +192,26 @@ def handle_errors(task: ShapeTask, result: Image.Image) -> list[float]:
     return errors
 
 
+def identity_errors(task: ShapeTask, result: Image.Image) -> tuple[float, float]:
+    """Is it still the same object, in the right place? Mean over the dragged shapes of the IoU between the
+    shape segmented by colour in the result and in the truth, and the ΔE (CIE76) between their mean colours
+    (where the colour is not found at all: the result's colour where the truth has the shape, whatever took
+    its place). The truth itself scores IoU 1 and ΔE 0."""
+    ious, colour_errors = [], []
+    pixels, truth = np.asarray(result.convert("RGB"), np.float64), task.truth_image()
+    truth_pixels = np.asarray(truth, np.float64)
+    for index in task.moved:
+        rgb = task.scene.shapes[index].rgb
+        found, expected = (metrics.colour_region(im, rgb, COLOUR_TOLERANCE) for im in (result, truth))
+        ious.append(metrics.iou(found, expected))
+        seen = pixels[found] if found.any() else pixels[expected]
+        colour_errors.append(metrics.delta_e(seen.mean(0), truth_pixels[expected].mean(0)))
+    return float(np.mean(ious)), float(np.mean(colour_errors))
+
+
 def score(task: ShapeTask, result: Image.Image) -> dict[str, float]:
     errors = handle_errors(task, result)
+    shape_iou, colour_error = identity_errors(task, result)
     start = [float(np.hypot(t.x - h.x, t.y - h.y)) for h, t in zip(task.handles, task.targets, strict=True)]
     truth = task.truth_image()
     return {
@@ -202,6 +221,9 @@ def score(task: ShapeTask, result: Image.Image) -> dict[str, float]:
         "psnr_truth_in_mask": metrics.psnr(result, truth, task.mask),  # the edit region alone
         "ssim_truth": metrics.ssim(result, truth),
         "psnr_outside_mask": metrics.psnr(result, task.input_image(), ~task.mask),
+        "shape_iou": shape_iou,
+        "colour_error": colour_error,
+        **{f"dai_{g}": metrics.dai(task.input_image(), result, task.handles, task.targets, g) for g in DAI_GAMMAS},
     }
 
 
