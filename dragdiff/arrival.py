@@ -36,10 +36,12 @@ def image_check(
     targets: tuple[Point, ...],
     prompt: str,
     tolerance: float,
+    width: int | None = None,
 ) -> tuple[PointCheck, ...]:
-    """One PointCheck per handle: its content in `original` looked for in `result` (the same size)."""
+    """One PointCheck per handle: its content in `original` looked for in `result` (the same size), both seen
+    at the working `width` of the edit (None: the model's native size)."""
     model = runtime.model
-    geometry = Geometry.for_image(original.size, model.native_resolution, model.vae_factor, 1.0)
+    geometry = Geometry.for_image(original.size, width or model.native_resolution, model.vae_factor, 1.0)
     with runtime.lock:
         runtime.use_lora(None)  # the evaluation's plain UNet: a per-image LoRA would make the features differ
         before = _original_features(runtime, original, prompt, geometry.work_size)
@@ -71,7 +73,9 @@ def check_result(
         return None
     if on_progress:
         on_progress(Progress("check", 0, 1))
-    checks = image_check(runtime, original, result, handles, targets, prompt, config.arrival_tolerance)
+    checks = image_check(
+        runtime, original, result, handles, targets, prompt, config.arrival_tolerance, config.resolution
+    )
     if on_progress:
         on_progress(Progress("check", 1, 1))
     return checks
