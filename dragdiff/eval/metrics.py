@@ -122,12 +122,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def delta_e(rgb_a: np.ndarray, rgb_b: np.ndarray) -> float:
     """CIE76 colour difference ΔE*ab between two sRGB colours (0-255 each): ~2.3 is just noticeable."""
-    lab = cv2_lab(np.stack([rgb_a, rgb_b]).reshape(1, 2, 3))
-    return float(np.linalg.norm(lab[0, 0] - lab[0, 1]))
-
-
-def cv2_lab(rgb: np.ndarray) -> np.ndarray:
-    """sRGB (0-255, any shape ending in 3) -> CIELAB (D65) as float: L 0-100, a and b about -128..127."""
     import cv2
 
-    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    pair = np.stack([rgb_a, rgb_b]).reshape(1, 2, 3).astype(np.float32) / 255.0
+    lab = cv2.cvtColor(pair, cv2.COLOR_RGB2LAB)  # float input: L 0-100, a and b about -128..127 (D65)
+    return float(np.linalg.norm(lab[0, 0] - lab[0, 1]))

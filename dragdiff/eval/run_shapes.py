@@ -17,7 +17,17 @@ from ..runtime import Runtime
 from ..types import DragRequest
 from .methods import make_methods
 from .metrics import dift_features, mean_distance_pairs
-from .shapes_bench import TASK_KINDS, ShapeTask, arrows, handle_errors, make_tasks, naive_warp, no_edit, score
+from .shapes_bench import (
+    TASK_KINDS,
+    ShapeTask,
+    arrows,
+    handle_errors,
+    make_tasks,
+    naive_warp,
+    no_edit,
+    scaled,
+    score,
+)
 
 METRICS = (
     "handle_error",
@@ -56,7 +66,8 @@ def run(
     model = runtime.model
     editors = make_methods(list(method_names), runtime, overrides)
     native = (model.native_resolution, model.native_resolution)
-    tasks, at_native = make_tasks(count, seed, native, scale), make_tasks(count, seed, native)
+    at_native = make_tasks(count, seed, native)
+    tasks = [scaled(task, scale) for task in at_native]
     methods: dict[str, Callable[[ShapeTask], tuple]] = {
         "no edit": lambda task: (no_edit(task), None),
         "naive warp": lambda task: (naive_warp(task), None),

@@ -52,10 +52,13 @@ def make_tasks(count: int, seed: int = 0, size: tuple[int, int] = (128, 128), sc
     tasks that many times larger (a small object in a large picture, for work_area "region")."""
     rng = random.Random(seed)
     tasks = [_make_task(f"{i:03d}_{TASK_KINDS[i % 3]}", TASK_KINDS[i % 3], rng, size) for i in range(count)]
-    return tasks if scale == 1 else [_scaled(task, scale) for task in tasks]
+    return [scaled(task, scale) for task in tasks]
 
 
-def _scaled(task: ShapeTask, factor: int) -> ShapeTask:
+def scaled(task: ShapeTask, factor: int) -> ShapeTask:
+    """The same task rendered `factor` times larger (the task itself for 1)."""
+    if factor == 1:
+        return task
     points = [tuple(Point(*scaled_point((p.x, p.y), factor)) for p in ps) for ps in (task.handles, task.targets)]
     mask = np.repeat(np.repeat(task.mask, factor, axis=0), factor, axis=1)  # each pixel becomes factor × factor
     return replace(
@@ -192,14 +195,13 @@ def handle_errors(task: ShapeTask, result: Image.Image) -> list[float]:
     return errors
 
 
-def identity_errors(task: ShapeTask, result: Image.Image) -> tuple[float, float]:
+def identity_errors(task: ShapeTask, result: Image.Image, truth: Image.Image) -> tuple[float, float]:
     """Is it still the same object, in the right place? Mean over the dragged shapes of the IoU between the
     shape segmented by colour in the result and in the truth, and the ΔE (CIE76) between their mean colours
     (where the colour is not found at all: the result's colour where the truth has the shape, whatever took
-    its place). The truth itself scores IoU 1 and ΔE 0."""
+    its place). The truth itself (`truth`: the task's rendered truth) scores IoU 1 and ΔE 0."""
     ious, colour_errors = [], []
-    pixels, truth = np.asarray(result.convert("RGB"), np.float64), task.truth_image()
-    truth_pixels = np.asarray(truth, np.float64)
+    pixels, truth_pixels = np.asarray(result.convert("RGB"), np.float64), np.asarray(truth, np.float64)
     for index in task.moved:
         rgb = task.scene.shapes[index].rgb
         found, expected = (metrics.colour_region(im, rgb, COLOUR_TOLERANCE) for im in (result, truth))
@@ -210,10 +212,9 @@ def identity_errors(task: ShapeTask, result: Image.Image) -> tuple[float, float]
 
 
 def score(task: ShapeTask, result: Image.Image) -> dict[str, float]:
-    errors = handle_errors(task, result)
-    shape_iou, colour_error = identity_errors(task, result)
+    errors, truth = handle_errors(task, result), task.truth_image()
+    shape_iou, colour_error = identity_errors(task, result, truth)
     start = [float(np.hypot(t.x - h.x, t.y - h.y)) for h, t in zip(task.handles, task.targets, strict=True)]
-    truth = task.truth_image()
     return {
         "handle_error": float(np.mean(errors)),
         "moved_fraction": float(np.mean([1 - e / s for e, s in zip(errors, start, strict=True)])),
