@@ -27,9 +27,9 @@ from dragdiff.arrival import describe
 from dragdiff.cli import DTYPE_HELP, DTYPE_NAMES, parse_value
 from dragdiff.config import field_help, resolve_config
 from dragdiff.coords import Display
-from dragdiff.drag.session import Session, load_session
 from dragdiff.dragon.requests import check_dragon_request
 from dragdiff.dragon.session import load_dragon_session
+from dragdiff.gooddrag import GoodDragConfig
 from dragdiff.images import MAX_IMAGE_PIXELS, load_image
 from dragdiff.interactive.autosave import autosave, remove_stale_temporary_files
 from dragdiff.interactive.dragon_modes import (
@@ -43,6 +43,7 @@ from dragdiff.interactive.jobs import Finished, Runtimes, StageBoard, StopFlag, 
 from dragdiff.interactive.overlay import editable_region, enlarge, mask_from_editor, overlay, tint
 from dragdiff.interactive.points import add_click, clicks_from_table, pairs, points_table
 from dragdiff.models import HUB_ALIASES, model_defaults
+from dragdiff.point_session import Session, load_session
 from dragdiff.session_io import save_session
 from dragdiff.validation import check_request
 
@@ -76,7 +77,8 @@ class Settings:
 
 SETTINGS = Settings()
 RUNTIMES = Runtimes()
-PARAMS = [f.name for f in fields(DragConfig)]
+PANEL_CONFIGS = {"dragdiffusion": DragConfig, "gooddrag": GoodDragConfig}  # the LoRA methods: their values in the panel
+PARAMS = list(dict.fromkeys(f.name for config in PANEL_CONFIGS.values() for f in fields(config)))
 DRAG = SimpleNamespace()  # the DragDiffusion tab's components, filled in by drag_tab()
 DRAGON = SimpleNamespace()  # the DragonDiffusion tab's, by dragon_tab()
 GPU = dict(concurrency_id="gpu", concurrency_limit="default")  # main() sets the queue's default: --gpu-jobs
@@ -267,27 +269,65 @@ def _with_clicks(state: DragState, clicks: list) -> dict:
     return {DRAG.state: state, DRAG.canvas: shown, DRAG.table: points_table(clicks)}
 
 
-def config_from(values: tuple) -> DragConfig:
-    """DragConfig from the Advanced widgets (text fields are parsed as YAML: '2, 3' → [2, 3], 'null')."""
-    parsed, lists = {}, {n for n, v in resolve_config(DragConfig).to_dict().items() if isinstance(v, list)}
+def config_from(values: tuple, method: str = "dragdiffusion"):
+    """The LoRA method's config from the Advanced widgets (text fields are parsed as YAML: '2, 3' → [2, 3],
+    'null'); the widgets of the other method's own fields are left out."""
+    config_type = PANEL_CONFIGS[method]
+    own = resolve_config(config_type).to_dict()
+    parsed, lists = {}, {n for n, v in own.items() if isinstance(v, list)}
     for name, value in zip(PARAMS, values, strict=True):
+        if name not in own:
+            continue
         if isinstance(value, str):
             value = parse_value(f"[{value}]" if name in lists else value)
         parsed[name] = int(value) if isinstance(value, float) and value.is_integer() else value
-    return DragConfig.from_dict(parsed, where="settings")
+    return config_type.from_dict(parsed, where="settings")
 
 
-def panel_values(model: Any) -> list[Any]:
-    """The Advanced panel's values for `model`: what would run (its dragdiff.yaml over the built-in defaults,
-    under --config), read without loading the model."""
+def panel_values(model: Any, method: str = "dragdiffusion") -> list[Any]:
+    """The Advanced panel's values for `model` and a LoRA `method`: what would run (the model's dragdiff.yaml
+    over the built-in defaults, under --config), read without loading the model. The other method's own fields
+    keep its values (hidden)."""
     name = offered_name(model) or SETTINGS.model
-    config = resolve_config(DragConfig, model_defaults(name), file=SETTINGS.config, where="settings")
-    return [_widget_value(v) for v in config.to_dict().values()]
+    values: dict[str, Any] = {}
+    for each in sorted(PANEL_CONFIGS, key=lambda n: n == method):  # the selected method's values win
+        config = resolve_config(PANEL_CONFIGS[each], model_defaults(name), file=SETTINGS.config, where="settings")
+        values |= config.to_dict()
+    return [_widget_value(values[n]) for n in PARAMS]
 
 
-def on_model(model: Any) -> dict:
-    """A model was chosen: the Advanced panel shows the values that will run with it."""
-    return dict(zip(DRAG.widgets, panel_values(model), strict=True))
+def panel_from(config, model: Any) -> list[Any]:
+    """The Advanced panel's values showing `config` (a LoRA method's); the other method's own fields keep the
+    model's values."""
+    method = next(n for n, config_type in PANEL_CONFIGS.items() if isinstance(config, config_type))
+    own = config.to_dict()
+    shown = panel_values(model, method)
+    return [_widget_value(own[n]) if n in own else v for n, v in zip(PARAMS, shown, strict=True)]
+
+
+def panel_updates(model: Any, method: Any) -> dict:
+    """The Advanced panel for a model and method: its values, and only the fields that method has (none for a
+    method without a panel, which runs with the model's own defaults)."""
+    method = method if method in PANEL_CONFIGS else None
+    own = {f.name for f in fields(PANEL_CONFIGS[method])} if method in PANEL_CONFIGS else set() if method else set()
+    values = panel_values(model, method or "dragdiffusion")
+    return {w: gr.update(value=v, visible=n in own) for w, n, v in zip(DRAG.widgets, PARAMS, values, strict=True)}
+
+
+def on_model(model: Any, method: Any) -> dict:
+    """A model was chosen: its best method, and the Advanced panel with the values that will run with it."""
+    method = default_method(model)
+    return {DRAG.method: method, **panel_updates(model, method)}
+
+
+def on_method(model: Any, method: Any) -> dict:
+    """A method was chosen: the Advanced panel shows its fields with the model's values."""
+    return panel_updates(model, method)
+
+
+def default_method(model: Any) -> str:
+    """The method the Drag points tab starts with for `model` (dragdiff.methods.default_method)."""
+    return methods.default_method(offered_name(model) or SETTINGS.model)
 
 
 def method_for(model: Any, name: Any):
@@ -301,9 +341,9 @@ def _panel_config(method, values: tuple):
     """The config that runs. The Advanced panel holds DragDiffusion's values, shown for the selected model: what
     the user set there wins over every other layer (dragdiff.config.resolve_config). Another method runs with
     its own defaults for the model."""
-    if method.config_type is not DragConfig:
+    if method.name not in PANEL_CONFIGS:
         return method.default_config()
-    return method.default_config(file=SETTINGS.config, where="settings", **config_from(values).to_dict())
+    return method.default_config(file=SETTINGS.config, where="settings", **config_from(values, method.name).to_dict())
 
 
 def prepare(state: DragState, prompt: str, model: str, name: str, *values):
@@ -398,12 +438,14 @@ def edit_result(state: DragState) -> dict:
     )
 
 
-def save_current(state: DragState, prompt: str, model: str, *values) -> str | None:
+def save_current(state: DragState, prompt: str, model: str, method: str, *values) -> str | None:
     try:
         if state.image is None:
             raise DragError("Upload an image first: a session holds the image, points, mask and settings.")
+        if method not in PANEL_CONFIGS:
+            raise DragError("Sessions here record DragDiffusion's or GoodDrag's settings: choose one of them first.")
         handles, targets = pairs(state.clicks) if state.clicks else ((), ())
-        session = Session(state.image, handles, targets, state.mask, prompt, model, config_from(values))
+        session = Session(state.image, handles, targets, state.mask, prompt, model, config_from(values, method))
     except DragError as exc:
         gr.Warning(str(exc))
         return None
@@ -428,7 +470,8 @@ def load_saved(path: str | None, state: DragState) -> dict:
         model = SETTINGS.model
         note = f" It was made with a model this server does not offer; {model} is selected."
     masked = "." if session.mask is None else "; its mask is tinted in the editor (paint to add, Clear mask to redo)."
-    values = [_widget_value(v) for v in session.config.to_dict().values()]
+    method = next(n for n, config in PANEL_CONFIGS.items() if isinstance(session.config, config))
+    own = session.config.to_dict()
     return {
         DRAG.state: state,
         DRAG.editor: editor_value(session.image, session.mask),
@@ -437,7 +480,11 @@ def load_saved(path: str | None, state: DragState) -> dict:
         DRAG.prompt: session.prompt,
         DRAG.model: model,
         DRAG.status: f"Session loaded: {len(session.handles)} point pair(s){masked}{note}",
-        **dict(zip(DRAG.widgets, values, strict=True)),
+        DRAG.method: method,
+        **{
+            widget: gr.update(value=value, visible=name in own)
+            for widget, name, value in zip(DRAG.widgets, PARAMS, panel_from(session.config, model), strict=True)
+        },
     }
 
 
@@ -451,7 +498,9 @@ def api_edit(
     image: FileData, points: str, mask: FileData | None = None, prompt: str = "", model: str = "", settings: str = "{}"
 ) -> FileData:
     """API: edit `image` with `points` ("x,y>x,y; ...") and return the result PNG (session embedded).
-    `settings` is a JSON object of DragConfig values; the rest are the model's defaults."""
+    `settings` is a JSON object of the method's config values (the rest are the model's defaults) and may name
+    the method: {"method": "gooddrag", ...}; DragDiffusion by default, the one this endpoint ran before there
+    were others."""
     from dragdiff.images import load_mask
     from dragdiff.validation import parse_points
 
@@ -460,10 +509,11 @@ def api_edit(
             raise DragError("image: no image was given; pass the image file to edit")
         picture = load_image(uploaded_file(image, "image"), max_pixels=SETTINGS.max_image_pixels, keep_alpha=True)
         handles, targets = parse_points(points)
-        method = runtime_for(model or SETTINGS.model).method("dragdiffusion")
-        config = method.default_config(file=SETTINGS.config, **_json_object(settings))
+        values = _json_object(settings)
+        editor = method_for(model or SETTINGS.model, values.pop("method", "dragdiffusion"))
+        config = editor.default_config(file=SETTINGS.config, **values)
         editable = load_mask(uploaded_file(mask, "mask"), picture.size) if mask else None
-        result = method.edit(DragRequest(picture, handles, targets, editable, prompt, config))
+        result = editor.edit(DragRequest(picture, handles, targets, editable, prompt, config))
     except DragError as exc:
         raise gr.Error(str(exc)) from exc
     return FileData(path=str(autosave(SETTINGS.outputs, result)))
@@ -654,13 +704,13 @@ def mask_editor(label: str, **kwargs) -> gr.ImageEditor:
     )
 
 
-def param_widget(name: str, default: Any, help_text: str):
-    label = name.replace("_", " ")
+def param_widget(name: str, default: Any, help_text: str, visible: bool):
+    label, shown = name.replace("_", " "), dict(info=help_text, visible=visible)
     if isinstance(default, bool):
-        return gr.Checkbox(value=default, label=label, info=help_text)
+        return gr.Checkbox(value=default, label=label, **shown)
     if isinstance(default, (int, float)) and default is not None:
-        return gr.Number(value=default, label=label, info=help_text, precision=0 if isinstance(default, int) else None)
-    return gr.Textbox(value=_widget_value(default), label=label, info=help_text)
+        return gr.Number(value=default, label=label, precision=0 if isinstance(default, int) else None, **shown)
+    return gr.Textbox(value=_widget_value(default), label=label, **shown)
 
 
 def method_choices() -> list[tuple[str, str]]:
@@ -734,17 +784,20 @@ def drag_tab() -> None:
     """Layout and wiring of the DragDiffusion tab."""
     d = DRAG
     d.state = gr.State(new_state())
-    defaults = dict(zip(PARAMS, panel_values(SETTINGS.model), strict=True))  # on_page_load refreshes them
-    help_texts = {k: c for k, (_, c) in field_help(DragConfig).items()}
+    method = default_method(SETTINGS.model)
+    defaults = dict(zip(PARAMS, panel_values(SETTINGS.model, method), strict=True))  # on_page_load refreshes them
+    help_texts = {k: c for config in reversed(PANEL_CONFIGS.values()) for k, (_, c) in field_help(config).items()}
+    own = {f.name for f in fields(PANEL_CONFIGS[method])}
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             d.upload = image_upload(label="1 · Image", height=220, elem_id="upload")
             d.prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...", elem_id="prompt")
             d.method = gr.Radio(
                 method_choices(),
-                value="dragdiffusion",
+                value=method,
                 label="Method",
-                info="every registered method can drag points; the Advanced settings are DragDiffusion's",
+                info="every registered method can drag points; GoodDrag and DragDiffusion fine-tune a LoRA on the "
+                "image first (their settings are under Advanced); DragonDiffusion needs no fine-tuning",
                 elem_id="method",
             )
             d.model = model_choice(
@@ -784,8 +837,8 @@ def drag_tab() -> None:
             d.history = gr.Gallery(
                 label="This session's results", columns=4, height=300, object_fit="contain", elem_id="history"
             )
-    with gr.Accordion("Advanced settings (the selected model's values)", open=False):
-        d.widgets = [param_widget(n, defaults[n], help_texts.get(n, "")) for n in PARAMS]
+    with gr.Accordion("Advanced settings (the selected method's values for the selected model)", open=False):
+        d.widgets = [param_widget(n, defaults[n], help_texts.get(n, ""), n in own) for n in PARAMS]
     with gr.Accordion("Sessions", open=False):
         with gr.Row():
             d.save = gr.Button("Save session")
@@ -798,7 +851,7 @@ def drag_tab() -> None:
 
     settings = [d.state, d.prompt, d.model, d.method, *d.widgets]
     every = [d.state, d.editor, d.canvas, d.table, d.prompt, d.model, d.status, d.result, d.download, d.history]
-    every += d.widgets
+    every += [d.method, *d.widgets]
     d.outputs = every  # what each handler of the tab may change (it returns a dict of some of them)
     # A new image (uploaded, loaded from a session, or a result to edit again) or prompt: prepare at once.
     new_image = [
@@ -810,7 +863,8 @@ def drag_tab() -> None:
         event.then(prepare, settings, d.status, **GPU)
     d.prompt.submit(prepare, settings, d.status, **GPU)
     d.prompt.blur(prepare, settings, d.status, **GPU)
-    d.model.input(on_model, d.model, d.widgets)  # a user's choice only: a loaded session keeps its values
+    d.model.input(on_model, [d.model, d.method], [d.method, *d.widgets])  # a user's choice only: a loaded
+    d.method.input(on_method, [d.model, d.method], d.widgets)  # session keeps its values
     d.editor.change(on_mask, [d.editor, d.state], every)
     d.clear_mask.click(on_clear_mask, d.state, every)
     d.canvas.select(on_click, d.state, every)
@@ -819,7 +873,7 @@ def drag_tab() -> None:
     d.table.input(on_table, [d.table, d.state], every)
     d.run.click(run, settings, every, **GPU)
     d.stop.click(on_stop, d.state, d.status)
-    d.save.click(save_current, [d.state, d.prompt, d.model, *d.widgets], d.saved)
+    d.save.click(save_current, [d.state, d.prompt, d.model, d.method, *d.widgets], d.saved)
     gr.api(api_edit, api_name="edit", **GPU)
 
 
@@ -827,12 +881,12 @@ def on_page_load() -> dict:
     """Each page opens with what this server was started with (--model, --config) and the methods registered
     now: the Blocks are built once, at import, before main() has read the flags."""
     choices = gr.update(choices=offered_models(), value=SETTINGS.model)
-    registered = gr.update(choices=method_choices())
+    method = default_method(SETTINGS.model)
     return {
         DRAG.model: choices,
         DRAGON.model: choices,
-        DRAG.method: registered,
-        **dict(zip(DRAG.widgets, panel_values(SETTINGS.model), strict=True)),
+        DRAG.method: gr.update(choices=method_choices(), value=method),
+        **panel_updates(SETTINGS.model, method),
     }
 
 

@@ -1,9 +1,9 @@
 """dragdiff: point-drag image editing on Stable Diffusion. Methods (DragDiffusion, DragonDiffusion, ...) are
 peers over one Runtime (the loaded model); dragdiff.methods lists them."""
 
-from .drag import DragConfig, DragResult
+from .drag import DragConfig
 from .errors import DragCancelled, DragError
-from .types import DragRequest, EditResult, Point, Progress
+from .types import DragRequest, DragResult, EditResult, Point, Progress
 
 
 def __getattr__(name: str):  # these import torch: only when asked for

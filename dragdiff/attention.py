@@ -58,3 +58,34 @@ def swapped_processors(unet: UNet2DConditionModel, processors: dict[str, object]
         yield len(processors)
     finally:
         unet.set_attn_processor(original)
+
+
+class ReferenceAttentionProcessor:
+    """Reference-latent control (MasaCtrl's mutual self-attention, as DragDiffusion's and GoodDrag's reference
+    code use it): the batch is [original, edited], and the queries of both items attend to the keys and values
+    of item 0, so item 0 is computed exactly as without control."""
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        reference = hidden_states[:1]  # (1, N, C) of the batch [original, edited]
+        batch = hidden_states.shape[0]
+        key = attn.to_k(reference).expand(batch, -1, -1)
+        value = attn.to_v(reference).expand(batch, -1, -1)
+        return attend(attn, hidden_states, key, value)
+
+
+@contextmanager
+def reference_attention(unet: UNet2DConditionModel, blocks: tuple[int, ...]) -> Iterator[int]:
+    """ReferenceAttentionProcessor on the decoder self-attention of `blocks` for the `with` block; yields the
+    number of controlled layers (0 when the blocks hold no attention: then nothing changes)."""
+    processor = ReferenceAttentionProcessor()
+    with swapped_processors(unet, dict.fromkeys(self_attention_names(unet, blocks), processor)) as count:
+        yield count

@@ -33,9 +33,10 @@ import torch
 from PIL import Image
 
 from . import methods
-from .drag.config import SPEED_FIELDS, DragConfig
+from .drag.config import DragConfig
 from .drag.method import DragDiffusion
 from .errors import DragError
+from .lora_config import SPEED_FIELDS
 from .models import DTYPES, DiffusionModel, load_model
 from .runtime import Runtime
 from .types import DragRequest, Point
@@ -201,9 +202,13 @@ def run_methods(model: DiffusionModel, size: int, names: list[str], own: dict[st
             "seconds": {k: round(v, 3) for k, v in result.timings.items()},
             "peak_memory_mib": round(memory.peak, 1),
         }
-    first = reports[names[0]]["seconds"]["total"]
+        if hasattr(result, "steps_used"):  # the LoRA methods: latent-optimiser updates made
+            reports[name]["drag_updates"] = result.steps_used
+    first = reports[names[0]]["seconds"]
     for report in reports.values():
-        report["total_vs_first"] = round(report["seconds"]["total"] / max(first, 1e-9), 3)
+        report["total_vs_first"] = round(report["seconds"]["total"] / max(first["total"], 1e-9), 3)
+        shared = [s for s in report["seconds"] if s in first]
+        report["stages_vs_first"] = {s: round(report["seconds"][s] / max(first[s], 1e-9), 3) for s in shared}
     return reports
 
 

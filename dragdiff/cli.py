@@ -14,6 +14,7 @@ from . import methods
 from .config import field_help
 from .drag.config import DragConfig
 from .errors import DragCancelled, DragError
+from .gooddrag.config import GoodDragConfig
 from .types import STAGE_LABELS, DragRequest, Progress
 
 DTYPE_NAMES = ("fp32", "fp16", "bf16")  # dragdiff.models.DTYPES (not imported here: torch loads slowly)
@@ -82,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument(
         "--method",
         choices=methods.names(),
-        help="the editing method (default: dragdiffusion, or the one that wrote --session): "
+        help="the editing method (default: the model's best measured, gooddrag for Stable Diffusion; or the one "
+        "that wrote --session): "
         + "; ".join(f"{n}: {methods.info(n).summary}" for n in methods.names()),
     )
     edit.add_argument(
@@ -126,11 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="the edited PNG to write; NAME.json (its session) and NAME.summary.json beside it"
     )
     out.add_argument("--quiet", action="store_true", help="no progress bars")
-    params = edit.add_argument_group("DragDiffusion's parameters (defaults and sources: dragdiff/configs/drag.yaml)")
-    for name, (default, comment) in field_help(DragConfig).items():
+    params = edit.add_argument_group(
+        "the LoRA methods' parameters (defaults and sources: dragdiff/configs/drag.yaml, gooddrag.yaml)"
+    )
+    for name, (comment, defaults) in lora_flag_help().items():
         comment = comment.replace("%", "%%")
         params.add_argument(
-            f"--{name.replace('_', '-')}", dest=f"param_{name}", metavar="V", help=f"{comment} (default: {default})"
+            f"--{name.replace('_', '-')}", dest=f"param_{name}", metavar="V", help=f"{comment} (default: {defaults})"
         )
     convert = commands.add_parser(
         "convert-image-prompt",
@@ -213,7 +217,7 @@ def _request(args: argparse.Namespace) -> tuple[str, Any, str]:
         if isinstance(request, DragRequest):
             request = _override_drag_fields(request, args)
         return name, request, spec
-    name = args.method or "dragdiffusion"
+    name = args.method or methods.default_method(args.model or "auto")
     if args.mode and name != "dragon":
         raise DragError("--mode belongs to --method dragon")
     if name == "dragon" and args.mode:
@@ -248,13 +252,36 @@ def _override_drag_fields(request: DragRequest, args: argparse.Namespace) -> Dra
     return request
 
 
+def lora_flag_help() -> dict[str, tuple[str, str]]:
+    """{field: (comment, defaults)} of DragDiffusion's and GoodDrag's parameters: one flag each, its help from
+    the first method that has it, its default per method where they differ."""
+    helps = {
+        title: field_help(config) for title, config in (("DragDiffusion", DragConfig), ("GoodDrag", GoodDragConfig))
+    }
+    flags: dict[str, tuple[str, str]] = {}
+    for name in dict.fromkeys(n for own in helps.values() for n in own):
+        defaults = {title: own[name][0] for title, own in helps.items() if name in own}
+        comment = next(own[name][1] for own in helps.values() if name in own)
+        same = len(defaults) == len(helps) and len(set(defaults.values())) == 1
+        flags[name] = (
+            comment,
+            next(iter(defaults.values())) if same else ", ".join(f"{t}: {v}" for t, v in defaults.items()),
+        )
+    return flags
+
+
 def _parameter_flags(args: argparse.Namespace, method: str) -> dict[str, Any]:
-    """DragDiffusion's own parameter flags (--lora-steps ...) that were given, parsed; other methods take --set."""
+    """The LoRA methods' parameter flags (--lora-steps ...) that were given, parsed; each must be a parameter of
+    `method` (other methods take --set)."""
+    import dataclasses
+
     flags = {k.removeprefix("param_"): v for k, v in vars(args).items() if k.startswith("param_")}
     given = {k: parse_value(v) for k, v in flags.items() if v is not None}
-    if given and method != "dragdiffusion":
-        names = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise DragError(f"{names}: DragDiffusion's flags; give {method}'s parameters with --set KEY=VALUE")
+    own = {f.name for f in dataclasses.fields(methods.method_class(method).config_type)}
+    foreign = [k for k in given if k not in own]
+    if foreign:
+        names = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise DragError(f"{names}: not a parameter of {method}; give {method}'s parameters with --set KEY=VALUE")
     return given
 
 

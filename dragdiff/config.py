@@ -90,12 +90,17 @@ class MethodConfig:
         return config_dict(self)
 
 
+# Top-level keys of a model's dragdiff.yaml that are about the model, not one method's values: the method the
+# app starts with for it (the best measured on it).
+MODEL_KEYS = ("default_method",)
+
+
 def model_section(defaults: dict[str, Any], section: str | None) -> dict[str, Any]:
     """One method's part of a model's dragdiff.yaml: the named section, or (None) the top-level values, which
     are DragDiffusion's (every other method has a section, i.e. a mapping at the top level)."""
     if section is not None:
         return dict(defaults.get(section) or {})
-    return {k: v for k, v in defaults.items() if not isinstance(v, dict)}
+    return {k: v for k, v in defaults.items() if not isinstance(v, dict) and k not in MODEL_KEYS}
 
 
 def _for_mode(values: dict[str, Any], mode: str | None) -> dict[str, Any]:

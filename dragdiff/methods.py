@@ -66,6 +66,14 @@ def method_class(name: str) -> type:
     return info(name).load()
 
 
+def default_method(model_spec: str) -> str:
+    """The method an edit uses when none is named: the model's dragdiff.yaml `default_method` (the best
+    measured on it), else GoodDrag, the better of the LoRA methods in the published DragBench figures."""
+    from .models import model_defaults
+
+    return model_defaults(model_spec).get("default_method", "gooddrag")
+
+
 def method_for_session(data: Any) -> str:
     """The name of the method whose sessions have this parsed session's "format"."""
     found = data.get("format") if isinstance(data, dict) else None
@@ -95,6 +103,12 @@ register(
     "dragdiff.drag:DragDiffusion",
     title="DragDiffusion",
     summary="LoRA on the image, then latent optimisation with point tracking (Shi et al., CVPR 2024)",
+)
+register(
+    "gooddrag",
+    "dragdiff.gooddrag:GoodDrag",
+    title="GoodDrag",
+    summary="LoRA, then drag alternated with denoising, toward the original features (Zhang et al., ICLR 2025)",
 )
 register(
     "dragon",

@@ -101,3 +101,16 @@ class EditResult:
     warnings: list[str] = field(default_factory=list)
     # per handle: where its content was found in the result (dragdiff.arrival); None when not checked
     image_check: tuple[PointCheck, ...] | None = None
+
+
+@dataclass(kw_only=True)
+class DragResult(EditResult):
+    """What a LoRA-based drag (DragDiffusion, GoodDrag) returns beyond every method's EditResult: how the
+    handles travelled."""
+
+    handle_track: list[tuple[Point, ...]]  # tracked handle positions, input px: [initial, after each tracking]
+    steps_used: int  # latent-optimiser updates made
+    # the latent point tracking's own verdict: every handle at its target (in its features) before the drag
+    # ended. It can say so while the picture shows nothing moved: image_check is the picture's verdict.
+    tracker_reached_targets: bool
+    seed: int

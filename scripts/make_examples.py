@@ -8,8 +8,8 @@ sys.path.insert(0, str(ROOT))
 
 from dragdiff.config import resolve_config  # noqa: E402
 from dragdiff.drag import DragConfig  # noqa: E402
-from dragdiff.drag.session import Session  # noqa: E402
 from dragdiff.eval.shapes_bench import make_tasks  # noqa: E402
+from dragdiff.point_session import Session  # noqa: E402
 from dragdiff.session_io import save_session  # noqa: E402
 
 OUT = ROOT / "assets" / "examples"

@@ -20,7 +20,7 @@ from app import DRAG, DRAGON
 from dragdiff.config import resolve_config
 from dragdiff.coords import Display
 from dragdiff.drag import DragConfig
-from dragdiff.drag.session import load_session
+from dragdiff.point_session import load_session
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -28,8 +28,7 @@ FAST = dict(lora_steps=2, lora_batch_size=2, n_inference_steps=10, n_inversion_s
 
 
 def widget_values(**changes):
-    values = resolve_config(DragConfig, **changes).to_dict()
-    return [app._widget_value(values[name]) for name in app.PARAMS]
+    return app.panel_from(resolve_config(DragConfig, **changes), "tiny")
 
 
 @pytest.fixture
@@ -104,14 +103,16 @@ def test_session_save_and_load_round_trip(loaded, tmp_path):
     mask = np.zeros((96, 128), bool)
     mask[30:60, 20:90] = True
     state = replace(state, mask=mask)
-    path = app.save_current(state, "a red disc", "tiny", *widget_values(drag_steps=33))
+    path = app.save_current(state, "a red disc", "tiny", "dragdiffusion", *widget_values(drag_steps=33))
     uploaded = shutil.copy(path, tmp_path)  # downloaded, then uploaded again
     restored = app.load_saved(uploaded, app.new_state())
     new_state, editor, table = restored[DRAG.state], restored[DRAG.editor], restored[DRAG.table]
     assert new_state.clicks == [[40.0, 48.0], [70.0, 48.0]] and np.array_equal(new_state.mask, mask)
     assert (restored[DRAG.prompt], restored[DRAG.model]) == ("a red disc", "tiny")
     assert table == [[1, 40.0, 48.0, 70.0, 48.0]]
-    assert restored[DRAG.widgets[app.PARAMS.index("drag_steps")]] == 33
+    assert restored[DRAG.widgets[app.PARAMS.index("drag_steps")]]["value"] == 33
+    assert restored[DRAG.method] == "dragdiffusion"
+    assert not restored[DRAG.widgets[app.PARAMS.index("drag_end_step")]]["visible"]  # GoodDrag's own field
     # The editor shows the restored mask tinted in its picture; painting more adds to it; Clear mask forgets it
     tinted = np.asarray(editor["composite"])
     assert (tinted[mask] != np.asarray(loaded.image.convert("RGB"))[mask]).any()

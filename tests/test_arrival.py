@@ -10,12 +10,11 @@ from PIL import Image
 
 import app
 from app import DRAG, DRAGON
-from dragdiff import Point, Runtime
+from dragdiff import Point, Runtime, lora_drag
 from dragdiff.arrival import arrival_threshold, image_check
 from dragdiff.cli import main
-from dragdiff.drag import method as drag_method
-from dragdiff.drag.session import load_session
 from dragdiff.dragon import method as dragon_method
+from dragdiff.point_session import load_session
 from tests.conftest import FAST
 from tests.test_cli import FAST_FLAGS
 
@@ -58,7 +57,7 @@ def test_a_half_way_move_is_measured_not_rounded(runtime):
 def outcome(request, monkeypatch):
     """Each method's last image replaced by the constructed success or failure."""
     picture = MOVED if request.param == "moved" else STAYED
-    for module in (drag_method, dragon_method):
+    for module in (lora_drag, dragon_method):
         monkeypatch.setattr(module, "keep_unpainted", lambda *args, picture=picture: picture.copy())
     return request.param
 

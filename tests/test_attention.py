@@ -1,8 +1,7 @@
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 
-from dragdiff.attention import self_attention_names
-from dragdiff.drag.reference_attention import reference_attention
+from dragdiff.attention import reference_attention, self_attention_names
 
 
 def unet_inputs(model, batch, seed=0):

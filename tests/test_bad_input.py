@@ -31,10 +31,10 @@ from dragdiff.config import resolve_config
 from dragdiff.coords import Display
 from dragdiff.drag import DragConfig
 from dragdiff.drag.method import DragDiffusion
-from dragdiff.drag.session import Session, load_session
 from dragdiff.eval.dragbench import find_samples
 from dragdiff.images import MAX_IMAGE_PIXELS, flatten, load_image, load_mask
 from dragdiff.interactive.jobs import Runtimes
+from dragdiff.point_session import Session, load_session
 from dragdiff.session_io import MAX_EMBEDDED_BASE64_CHARS
 from dragdiff.validation import check_request, parse_points
 
@@ -186,8 +186,7 @@ def drag(env, handles, targets, mask=None, **config):
 
 
 def widgets(**changes) -> list:
-    values = resolve_config(DragConfig, **{**FAST, **changes}).to_dict()
-    return [app._widget_value(values[name]) for name in app.PARAMS]
+    return app.panel_from(resolve_config(DragConfig, **{**FAST, **changes}), "tiny")
 
 
 def uploaded(env):

@@ -6,8 +6,8 @@ import json
 import numpy as np
 
 from dragdiff.bench import difference, main, naive
-from dragdiff.drag.config import SPEED_FIELDS
 from dragdiff.drag.method import DragDiffusion
+from dragdiff.lora_config import SPEED_FIELDS
 from dragdiff.types import DragRequest, Point
 
 FAST = ["lora_steps=3", "drag_steps=4", "n_inference_steps=10", "n_inversion_steps=7"]

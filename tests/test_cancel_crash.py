@@ -25,10 +25,10 @@ from safetensors.torch import load_file
 
 from dragdiff import DragCancelled, DragRequest, Point
 from dragdiff.drag.method import DragDiffusion
-from dragdiff.drag.session import load_session
 from dragdiff.interactive.autosave import autosave
 from dragdiff.interactive.jobs import Finished, stream
 from dragdiff.models import load_model
+from dragdiff.point_session import load_session
 from dragdiff.session_io import save_result_png
 from tests.support.appserver import get, start_app
 from tests.support.measure import rss_mb

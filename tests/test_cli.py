@@ -5,9 +5,11 @@ import json
 import pytest
 
 from dragdiff.cli import main
-from dragdiff.drag.session import load_session
+from dragdiff.point_session import load_session
 
 FAST_FLAGS = [
+    "--method",
+    "dragdiffusion",
     "--model",
     "tiny",
     "--device",

@@ -23,9 +23,9 @@ import app
 from dragdiff.config import resolve_config
 from dragdiff.drag import DragConfig
 from dragdiff.drag.method import DragDiffusion
-from dragdiff.drag.session import load_session
 from dragdiff.images import load_image, load_mask
 from dragdiff.models import load_model
+from dragdiff.point_session import load_session
 from dragdiff.session_io import save_result_png
 from dragdiff.types import DragRequest
 from dragdiff.validation import parse_points
@@ -103,8 +103,7 @@ def table_rows(points: str) -> dict:
 
 def widget_values(settings: dict) -> list:
     """The Advanced panel's values for these settings, as the page sends them."""
-    values = resolve_config(DragConfig, **settings).to_dict()
-    return [app._widget_value(values[name]) for name in app.PARAMS]
+    return app.panel_from(resolve_config(DragConfig, **settings), "tiny")
 
 
 def run_user(user: User, url: str, start: threading.Barrier) -> None:

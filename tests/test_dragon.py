@@ -294,8 +294,8 @@ def test_cli_names_the_missing_flag_and_writes_nothing(tmp_path, scene, capsys):
 
 
 def test_a_dragon_session_given_to_the_dragdiffusion_loader_says_how_to_replay_it(tmp_path, scene, disc_mask):
-    from dragdiff.drag.session import load_session
     from dragdiff.dragon.session import DragonSession
+    from dragdiff.point_session import load_session
     from dragdiff.session_io import save_result
 
     request = MoveRequest(scene, disc_mask, Point(3, 4), config=resolve_config(DragonConfig, mode="move"))

@@ -18,7 +18,7 @@ from PIL import Image
 import app
 from dragdiff.config import resolve_config
 from dragdiff.drag import DragConfig
-from dragdiff.drag.session import Session
+from dragdiff.point_session import Session
 from dragdiff.session_io import save_session
 from dragdiff.types import Point
 from tests.conftest import FAST
@@ -73,10 +73,13 @@ def test_a_handle_on_its_target_with_stop_distance_0_is_an_edit_not_a_segfault(s
         assert_serving(server)
 
 
-def test_the_cli_edits_a_handle_on_its_target_with_stop_distance_0(tmp_path, scene):
+@pytest.mark.parametrize(
+    "method", [["--method", "dragdiffusion", "--drag-steps", "3"], ["--method", "gooddrag", "--drag-end-step", "2"]]
+)
+def test_the_cli_edits_a_handle_on_its_target_with_stop_distance_0(tmp_path, scene, method):
     scene.save(tmp_path / "in.png")
     command = [sys.executable, "-m", "dragdiff", "edit", "--model", "tiny", "--image", str(tmp_path / "in.png")]
-    command += ["--points", "40,48>40,48", "--stop-distance", "0", "--lora-steps", "0", "--drag-steps", "3"]
+    command += ["--points", "40,48>40,48", "--stop-distance", "0", "--lora-steps", "0", *method]
     command += ["--n-inference-steps", "10", "--n-inversion-steps", "7", "--quiet", "--out", str(tmp_path / "x.png")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]

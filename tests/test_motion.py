@@ -1,7 +1,8 @@
 import torch
 import torch.nn.functional as F
 
-from dragdiff.drag.motion import drag_latent, motion_supervision_loss, sample
+from dragdiff.drag.optimise import drag_latent
+from dragdiff.motion import motion_supervision_loss, sample
 
 
 def gaussian_bump(height=32, width=32, channels=8, center=(10, 10), seed=0):

@@ -15,7 +15,7 @@ from dragdiff import DragRequest, EditResult, Point, methods
 from dragdiff.config import MethodConfig, resolve_config
 from dragdiff.coords import Display, Geometry
 from dragdiff.drag import DragConfig
-from dragdiff.drag.session import load_session
+from dragdiff.point_session import load_session
 from dragdiff.runtime import Runtime
 from dragdiff.session_io import session_json
 
@@ -142,6 +142,7 @@ def _demo_config_via(path: str, tmp_path, image: Image.Image) -> dict:
         image.save(tmp_path / "in.png")
         flags = [f"--{k.replace('_', '-')}={v}" for k, v in OVERRIDES.items()]
         args = ["edit", "--image", str(tmp_path / "in.png"), "--points", "44,64>64,64", "--model", "demo"]
+        args += ["--method", "dragdiffusion"]
         assert main([*args, *flags, "--quiet", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "a.png")]) == 0
         if path == "session replay":
             replay = ["edit", "--session", str(tmp_path / "a.json"), "--quiet", "--out", str(tmp_path / "b.png")]

@@ -16,9 +16,9 @@ import app
 from dragdiff import DragError, Point
 from dragdiff.config import resolve_config
 from dragdiff.drag import DragConfig
-from dragdiff.drag.session import Session, load_session
 from dragdiff.interactive.jobs import Runtimes
 from dragdiff.models import load_model
+from dragdiff.point_session import Session, load_session
 from dragdiff.session_io import save_result_png
 
 ROOT = Path(__file__).resolve().parent.parent

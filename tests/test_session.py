@@ -14,9 +14,9 @@ from PIL import Image
 
 from dragdiff.config import resolve_config
 from dragdiff.drag import DragConfig
-from dragdiff.drag.session import Session, load_session, session_from_dict
 from dragdiff.errors import DragError
 from dragdiff.images import load_image, png_bytes
+from dragdiff.point_session import Session, load_session, session_from_dict
 from dragdiff.session_io import MAX_EMBEDDED_BASE64_CHARS, PNG_TEXT_KEY, save_result_png, save_session
 from dragdiff.types import DragRequest, Point, PointCheck
 
@@ -204,7 +204,7 @@ def test_paths_need_a_file():
             "model": "m",
         }
         data["points"] = [{"handle": [1, 1], "target": [2, 2]}]
-        session_from_dict(data)
+        session_from_dict(data, None, DragConfig)
 
 
 def test_wrong_version(session, tmp_path):
@@ -213,7 +213,7 @@ def test_wrong_version(session, tmp_path):
 
 
 def test_wrong_format(session, tmp_path):
-    with pytest.raises(DragError, match="session.format: expected 'dragdiff-session', got 'other'"):
+    with pytest.raises(DragError, match="session: format 'other' is not one of .*is this a dragdiff session file"):
         load_session(edited(session, tmp_path, format="other"))
 
 

@@ -23,9 +23,9 @@ from PIL import Image
 
 from dragdiff import DragRequest, Point
 from dragdiff.drag.method import DragDiffusion
-from dragdiff.drag.session import load_session
 from dragdiff.interactive.autosave import autosave
 from dragdiff.models import load_model
+from dragdiff.point_session import load_session
 from tests.support.measure import rss_mb
 
 EDITS = 200

@@ -1,9 +1,9 @@
 """DragDiffusion (Shi et al., CVPR 2024): LoRA on the image, DDIM inversion, then motion supervision and point
 tracking on the inverted latent, denoised with reference-latent control. What only this method uses lives
-here; the stages it shares with other methods (LoRA, inversion, features, tracking) are top-level modules."""
+here; what it shares with GoodDrag is dragdiff.lora_drag, and the stages every method may use (LoRA,
+inversion, features, motion supervision, tracking) are top-level modules."""
 
 from .config import DragConfig
-from .result import DragResult
 
 
 def __getattr__(name: str):  # the method itself imports torch: only when asked for
@@ -14,4 +14,4 @@ def __getattr__(name: str):  # the method itself imports torch: only when asked 
     raise AttributeError(name)
 
 
-__all__ = ["DragConfig", "DragDiffusion", "DragResult"]
+__all__ = ["DragConfig", "DragDiffusion"]

@@ -1,10 +1,11 @@
-"""A versioned JSON record of one edit, saved as a .json file or inside the result PNG.
+"""A versioned JSON record of one point drag of a LoRA-based method (DragDiffusion, GoodDrag), saved as a .json
+file or inside the result PNG. The methods differ in "format" and in the fields of "config".
 
 Layout of version 1 (keys are sorted when written and nothing time-dependent is stored, so two equal
 sessions give identical text and a replay can be compared byte for byte):
 
     {
-      "format": "dragdiff-session",
+      "format": "dragdiff-session",          (GoodDrag: "dragdiff-gooddrag-session")
       "version": 1,
       "image": {"png_base64": "iVBORw0..."}  or  {"path": "photo.png"},
       "points": [{"handle": [x, y], "target": [x, y]}, ...],
@@ -20,7 +21,8 @@ sessions give identical text and a replay can be compared byte for byte):
   leading out of it).
 - mask: an image of the same size; luminance >= 128 (alpha composited on black) = may change. null, or a
   mask with nothing marked, = the whole image may change.
-- config: any subset of the DragConfig fields; missing ones take the built-in defaults (dragdiff/configs/drag.yaml). The
+- config: any subset of the method's config fields; missing ones take its built-in defaults (dragdiff/configs/drag.yaml,
+  gooddrag.yaml). The
   seed is config.seed.
 - image_check: what the check after the edit found (dragdiff.arrival), one entry per point; written with a
   result, read back for display, not an input of a replay.
@@ -39,10 +41,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..config import resolve_config
-from ..errors import DragError
-from ..images import MAX_IMAGE_PIXELS, load_image, load_mask, mask_to_image
-from ..session_io import (
+from .config import resolve_config
+from .errors import DragError
+from .images import MAX_IMAGE_PIXELS, load_image, load_mask, mask_to_image
+from .lora_config import LoraDragConfig
+from .session_io import (
     base64_png,
     check_fields,
     checks_from_json,
@@ -56,11 +59,9 @@ from ..session_io import (
     short,
     within,
 )
-from ..types import DragRequest, Point, PointCheck
-from ..validation import check_request, effective_mask
-from .config import DragConfig
+from .types import DragRequest, Point, PointCheck
+from .validation import check_request, effective_mask
 
-SESSION_FORMAT = "dragdiff-session"
 SESSION_VERSION = 1
 
 _REQUIRED_FIELDS = ("format", "version", "image", "points", "model")
@@ -81,7 +82,7 @@ class Session:
     mask: np.ndarray | None
     prompt: str
     model: str
-    config: DragConfig
+    config: LoraDragConfig  # its type says the method (and the session's "format")
     image_check: tuple[PointCheck, ...] | None = None  # the result's outcome check, when this records a result
 
     def __post_init__(self) -> None:
@@ -119,7 +120,7 @@ class Session:
         # An empty mask means "no mask"; writing null for it keeps the load -> to_json round trip exact.
         mask = effective_mask(self.mask)
         return {
-            "format": SESSION_FORMAT,
+            "format": self.config.SESSION_FORMAT,
             "version": SESSION_VERSION,
             "image": {"png_base64": base64_png(self.image)},
             "points": [
@@ -138,17 +139,20 @@ class Session:
 
 
 def load_session(source: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Session:
-    """Read a session from a .json file or from a result PNG that carries one (`save_result_png`).
+    """Read a session of a LoRA-based method from a .json file or from a result PNG that carries one
+    (`save_result_png`); its "format" says which method's config it holds.
 
     An image (embedded or by path) of more than `max_pixels` pixels is refused before it is decoded.
     """
     path = Path(source)
     data = read_session_data(path)
     with within(f"session file '{path}'"):
-        return session_from_dict(data, folder=path.parent, max_pixels=max_pixels)
+        return session_from_dict(data, path.parent, _config_type_of(data), max_pixels=max_pixels)
 
 
-def session_from_dict(data: Any, folder: Path | None = None, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Session:
+def session_from_dict(
+    data: Any, folder: Path | None, config_type: type[LoraDragConfig], *, max_pixels: int = MAX_IMAGE_PIXELS
+) -> Session:
     """Validate parsed session JSON into a Session; errors name the field, e.g. "session.points[0].target".
 
     `folder` is where "path" entries are resolved; None refuses them (the JSON did not come from a file).
@@ -156,9 +160,9 @@ def session_from_dict(data: Any, folder: Path | None = None, *, max_pixels: int 
     """
     if not isinstance(data, dict):
         raise DragError(f"session: expected a JSON object, got {json_kind(data)}")
-    _check_format_and_version(data)
+    _check_format_and_version(data, config_type.SESSION_FORMAT)
     check_fields(data, "session", _REQUIRED_FIELDS, _OPTIONAL_FIELDS)
-    config = _config(data.get("config", {}))
+    config = _config(data.get("config", {}), config_type)
     handles, targets = point_pairs_from_json(data["points"])
     source = image_source(data["image"], "session.image", folder)  # its errors name the field themselves
     with within("session.image"):
@@ -186,16 +190,31 @@ def session_from_dict(data: Any, folder: Path | None = None, *, max_pixels: int 
         )
 
 
-def _check_format_and_version(data: dict[str, Any]) -> None:
+def _config_type_of(data: Any) -> type[LoraDragConfig]:
+    """The config type of the method whose sessions have this "format"; another method's session (or no
+    session) is named in the error."""
+    from .methods import method_class, method_for_session
+
+    if not isinstance(data, dict):
+        raise DragError(f"session: expected a JSON object, got {json_kind(data)}")
+    _check_format_and_version(data, None)
+    config_type = method_class(method_for_session(data)).config_type
+    if not issubclass(config_type, LoraDragConfig):
+        raise DragError(f"this is a {data['format']} file; replay it with dragdiff edit --session FILE")
+    return config_type
+
+
+def _check_format_and_version(data: dict[str, Any], wanted: str | None) -> None:
     """Checked first: a file of another format or version may have other fields."""
     for name in ("format", "version"):
         if name not in data:
             raise DragError(f"session: missing field '{name}'; is this a dragdiff session file?")
-    if data["format"] == "dragdiff-dragon-session":
-        raise DragError("this is a DragonDiffusion session; replay it with dragdiff edit --session FILE")
-    if data["format"] != SESSION_FORMAT:
+    if wanted is not None and data["format"] != wanted:
+        from .methods import method_for_session
+
+        other = method_for_session(data)  # names the method whose session this is, or says it is none
         raise DragError(
-            f"session.format: expected '{SESSION_FORMAT}', got {short(data['format'])}; this is not a dragdiff session"
+            f"session.format: this is a {other} session, not '{wanted}'; replay it with dragdiff edit --session FILE"
         )
     version = data["version"]
     if not isinstance(version, int) or isinstance(version, bool):
@@ -207,11 +226,11 @@ def _check_format_and_version(data: dict[str, Any]) -> None:
         )
 
 
-def _config(values: Any) -> DragConfig:
+def _config(values: Any, config_type: type[LoraDragConfig]) -> LoraDragConfig:
     """The recorded config; fields a hand-written session leaves out take the built-in defaults."""
     if not isinstance(values, dict):
-        raise DragError(f"session.config: expected an object of DragConfig fields, got {json_kind(values)}")
-    return resolve_config(DragConfig, session=values, where="session.config")
+        raise DragError(f"session.config: expected an object of {config_type.__name__} fields, got {json_kind(values)}")
+    return resolve_config(config_type, session=values, where="session.config")
 
 
 # --- writing ----------------------------------------------------------------------------------------------
