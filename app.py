@@ -305,13 +305,23 @@ def panel_from(config, model: Any) -> list[Any]:
     return [_widget_value(own[n]) if n in own else v for n, v in zip(PARAMS, shown, strict=True)]
 
 
+def panel_help(method: str) -> dict[str, str]:
+    """Each field's help in the panel: the selected LoRA method's own comment (its defaults' sources), else
+    the other's."""
+    chosen = [PANEL_CONFIGS[method]] if method in PANEL_CONFIGS else []
+    helps = [field_help(config) for config in [*PANEL_CONFIGS.values(), *chosen]]  # the chosen one last: it wins
+    return {name: comment for own in helps for name, (_, comment) in own.items()}
+
+
 def panel_updates(model: Any, method: Any) -> dict:
-    """The Advanced panel for a model and method: its values, and only the fields that method has (none for a
-    method without a panel, which runs with the model's own defaults)."""
-    method = method if method in PANEL_CONFIGS else None
-    own = {f.name for f in fields(PANEL_CONFIGS[method])} if method in PANEL_CONFIGS else set() if method else set()
-    values = panel_values(model, method or "dragdiffusion")
-    return {w: gr.update(value=v, visible=n in own) for w, n, v in zip(DRAG.widgets, PARAMS, values, strict=True)}
+    """The Advanced panel for a model and method: its values and help, and only the fields that method has
+    (none for a method without a panel, which runs with the model's own defaults)."""
+    own = {f.name for f in fields(PANEL_CONFIGS[method])} if method in PANEL_CONFIGS else set()
+    values, helps = panel_values(model, method), panel_help(method)
+    return {
+        widget: gr.update(value=value, visible=name in own, info=helps[name])
+        for widget, name, value in zip(DRAG.widgets, PARAMS, values, strict=True)
+    }
 
 
 def on_model(model: Any, method: Any) -> dict:
@@ -338,9 +348,9 @@ def method_for(model: Any, name: Any):
 
 
 def _panel_config(method, values: tuple):
-    """The config that runs. The Advanced panel holds DragDiffusion's values, shown for the selected model: what
-    the user set there wins over every other layer (dragdiff.config.resolve_config). Another method runs with
-    its own defaults for the model."""
+    """The config that runs. The Advanced panel holds the selected LoRA method's values for the selected model:
+    what the user set there wins over every other layer (dragdiff.config.resolve_config). Another method runs
+    with its own defaults for the model."""
     if method.name not in PANEL_CONFIGS:
         return method.default_config()
     return method.default_config(file=SETTINGS.config, where="settings", **config_from(values, method.name).to_dict())
@@ -482,7 +492,7 @@ def load_saved(path: str | None, state: DragState) -> dict:
         DRAG.status: f"Session loaded: {len(session.handles)} point pair(s){masked}{note}",
         DRAG.method: method,
         **{
-            widget: gr.update(value=value, visible=name in own)
+            widget: gr.update(value=value, visible=name in own, info=panel_help(method)[name])
             for widget, name, value in zip(DRAG.widgets, PARAMS, panel_from(session.config, model), strict=True)
         },
     }
@@ -786,8 +796,8 @@ def drag_tab() -> None:
     d.state = gr.State(new_state())
     method = default_method(SETTINGS.model)
     defaults = dict(zip(PARAMS, panel_values(SETTINGS.model, method), strict=True))  # on_page_load refreshes them
-    help_texts = {k: c for config in reversed(PANEL_CONFIGS.values()) for k, (_, c) in field_help(config).items()}
-    own = {f.name for f in fields(PANEL_CONFIGS[method])}
+    help_texts = panel_help(method)
+    own = {f.name for f in fields(PANEL_CONFIGS[method])} if method in PANEL_CONFIGS else set()
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             d.upload = image_upload(label="1 · Image", height=220, elem_id="upload")
@@ -838,7 +848,7 @@ def drag_tab() -> None:
                 label="This session's results", columns=4, height=300, object_fit="contain", elem_id="history"
             )
     with gr.Accordion("Advanced settings (the selected method's values for the selected model)", open=False):
-        d.widgets = [param_widget(n, defaults[n], help_texts.get(n, ""), n in own) for n in PARAMS]
+        d.widgets = [param_widget(n, defaults[n], help_texts[n], n in own) for n in PARAMS]
     with gr.Accordion("Sessions", open=False):
         with gr.Row():
             d.save = gr.Button("Save session")

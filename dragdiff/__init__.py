@@ -1,8 +1,9 @@
-"""dragdiff: point-drag image editing on Stable Diffusion. Methods (DragDiffusion, DragonDiffusion, ...) are
+"""dragdiff: point-drag image editing on Stable Diffusion. Methods (GoodDrag, DragDiffusion, DragonDiffusion) are
 peers over one Runtime (the loaded model); dragdiff.methods lists them."""
 
 from .drag import DragConfig
 from .errors import DragCancelled, DragError
+from .gooddrag import GoodDragConfig
 from .types import DragRequest, DragResult, EditResult, Point, Progress
 
 
@@ -15,6 +16,10 @@ def __getattr__(name: str):  # these import torch: only when asked for
         from .drag.method import DragDiffusion
 
         return DragDiffusion
+    if name == "GoodDrag":
+        from .gooddrag.method import GoodDrag
+
+        return GoodDrag
     raise AttributeError(name)
 
 
@@ -26,6 +31,8 @@ __all__ = [
     "DragRequest",
     "DragResult",
     "EditResult",
+    "GoodDrag",
+    "GoodDragConfig",
     "Point",
     "Progress",
     "Runtime",

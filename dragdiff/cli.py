@@ -84,8 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         choices=methods.names(),
         help="the editing method (default: the model's best measured, gooddrag for Stable Diffusion; or the one "
-        "that wrote --session): "
-        + "; ".join(f"{n}: {methods.info(n).summary}" for n in methods.names()),
+        "that wrote --session): " + "; ".join(f"{n}: {methods.info(n).summary}" for n in methods.names()),
     )
     edit.add_argument(
         "--set",

@@ -62,9 +62,12 @@ class Runtime:
             self._methods[name] = method_class(name)(self)
         return self._methods[name]
 
-    def edit(self, request, method: str = "dragdiffusion", on_progress=None, should_stop=None):
-        """`request` edited by the named method: Runtime("demo").edit(DragRequest(...)) is the shortest call."""
-        return self.method(method).edit(request, on_progress, should_stop)
+    def edit(self, request, method: str | None = None, on_progress=None, should_stop=None):
+        """`request` edited by the named method (None: this model's default, dragdiff.methods.default_method):
+        Runtime("demo").edit(DragRequest(...)) is the shortest call."""
+        from .methods import default_method
+
+        return self.method(method or default_method(self.model.spec)).edit(request, on_progress, should_stop)
 
     # -- the adapter -----------------------------------------------------------------------------------------
 

@@ -65,3 +65,16 @@ def test_every_speed_setting_leaves_the_edit_unchanged(tiny_model, scene, fast_c
             request = DragRequest(scene, (Point(40, 48),), (Point(60, 50),), editable, "a disc", config)
             images.append(engine.edit(request).image)
         assert difference(*images)["max_abs"] <= 2, difference(*images)
+
+
+def test_gooddrag_is_timed_beside_dragdiffusion_stage_by_stage(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["--model", "tiny", "--size", "64", "--device", "cpu", "--no-warmup", "--no-flops"]
+    sets = [*FAST, "drag_end_step=2", "tracks_per_step=2"]
+    args += ["--method", "dragdiffusion", "--method", "gooddrag", *[a for item in sets for a in ("--set", item)]]
+    assert main([*args, "--out", str(out)]) == 0
+    timed = json.loads(out.read_text())["methods"]
+    assert timed["dragdiffusion"]["total_vs_first"] == 1.0
+    ratios = timed["gooddrag"]["stages_vs_first"]
+    assert {"lora", "inversion", "drag", "denoise", "check", "total"} <= set(ratios)
+    assert all(r > 0 for r in ratios.values()) and timed["gooddrag"]["drag_updates"] > 0

@@ -43,10 +43,11 @@ def test_samples_are_found_in_the_official_layout(bench):
     assert meta["points"].shape == (4, 2) and meta["mask"].dtype == bool
 
 
-@pytest.mark.parametrize("name", ["dragdiffusion", "dragon"])
+@pytest.mark.parametrize("name", ["dragdiffusion", "gooddrag", "dragon"])
 def test_editing_writes_the_reference_layout_and_a_rerun_does_no_work(bench, tmp_path, tiny_model, name):
     runtime, out = Runtime(tiny_model, cache_dir=tmp_path / "cache"), tmp_path / "results"
     fast = dict(lora_steps=2, lora_batch_size=2, n_inference_steps=10, n_inversion_steps=7, drag_steps=4, n_steps=4)
+    fast |= dict(drag_end_step=2, tracks_per_step=2)  # GoodDrag's
     (method,) = make_methods([name], runtime, fast)
     samples = find_samples(bench)
     assert edit_all(method, samples, out, log=lambda _: None) == 4
@@ -54,7 +55,14 @@ def test_editing_writes_the_reference_layout_and_a_rerun_does_no_work(bench, tmp
         result = out / sample.category / sample.name / "dragged_image.png"
         assert Image.open(result).size == Image.open(sample.folder / "original_image.png").size
         session = json.loads(result.with_suffix(".json").read_text())
-        assert session["format"] == {"dragdiffusion": "dragdiff-session", "dragon": "dragdiff-dragon-session"}[name]
+        assert (
+            session["format"]
+            == {
+                "dragdiffusion": "dragdiff-session",
+                "gooddrag": "dragdiff-gooddrag-session",
+                "dragon": "dragdiff-dragon-session",
+            }[name]
+        )
     assert edit_all(method, samples, out, log=lambda _: None) == 0
 
 

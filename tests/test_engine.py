@@ -6,7 +6,8 @@ import torch
 
 import dragdiff.drag.method as engine_module
 from dragdiff import DragCancelled, DragError, DragRequest, Point
-from dragdiff.drag.method import DragDiffusion, latent_keep_mask
+from dragdiff.drag.method import DragDiffusion
+from dragdiff.motion import latent_keep_mask
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_mask_term_keeps_the_latent_outside_the_mask(engine, scene, fast_config,
     """With λ = 0.1 the latent outside the mask changes < 35% as much as inside (measured ≈ 19%);
     without the term both change alike (measured ≈ 90%)."""
     mask = disc_mask()
-    keep = latent_keep_mask(mask, (16, 12))[0, 0] > 0.5
+    keep = latent_keep_mask(mask, 1.0, (16, 12))[0, 0] > 0.5
 
     def change_ratio(config):
         engine.edit(DragRequest(scene, (Point(40, 48),), (Point(70, 48),), mask, "", config))
