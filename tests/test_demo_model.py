@@ -58,14 +58,17 @@ def test_auto_without_sd_weights_picks_the_demo_model_and_edits(tmp_path, scene,
             str(tmp_path / "cache"),
             "--lora-steps",
             "2",
-            "--drag-steps",
-            "3",
+            "--drag-end-step",
+            "1",
+            "--tracks-per-step",
+            "1",
         ]
     )
     assert code == 0, capsys.readouterr().err
     assert "bundled demo model" in capsys.readouterr().err
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["model"] == "demo" and summary["config"]["feature_blocks"] == [1, 2]
+    assert summary["format"] == "dragdiff-gooddrag-session"  # no --method: the demo model's best, GoodDrag
 
 
 def test_mean_distance_finds_moved_shapes_with_the_demo_models_features(demo):

@@ -45,10 +45,11 @@ def test_dragdiffusion_moves_a_shape_most_of_the_way(engine, name):
     assert score(task, task.input_image())["moved_fraction"] < 0.6
 
 
-@pytest.mark.parametrize("name", ["004_move2", "007_move2", "019_move2"])
-def test_gooddrag_moves_two_shapes_at_once(engine, name):
-    """Two-shape drags, where DragDiffusion mostly fails: GoodDrag with the model's defaults measured moved
-    fraction 0.87 / 0.84 / 0.94 and 46.0 / 41.9 / 35.4 dB outside the mask; the target is 60% and 25 dB."""
+def test_gooddrag_moves_two_shapes_at_once(engine):
+    """A two-shape drag, where DragDiffusion mostly fails: GoodDrag with the model's defaults measured moved
+    fraction 0.87 and 46.0 dB outside the mask on task 004 (0.84 and 0.94 on tasks 007 and 019, left out for
+    time); the target is 60% and 25 dB."""
+    name = "004_move2"
     task = TASKS[name]
     gooddrag = engine.runtime.method("gooddrag")
     request = DragRequest(task.input_image(), task.handles, task.targets, task.mask, task.prompt)

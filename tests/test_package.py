@@ -13,7 +13,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = shutil.ignore_patterns(".git", "outputs", "test-artifacts", "build", "dist", "*.egg-info", "__pycache__")
-FAST = ["--lora-steps", "0", "--drag-steps", "2", "--n-inference-steps", "6", "--n-inversion-steps", "4"]
+FAST = [
+    "--method",
+    "dragdiffusion",
+    "--lora-steps",
+    "0",
+    "--drag-steps",
+    "2",
+    "--n-inference-steps",
+    "6",
+    "--n-inversion-steps",
+    "4",
+]
 
 
 def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
