@@ -1,9 +1,11 @@
-"""dragdiff: point-drag image editing on Stable Diffusion. Methods (GoodDrag, DragDiffusion, DragonDiffusion) are
+"""dragdiff: point-drag image editing on Stable Diffusion. Methods (GoodDrag, DragDiffusion, Inpaint4Drag,
+DragonDiffusion) are
 peers over one Runtime (the loaded model); dragdiff.methods lists them."""
 
 from .drag import DragConfig
 from .errors import DragCancelled, DragError
 from .gooddrag import GoodDragConfig
+from .inpaint4drag import Inpaint4DragConfig
 from .types import DragRequest, DragResult, EditResult, Point, Progress
 
 
@@ -20,6 +22,10 @@ def __getattr__(name: str):  # these import torch: only when asked for
         from .gooddrag.method import GoodDrag
 
         return GoodDrag
+    if name == "Inpaint4Drag":
+        from .inpaint4drag.method import Inpaint4Drag
+
+        return Inpaint4Drag
     raise AttributeError(name)
 
 
@@ -33,6 +39,8 @@ __all__ = [
     "EditResult",
     "GoodDrag",
     "GoodDragConfig",
+    "Inpaint4Drag",
+    "Inpaint4DragConfig",
     "Point",
     "Progress",
     "Runtime",

@@ -89,6 +89,11 @@ class MethodConfig:
     def to_dict(self) -> dict[str, Any]:
         return config_dict(self)
 
+    def pick(self, *names: str) -> dict[str, Any]:
+        """The named fields, e.g. those a cached stage depends on (its cache key)."""
+        values = self.to_dict()
+        return {n: values[n] for n in names}
+
 
 # Top-level keys of a model's dragdiff.yaml that are about the model, not one method's values: the method the
 # app starts with for it (the best measured on it).

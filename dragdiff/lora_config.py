@@ -4,7 +4,7 @@ method's config dataclass adds its own fields, defaults and sources in its YAML 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from .config import RESULT_RULES, MethodConfig
 
@@ -79,8 +79,3 @@ class LoraDragConfig(MethodConfig):
     compile_convolutions: bool
     gradient_checkpointing: bool
     vae_tiling: bool
-
-    def pick(self, *names: str) -> dict[str, Any]:
-        """The named fields, e.g. those a cached stage depends on (its cache key)."""
-        values = self.to_dict()
-        return {n: values[n] for n in names}

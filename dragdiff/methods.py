@@ -111,6 +111,12 @@ register(
     summary="LoRA, then drag alternated with denoising, toward the original features (Zhang et al., ICLR 2025)",
 )
 register(
+    "inpaint4drag",
+    "dragdiff.inpaint4drag:Inpaint4Drag",
+    title="Inpaint4Drag",
+    summary="warp the painted region along the points, inpaint what it reveals: no LoRA, seconds (Lu & Han, ICCV 2025)",
+)
+register(
     "dragon",
     "dragdiff.dragon:DragonDiffusion",
     title="DragonDiffusion",

@@ -334,3 +334,71 @@ def save_model(model: DiffusionModel, folder: str | Path) -> None:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(folder, safe_serialization=True)
+
+
+def load_inpainting_unet(spec: str, model: DiffusionModel) -> UNet2DConditionModel:
+    """The UNet of an SD inpainting model (9 input channels: latent, mask, masked-image latent) for `model`'s
+    autoencoder and text encoder: a hub id (from the local cache, downloaded only when the hub is allowed),
+    a diffusers pipeline folder, a UNet folder (config.json + safetensors) or a single .safetensors checkpoint.
+    Errors name the spec and what is wrong with it."""
+    where = f"inpaint_model {spec!r}"
+    path = Path(spec).expanduser()
+    try:
+        if path.is_dir() and (path / "config.json").is_file():  # a UNet folder
+            unet = UNet2DConditionModel.from_pretrained(path, use_safetensors=True)
+        else:
+            folder, _ = resolve_spec(spec)
+            if folder.is_file():
+                from diffusers import StableDiffusionInpaintPipeline
+
+                unet = StableDiffusionInpaintPipeline.from_single_file(str(folder), safety_checker=None).unet
+            else:
+                unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", use_safetensors=True)
+    except DragError as exc:
+        raise DragError(f"{where}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - diffusers raises many types for a bad model
+        raise DragError(f"{where}: cannot load its UNet ({type(exc).__name__}); give an SD inpainting model") from exc
+    channels = unet.config.in_channels
+    if channels != 9:
+        raise DragError(
+            f"{where}: its UNet takes {channels} input channels, not 9, so it is not an inpainting model; give "
+            "one such as stable-diffusion-v1-5/stable-diffusion-inpainting, or null to fill with the loaded model"
+        )
+    if unet.config.out_channels != model.latent_channels or unet.config.cross_attention_dim != _text_width(model):
+        raise DragError(
+            f"{where}: it does not fit the loaded model {model.spec!r} (latent channels {unet.config.out_channels}, "
+            f"text width {unet.config.cross_attention_dim}, against {model.latent_channels} and {_text_width(model)}); "
+            "give the inpainting model of the same family"
+        )
+    return unet.requires_grad_(False).eval().to(model.device, model.dtype)
+
+
+def load_tiny_vae(spec: str, model: DiffusionModel):
+    """A tiny autoencoder (TAESD: diffusers' AutoencoderTiny) from a local folder or the local hub cache, never
+    downloaded: it is an optional speed-up."""
+    from diffusers import AutoencoderTiny
+
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = Path(snapshot_download(spec, allow_patterns=["config.json", "*.safetensors"], local_files_only=True))
+        except Exception:  # noqa: BLE001 - not in the cache
+            raise DragError(
+                f"tiny_vae {spec!r}: not a folder and not in the local Hugging Face cache; download it first "
+                "(huggingface-cli download madebyollin/taesd) or set tiny_vae to null"
+            ) from None
+    try:
+        vae = AutoencoderTiny.from_pretrained(path, use_safetensors=True)
+    except Exception as exc:  # noqa: BLE001
+        raise DragError(f"tiny_vae {spec!r}: cannot load a tiny autoencoder there ({type(exc).__name__})") from exc
+    if vae.config.latent_channels != model.latent_channels:
+        raise DragError(
+            f"tiny_vae {spec!r}: {vae.config.latent_channels} latent channels, the model has {model.latent_channels}"
+        )
+    return vae.requires_grad_(False).eval().to(model.device, model.dtype)
+
+
+def _text_width(model: DiffusionModel) -> int:
+    return model.text_encoder.config.hidden_size

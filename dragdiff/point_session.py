@@ -1,11 +1,12 @@
-"""A versioned JSON record of one point drag of a LoRA-based method (DragDiffusion, GoodDrag), saved as a .json
-file or inside the result PNG. The methods differ in "format" and in the fields of "config".
+"""A versioned JSON record of one point drag of a point method (DragDiffusion, GoodDrag, Inpaint4Drag), saved as
+a .json file or inside the result PNG. The methods differ in "format" and in the fields of "config".
 
 Layout of version 1 (keys are sorted when written and nothing time-dependent is stored, so two equal
 sessions give identical text and a replay can be compared byte for byte):
 
     {
-      "format": "dragdiff-session",          (GoodDrag: "dragdiff-gooddrag-session")
+      "format": "dragdiff-session",          (GoodDrag: "dragdiff-gooddrag-session", Inpaint4Drag:
+                                             "dragdiff-inpaint4drag-session")
       "version": 1,
       "image": {"png_base64": "iVBORw0..."}  or  {"path": "photo.png"},
       "points": [{"handle": [x, y], "target": [x, y]}, ...],
@@ -22,8 +23,7 @@ sessions give identical text and a replay can be compared byte for byte):
 - mask: an image of the same size; luminance >= 128 (alpha composited on black) = may change. null, or a
   mask with nothing marked, = the whole image may change.
 - config: any subset of the method's config fields; missing ones take its built-in defaults (dragdiff/configs/drag.yaml,
-  gooddrag.yaml). The
-  seed is config.seed.
+  gooddrag.yaml, inpaint4drag.yaml). The seed is config.seed.
 - image_check: what the check after the edit found (dragdiff.arrival), one entry per point; written with a
   result, read back for display, not an input of a replay.
 - "mask", "prompt", "config" and "image_check" may be left out (null, "", all defaults and not checked);
@@ -41,10 +41,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .config import resolve_config
+from .config import MethodConfig, resolve_config
 from .errors import DragError
 from .images import MAX_IMAGE_PIXELS, load_image, load_mask, mask_to_image
-from .lora_config import LoraDragConfig
 from .session_io import (
     base64_png,
     check_fields,
@@ -82,7 +81,7 @@ class Session:
     mask: np.ndarray | None
     prompt: str
     model: str
-    config: LoraDragConfig  # its type says the method (and the session's "format")
+    config: MethodConfig  # its type says the method (and the session's "format")
     image_check: tuple[PointCheck, ...] | None = None  # the result's outcome check, when this records a result
 
     def __post_init__(self) -> None:
@@ -139,7 +138,7 @@ class Session:
 
 
 def load_session(source: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Session:
-    """Read a session of a LoRA-based method from a .json file or from a result PNG that carries one
+    """Read a session of a point method from a .json file or from a result PNG that carries one
     (`save_result_png`); its "format" says which method's config it holds.
 
     An image (embedded or by path) of more than `max_pixels` pixels is refused before it is decoded.
@@ -151,7 +150,7 @@ def load_session(source: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> S
 
 
 def session_from_dict(
-    data: Any, folder: Path | None, config_type: type[LoraDragConfig], *, max_pixels: int = MAX_IMAGE_PIXELS
+    data: Any, folder: Path | None, config_type: type[MethodConfig], *, max_pixels: int = MAX_IMAGE_PIXELS
 ) -> Session:
     """Validate parsed session JSON into a Session; errors name the field, e.g. "session.points[0].target".
 
@@ -190,7 +189,7 @@ def session_from_dict(
         )
 
 
-def _config_type_of(data: Any) -> type[LoraDragConfig]:
+def _config_type_of(data: Any) -> type[MethodConfig]:
     """The config type of the method whose sessions have this "format"; another method's session (or no
     session) is named in the error."""
     from .methods import method_class, method_for_session
@@ -199,7 +198,7 @@ def _config_type_of(data: Any) -> type[LoraDragConfig]:
         raise DragError(f"session: expected a JSON object, got {json_kind(data)}")
     _check_format_and_version(data, None)
     config_type = method_class(method_for_session(data)).config_type
-    if not issubclass(config_type, LoraDragConfig):
+    if not hasattr(config_type, "SESSION_FORMAT"):  # a method whose sessions are not point sessions
         raise DragError(f"this is a {data['format']} file; replay it with dragdiff edit --session FILE")
     return config_type
 
@@ -226,7 +225,7 @@ def _check_format_and_version(data: dict[str, Any], wanted: str | None) -> None:
         )
 
 
-def _config(values: Any, config_type: type[LoraDragConfig]) -> LoraDragConfig:
+def _config(values: Any, config_type: type[MethodConfig]) -> MethodConfig:
     """The recorded config; fields a hand-written session leaves out take the built-in defaults."""
     if not isinstance(values, dict):
         raise DragError(f"session.config: expected an object of {config_type.__name__} fields, got {json_kind(values)}")

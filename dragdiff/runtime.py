@@ -44,6 +44,7 @@ class Runtime:
         self.lock = threading.RLock()
         self._attached_lora: str | None = None
         self._methods: dict[str, Any] = {}
+        self._components: dict[Any, Any] = {}
 
     @classmethod
     def of(cls, source: Runtime | DiffusionModel | str, cache_dir: str | None = None) -> Runtime:
@@ -68,6 +69,13 @@ class Runtime:
         from .methods import default_method
 
         return self.method(method or default_method(self.model.spec)).edit(request, on_progress, should_stop)
+
+    def component(self, key: Any, load, *args: Any):
+        """A part loaded beside the model (an inpainting UNet, a tiny autoencoder): `load(spec, *args)` the first
+        time `key` = (kind, spec) is asked for, the same object after."""
+        if key not in self._components:
+            self._components[key] = load(key[1], *args)
+        return self._components[key]
 
     # -- the adapter -----------------------------------------------------------------------------------------
 

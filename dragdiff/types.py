@@ -54,7 +54,7 @@ class DragRequest:
     config: Any = None
 
 
-Stage = Literal["lora", "inversion", "drag", "denoise", "reference", "editing", "check"]
+Stage = Literal["lora", "inversion", "drag", "denoise", "reference", "editing", "inpaint", "check"]
 
 # How the CLI's progress bars and the app's status name each stage.
 STAGE_LABELS: dict[str, str] = {
@@ -64,6 +64,7 @@ STAGE_LABELS: dict[str, str] = {
     "denoise": "denoising",
     "reference": "inverting the reference",
     "editing": "guided sampling",
+    "inpaint": "inpainting the revealed area",
     "check": "looking for the handles' content in the result",
 }
 

@@ -1,0 +1,164 @@
+"""Inpaint4Drag (Lu & Han, "Inpaint4Drag: Repurposing Inpainting Models for Drag-Based Image Editing via
+Bidirectional Warping", ICCV 2025): warp the painted region along the points (warp.py), then inpaint what the
+warp revealed in one short denoising run (fill.py). No LoRA, no inversion, no latent optimisation: a drag costs
+a warp of a few ms and n_steps UNet calls. docs/inpaint4drag.md says which line of the reference code
+(github.com/Visual-AI/Inpaint4Drag @ 126ac0c) each step follows and where we differ."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..arrival import check_result
+from ..composite import keep_unpainted
+from ..config import resolve_config
+from ..coords import Geometry
+from ..errors import DragError
+from ..images import MAX_IMAGE_PIXELS, flatten
+from ..models import DiffusionModel, load_inpainting_unet, load_tiny_vae
+from ..pixels import image_to_tensor, tensor_to_image
+from ..point_session import Session, session_from_dict
+from ..runtime import Runtime
+from ..types import DragRequest, EditResult, Progress, ProgressCallback, StopCallback
+from ..validation import check_request
+from ..work_area import work_area
+from .config import SESSION_FORMAT, Inpaint4DragConfig
+from .fill import Fill, prefilled, run_fill
+from .warp import Warp, bidirectional_warp
+
+
+class Inpaint4Drag:
+    """Inpaint4Drag on a Runtime's model: Inpaint4Drag("demo").edit(DragRequest(...)) with the model's defaults.
+    `preview(request)` is the warp alone, for drawing while the points move."""
+
+    name = "inpaint4drag"
+    config_type = Inpaint4DragConfig
+    advice = "a painted region that covers the whole object and the place where it goes"
+    request_types = (DragRequest,)
+    session_format = SESSION_FORMAT
+
+    def __init__(self, runtime: Runtime | DiffusionModel | str = "auto", *, cache_dir: str | None = None):
+        self.runtime = Runtime.of(runtime, cache_dir)
+        self.model = self.runtime.model
+
+    def default_config(self, mode: str | None = None, **layers: Any) -> Inpaint4DragConfig:
+        """This model's config: dragdiff.config.resolve_config with `layers` over the model's defaults."""
+        return resolve_config(Inpaint4DragConfig, self.model, **layers)
+
+    def preview(self, request: DragRequest) -> tuple[Image.Image, np.ndarray]:
+        """(the warped image, the area the fill will repaint): what the edit does before its model runs."""
+        check_request(request)
+        config = self._config(request.config)
+        warp = _warp(request, config)
+        return Image.fromarray(warp.image), warp.inpaint
+
+    def edit(
+        self, request: DragRequest, on_progress: ProgressCallback | None = None, should_stop: StopCallback | None = None
+    ) -> EditResult:
+        """Move the painted content at each handle to its target and fill what it left. Raises DragError on bad
+        input before any work, DragCancelled when stopped. Holds the runtime's lock (the model is shared)."""
+        with self.runtime.lock:
+            return self._edit(request, on_progress, should_stop)
+
+    def _edit(self, request: DragRequest, on_progress, should_stop) -> EditResult:
+        # 1. Check the request; the painted region is what moves (an empty one is an error: nothing to move).
+        warnings = check_request(request)
+        config = self._config(request.config)
+        start = time.perf_counter()
+        area = work_area(request.image.size, request.mask, [*request.handles, *request.targets], config)
+        job = area.crop(request)
+        # 2. Warp the region at the input's own resolution (ref utils/ui_utils.py: warping before resizing).
+        warp = _warp(job, config)
+        t1 = time.perf_counter()
+        # 3. Fill the revealed area (and the seam band) with the model, at its working size.
+        self.runtime.use_lora(None)  # the plain UNet: another method may have left its adapter on
+        filled = self._fill(job, warp, config, on_progress, should_stop)
+        t2 = time.perf_counter()
+        # 4. Paste: the fill inside the inpaint mask, the warped image elsewhere (ref ui_utils.py:271); outside
+        # the painted region the input's own pixels, with the seam every method has.
+        mask = Image.fromarray(warp.inpaint.astype(np.uint8) * 255)
+        image = Image.composite(filled, Image.fromarray(warp.image), mask)
+        if config.preserve_unmasked:
+            image = keep_unpainted(job.image, image, job.mask, config.seam_px)
+        # 5. Look for each handle's content in the result, as for every method.
+        checks = check_result(self.runtime, job.image, image, job.handles, job.targets, job.prompt, config, on_progress)
+        image, checks = area.paste(request.image, image), area.checks_from_crop(checks)
+        t3 = time.perf_counter()
+        timings = {"warp": t1 - start, "inpaint": t2 - t1, "check": t3 - t2, "total": t3 - start}
+        return EditResult(
+            image=image,
+            session=Session.from_request(replace(request, config=config), self.model.spec, checks),
+            timings=timings,
+            config=config,
+            model=self.model.spec,
+            warnings=warnings,
+            image_check=checks,
+        )
+
+    def _fill(self, job: DragRequest, warp: Warp, config, on_progress, should_stop) -> Image.Image:
+        """The image (the job's size) whose inpaint-mask part replaces the warped image's there."""
+        m = self.model
+        geometry = Geometry.for_image(job.image.size, config.resolution or m.native_resolution, m.vae_factor, 1.0)
+        base = prefilled(warp.image, warp.inpaint, warp.moved) if config.prefill else warp.image
+        pixels = image_to_tensor(Image.fromarray(base), geometry.work_size).to(m.device)
+        hole = Image.fromarray(warp.inpaint.astype(np.uint8) * 255).resize(geometry.work_size, Image.Resampling.BOX)
+        hole = torch.from_numpy(np.asarray(hole) > 0).float()[None, None].to(m.device)
+        report = (lambda k, n: on_progress(Progress("inpaint", k, n))) if on_progress else None
+        decoded = run_fill(
+            self._filler(job.prompt, config),
+            pixels,
+            hole,
+            config.n_steps,
+            config.strength,
+            config.guidance_scale,
+            config.latent_dilation,
+            config.seed,
+            report,
+            should_stop,
+        )
+        return tensor_to_image(decoded, job.image.size)
+
+    def _filler(self, prompt: str, config: Inpaint4DragConfig) -> Fill:
+        """The fill's parts: the inpainting UNet when one is configured (loaded once per runtime), else the
+        model's own; the tiny autoencoder when configured, else the model's."""
+        m, runtime = self.model, self.runtime
+        unet = m.unet
+        if config.inpaint_model:
+            unet = runtime.component(("inpaint_model", config.inpaint_model), load_inpainting_unet, m)
+        encode, decode = m.encode_image, m.decode
+        if config.tiny_vae:
+            vae = runtime.component(("tiny_vae", config.tiny_vae), load_tiny_vae, m)
+            encode = lambda pixels: vae.encode(pixels.to(m.device, m.dtype)).latents * vae.config.scaling_factor  # noqa: E731
+            decode = lambda latent: vae.decode(latent.to(m.dtype) / vae.config.scaling_factor).sample.clamp(-1, 1)  # noqa: E731
+        empty = m.encode_prompt("")
+        text = m.encode_prompt(prompt) if config.fill_prompt else empty
+        return Fill(unet, encode, decode, m.scheduler(), text, empty, m.dtype)
+
+    def _config(self, config: Inpaint4DragConfig | None) -> Inpaint4DragConfig:
+        if config is None:
+            return self.default_config()
+        if not isinstance(config, Inpaint4DragConfig):
+            raise DragError(f"request.config: expected an Inpaint4DragConfig or None, got {type(config).__name__}")
+        return config
+
+    @classmethod
+    def request_from_session(
+        cls, data: Any, folder: Path | None, max_pixels: int = MAX_IMAGE_PIXELS
+    ) -> tuple[DragRequest, str]:
+        """(request, model spec) of a parsed Inpaint4Drag session; errors name the field."""
+        session = session_from_dict(data, folder, Inpaint4DragConfig, max_pixels=max_pixels)
+        return session.to_request(), session.model
+
+
+def _warp(request: DragRequest, config: Inpaint4DragConfig) -> Warp:
+    """The bidirectional warp of the request's painted region (an RGBA image is flattened first, as the model
+    sees it)."""
+    region = request.mask if request.mask is not None else np.zeros(request.image.size[::-1], bool)
+    image = np.asarray(flatten(request.image))
+    return bidirectional_warp(image, region, request.handles, request.targets, config.band_px)

@@ -1,0 +1,147 @@
+"""Inpaint4Drag's bidirectional warp (Lu & Han, ICCV 2025, sec. 3.1; reference code github.com/Visual-AI/
+Inpaint4Drag @ 126ac0c, utils/drag.py): the painted region is deformed along the handle -> target pairs like an
+elastic sheet, and what it leaves uncovered becomes the area to inpaint. Pure numpy/OpenCV: no model, a few ms.
+
+Per connected part of the painted region that holds a handle:
+  1. forward map: every pixel and every outline vertex moves by the inverse-distance-weighted displacement of
+     its nearest handles; the moved outline, filled, is the part's target shape (no cracks, unlike the moved
+     pixels alone);
+  2. backward map: every pixel of the target shape takes its colour from the source position given by the
+     same interpolation of the way back, from at most MAX_REFERENCES moved pixels (nearest pixel, no blending);
+  3. inpaint mask: the source minus every target (the revealed area), grown by `band_px`, plus the target
+     outline drawn `band_px` wide (the seam around the moved content).
+Everything is clipped to the painted region: what would land outside it is cut, so nothing outside the
+region changes (the contract of every dragdiff method). docs/inpaint4drag.md compares each step with the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..errors import DragError
+from ..types import Point
+
+NEIGHBOURS = 4  # handles (and backward references) that shape each pixel's displacement (ref drag.py:87)
+MAX_REFERENCES = 100  # moved pixels the backward map interpolates from, evenly by index (ref drag.py:125)
+EPSILON = 1e-6  # keeps the inverse-distance weight of a pixel on a handle finite (ref drag.py:93)
+
+
+@dataclass(frozen=True)
+class Warp:
+    """The warped image and its masks, all at the input's size (H×W bool masks)."""
+
+    image: np.ndarray  # (H, W, C) uint8: the input with every moved part written at its target
+    moved: np.ndarray  # pixels written by the warp
+    revealed: np.ndarray  # source pixels no target covers: what the move uncovered
+    inpaint: np.ndarray  # what the filler repaints: revealed grown by the band, plus the moved outline's band
+
+
+def bidirectional_warp(
+    image: np.ndarray, region: np.ndarray, handles: tuple[Point, ...], targets: tuple[Point, ...], band_px: int
+) -> Warp:
+    """Warp the parts of `region` (H×W bool, the painted region) that hold handles of `image` ((H, W, C)
+    uint8) so that each handle's pixel lands on its target. Raises DragError when a handle lies outside the
+    region or the region is empty: the message names the point."""
+    if not region.any():
+        raise DragError(
+            "mask: inpaint4drag moves the painted region, and nothing is painted; paint the object and the place "
+            "where it should go"
+        )
+    height, width = region.shape
+    starts, ends = _pixel_points(handles, (width, height)), np.array([p.as_list() for p in targets], np.float64)
+    count, labels = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
+    owner = labels[starts[:, 1], starts[:, 0]]
+    outside = [i for i, label in enumerate(owner) if label == 0]
+    if outside:
+        listed = ", ".join(f"point {i + 1} ({handles[i].x:g}, {handles[i].y:g})" for i in outside)
+        raise DragError(
+            f"{listed}: the handle is outside the painted region; inpaint4drag moves only painted content, so "
+            "paint over the handle (and where it should go)"
+        )
+    warped, moved = image.copy(), np.zeros_like(region)
+    sources, target_shapes, outlines = np.zeros_like(region), np.zeros_like(region), []
+    for label in range(1, count):
+        mine = owner == label
+        if not mine.any():  # a part without a handle stays where it is (ref drag.py:41)
+            continue
+        part = labels == label
+        shape, outline, source_of = _warp_part(part, starts[mine], ends[mine])
+        written = shape & region  # clipped: nothing outside the painted region changes
+        ys, xs = np.nonzero(written)
+        sx, sy = source_of(xs, ys)
+        inside = (sx >= 0) & (sx < width) & (sy >= 0) & (sy < height)  # a source off the image: left as it was
+        warped[ys[inside], xs[inside]] = image[sy[inside], sx[inside]]
+        moved[ys[inside], xs[inside]] = True
+        sources |= part
+        target_shapes |= shape
+        outlines.append(outline)
+    revealed = sources & ~target_shapes
+    inpaint = _inpaint_mask(revealed, outlines, band_px) & region
+    return Warp(warped, moved, revealed, inpaint)
+
+
+def _pixel_points(points: tuple[Point, ...], size: tuple[int, int]) -> np.ndarray:
+    """(P, 2) int (x, y): each point's pixel (its centre is the point's rounded coordinates)."""
+    xy = np.array([p.as_list() for p in points], np.float64).round().astype(np.int64)
+    return np.clip(xy, 0, np.array(size) - 1)
+
+
+def _warp_part(part: np.ndarray, handles: np.ndarray, targets: np.ndarray):
+    """One connected part: its target shape (H×W bool), its moved outline (list of (N, 1, 2) int32 polygons)
+    and `source_of(xs, ys) -> (sx, sy)`, the backward map from target pixels to source pixels."""
+    displacement = targets - handles
+    ys, xs = np.nonzero(part)
+    pixels = np.stack([xs, ys], axis=1).astype(np.float64)
+    moved_pixels = pixels + np.round(_interpolate(pixels, handles, displacement))
+    contours, _ = cv2.findContours(part.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    outline = []
+    for contour in contours:
+        vertices = contour[:, 0, :].astype(np.float64)
+        outline.append(np.round(vertices + _interpolate(vertices, handles, displacement)).astype(np.int32)[:, None])
+    shape = np.zeros(part.shape, np.uint8)
+    cv2.fillPoly(shape, outline, 1)
+    # Pixels moved past the outline's rounding still count (a one-pixel part has a degenerate polygon).
+    inside = (moved_pixels[:, 0] >= 0) & (moved_pixels[:, 0] < part.shape[1])
+    inside &= (moved_pixels[:, 1] >= 0) & (moved_pixels[:, 1] < part.shape[0])
+    landed = moved_pixels[inside].astype(np.int64)
+    shape[landed[:, 1], landed[:, 0]] = 1
+    # Backward: references are moved pixels with the way back to their source, evenly by index (row-major
+    # order, as the reference takes them).
+    pick = np.linspace(0, len(pixels) - 1, min(MAX_REFERENCES, len(pixels))).round().astype(np.int64)
+    references, back = moved_pixels[pick], pixels[pick] - moved_pixels[pick]
+
+    def source_of(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        points = np.stack([xs, ys], axis=1).astype(np.float64)
+        source = np.round(points + _interpolate(points, references, back)).astype(np.int64)
+        return source[:, 0], source[:, 1]
+
+    return shape.astype(bool), outline, source_of
+
+
+def _interpolate(points: np.ndarray, anchors: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """(N, 2): at each point, the inverse-distance-weighted mean of `vectors` of its NEIGHBOURS nearest
+    `anchors` (Shepard interpolation; a point on an anchor takes that anchor's vector)."""
+    k = min(NEIGHBOURS, len(anchors))
+    if len(np.unique(vectors, axis=0)) == 1:  # one displacement everywhere (a translation): exact, and fast
+        return np.broadcast_to(vectors[0], points.shape).copy()
+    distance, index = cKDTree(anchors).query(points, k=k)
+    distance, index = distance.reshape(len(points), k), index.reshape(len(points), k)
+    weight = 1.0 / (distance + EPSILON)
+    weight /= weight.sum(axis=1, keepdims=True)
+    return np.einsum("nk,nkd->nd", weight, vectors[index])
+
+
+def _inpaint_mask(revealed: np.ndarray, outlines: list, band_px: int) -> np.ndarray:
+    """The revealed area plus the moved outlines, grown by a `band_px` square (odd, as the reference forces);
+    band 0 gives the revealed area alone (ref drag.py:291 draws the outline `band_px` thick: the same band)."""
+    if band_px <= 0:
+        return revealed.copy()
+    size = band_px if band_px % 2 else band_px + 1
+    mask = revealed.astype(np.uint8)
+    for outline in outlines:
+        cv2.polylines(mask, outline, True, 1, thickness=1)
+    return cv2.dilate(mask, np.ones((size, size), np.uint8)).astype(bool)

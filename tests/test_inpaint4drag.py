@@ -1,0 +1,170 @@
+"""Inpaint4Drag: the bidirectional warp against constructed shapes (exact translation, nothing outside the
+painted region changed, the inpaint mask = the revealed area plus the band), the fill on the tiny model (the
+hole repainted, an inpainting UNet used and a wrong one named), sessions, the CLI, and bad input named."""
+
+import json
+
+import numpy as np
+import pytest
+from diffusers import UNet2DConditionModel
+
+from dragdiff import DragError, DragRequest, Point
+from dragdiff.cli import main
+from dragdiff.errors import DragCancelled
+from dragdiff.inpaint4drag.warp import bidirectional_warp
+from dragdiff.point_session import load_session
+from dragdiff.runtime import Runtime
+
+
+def textured(height=96, width=128, seed=0):
+    """Random colours everywhere: any pixel that moves or changes shows."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def square(height=96, width=128, x0=20, y0=30, side=16):
+    region = np.zeros((height, width), bool)
+    region[y0 : y0 + side, x0 : x0 + side] = True
+    return region
+
+
+def shifted(mask, dx, dy):
+    out = np.zeros_like(mask)
+    ys, xs = np.nonzero(mask)
+    keep = (ys + dy >= 0) & (ys + dy < mask.shape[0]) & (xs + dx >= 0) & (xs + dx < mask.shape[1])
+    out[ys[keep] + dy, xs[keep] + dx] = True
+    return out
+
+
+def test_a_translation_moves_every_pixel_of_the_region_exactly_to_its_target():
+    image, region = textured(), square()
+    painted = region | shifted(region, 30, 8)  # the square and where it goes: two separate parts
+    warp = bidirectional_warp(image, painted, (Point(27, 37),), (Point(57, 45),), band_px=0)
+    ys, xs = np.nonzero(region)
+    assert np.array_equal(warp.image[ys + 8, xs + 30], image[ys, xs])  # the square, bit for bit, at +30, +8
+    assert np.array_equal(warp.moved, shifted(region, 30, 8))
+    assert np.array_equal(warp.revealed, region & ~shifted(region, 30, 8))
+
+
+def test_nothing_outside_the_painted_region_changes_and_what_would_land_outside_is_cut():
+    image = textured()
+    region = square(side=16) | square(x0=36, side=16)  # the object and part of the way: the move lands half out
+    warp = bidirectional_warp(image, region, (Point(27, 37),), (Point(51, 37),), band_px=3)
+    assert np.array_equal(warp.image[~region], image[~region])
+    assert not (warp.moved & ~region).any() and not (warp.inpaint & ~region).any()
+    assert warp.moved.any()
+
+
+def grown(mask, band):
+    out = np.zeros_like(mask)
+    for dy in range(-(band // 2), band // 2 + 1):  # a band×band square kernel
+        for dx in range(-(band // 2), band // 2 + 1):
+            out |= shifted(mask, dx, dy)
+    return out
+
+
+def test_the_inpaint_mask_is_the_revealed_area_plus_the_band():
+    image, painted = textured(), square() | square(x0=32)  # one part: the square and its way, moved as one
+    warp = bidirectional_warp(image, painted, (Point(27, 37),), (Point(39, 37),), band_px=5)
+    target = shifted(painted, 12, 0)
+    revealed = painted & ~target
+    assert np.array_equal(warp.revealed, revealed) and revealed.sum() == 16 * 12
+    edge = target & ~(shifted(target, 1, 0) & shifted(target, -1, 0) & shifted(target, 0, 1) & shifted(target, 0, -1))
+    around = grown(revealed, 5) & painted  # clipped to the painted region, like everything
+    assert (warp.inpaint >= around).all()  # all of the revealed area and its band
+    assert not (warp.inpaint & ~(around | grown(edge, 5))).any()  # nothing beyond it and the outline's band
+    assert (warp.inpaint & target & ~around).any()  # the seam around the moved content is repainted too
+    assert np.array_equal(bidirectional_warp(image, painted, (Point(27, 37),), (Point(39, 37),), 0).inpaint, revealed)
+
+
+def test_two_handles_deform_the_region_and_each_handle_lands_on_its_target():
+    image, region = textured(), square(x0=20, side=40) | square(x0=50, side=40)
+    image[38:43, 54:59] = (255, 0, 0)  # a marker on the right handle
+    handles, targets = (Point(22, 40), Point(56, 40)), (Point(22, 40), Point(72, 40))  # left pinned, right pulled
+    warp = bidirectional_warp(image, region, handles, targets, band_px=0)
+    near_target = warp.image[38:43, 70:75].reshape(-1, 3)
+    assert (near_target == (255, 0, 0)).all(axis=-1).sum() >= 9  # the marker arrived (nearest-pixel resampling)
+    # the pinned handle's content stays within 3 px, not 16 as in a translation (the backward map interpolates
+    # from 100 references spread by index, as the reference's: a few px of drift)
+    assert (warp.image[37:44, 19:26].reshape(-1, 3) == image[40, 22]).all(axis=-1).any()
+    assert not (warp.image[38:43, 54:59] == (255, 0, 0)).all(axis=-1).all()  # stretched: the marker left
+
+
+def test_bad_regions_and_points_are_named():
+    image, region = textured(), square()
+    with pytest.raises(DragError, match="point 2 .*outside the painted region"):
+        bidirectional_warp(image, region, (Point(27, 37), Point(100, 80)), (Point(30, 37), Point(90, 80)), 5)
+    with pytest.raises(DragError, match="nothing is painted"):
+        bidirectional_warp(image, np.zeros_like(region), (Point(27, 37),), (Point(30, 37),), 5)
+
+
+@pytest.fixture
+def inpaint4drag(tiny_model, tmp_path, one_thread):
+    return Runtime(tiny_model, cache_dir=str(tmp_path / "cache")).method("inpaint4drag")
+
+
+def red_square_request(method, **config):
+    """A red square on random texture, dragged 24 px right within a region that covers both places."""
+    image = textured()
+    region = square(side=16)
+    image[region] = (255, 0, 0)
+    from PIL import Image
+
+    painted = region | shifted(region, 24, 0)
+    config = method.default_config(image_check=False, **config)
+    return DragRequest(Image.fromarray(image), (Point(27, 37),), (Point(51, 37),), painted, "", config), region
+
+
+def test_the_edit_moves_the_square_fills_the_revealed_hole_and_keeps_the_rest(inpaint4drag):
+    request, region = red_square_request(inpaint4drag)
+    result = inpaint4drag.edit(request)
+    before, after = np.asarray(request.image), np.asarray(result.image)
+    assert np.array_equal(after[~request.mask], before[~request.mask])  # outside the painted region: bit for bit
+    target = shifted(region, 24, 0)
+    inner = target & ~grown(~target, 7)  # the square arrived, bit for bit inside its 3-px seam band (band_px 5)
+    assert inner.sum() == 100 and (after[inner] == (255, 0, 0)).all()
+    hole = region & ~target
+    assert not (after[hole] == (255, 0, 0)).all(axis=-1).any()  # no pixel of the hole keeps the old content
+    assert set(result.timings) == {"warp", "inpaint", "check", "total"}
+
+
+def test_an_inpainting_unet_fills_and_a_plain_one_is_named(inpaint4drag, tmp_path):
+    model = inpaint4drag.model
+    config = dict(model.unet.config)
+    nine = UNet2DConditionModel.from_config({**config, "in_channels": 9})
+    nine.save_pretrained(tmp_path / "inpainting")
+    request, region = red_square_request(inpaint4drag, inpaint_model=str(tmp_path / "inpainting"), n_steps=2)
+    result = inpaint4drag.edit(request)
+    hole = region & ~shifted(region, 24, 0)
+    assert not (np.asarray(result.image)[hole] == (255, 0, 0)).all(axis=-1).any()
+    model.unet.save_pretrained(tmp_path / "plain")
+    request, _ = red_square_request(inpaint4drag, inpaint_model=str(tmp_path / "plain"))
+    with pytest.raises(DragError, match="takes 4 input channels, not 9, so it is not an inpainting model"):
+        inpaint4drag.edit(request)
+
+
+def test_stop_ends_the_fill(inpaint4drag):
+    request, _ = red_square_request(inpaint4drag)
+    with pytest.raises(DragCancelled):
+        inpaint4drag.edit(request, should_stop=lambda: True)
+
+
+def test_cli_edit_and_replay_give_the_same_bytes(tmp_path, scene):
+    scene.save(tmp_path / "in.png")
+    mask = np.zeros((96, 128), np.uint8)
+    mask[25:75, 20:90] = 255
+    from PIL import Image
+
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    common = ["--model", "tiny", "--device", "cpu", "--quiet"]
+    first = tmp_path / "first.png"
+    args = ["edit", "--method", "inpaint4drag", "--image", str(tmp_path / "in.png")]
+    args += ["--mask", str(tmp_path / "mask.png")]
+    assert main([*args, "--points", "40,48>64,48", "--set", "n_steps=3", "--out", str(first), *common]) == 0
+    session = json.loads(first.with_suffix(".json").read_text())
+    assert session["format"] == "dragdiff-inpaint4drag-session" and session["config"]["n_steps"] == 3
+    assert load_session(first).config.n_steps == 3
+    replay = tmp_path / "replay.png"
+    assert main(["edit", "--session", str(first), "--out", str(replay), *common]) == 0
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(replay)))
+    assert main([*args, "--points", "5,5>20,5", "--out", str(tmp_path / "x.png"), *common]) == 2
+    assert not (tmp_path / "x.png").exists()
