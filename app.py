@@ -31,6 +31,8 @@ from dragdiff.dragon.requests import check_dragon_request
 from dragdiff.dragon.session import load_dragon_session
 from dragdiff.gooddrag import GoodDragConfig
 from dragdiff.images import MAX_IMAGE_PIXELS, load_image
+from dragdiff.inpaint4drag import Inpaint4DragConfig
+from dragdiff.inpaint4drag.warp import warp_request
 from dragdiff.interactive.autosave import autosave, remove_stale_temporary_files
 from dragdiff.interactive.dragon_modes import (
     DRAGON_HELP,
@@ -40,7 +42,7 @@ from dragdiff.interactive.dragon_modes import (
     server_weights,
 )
 from dragdiff.interactive.jobs import Finished, Runtimes, StageBoard, StopFlag, stream
-from dragdiff.interactive.overlay import editable_region, enlarge, mask_from_editor, overlay, tint
+from dragdiff.interactive.overlay import editable_region, enlarge, hatched, mask_from_editor, overlay, tint
 from dragdiff.interactive.points import add_click, clicks_from_table, pairs, points_table
 from dragdiff.models import HUB_ALIASES, model_defaults
 from dragdiff.point_session import Session, load_session
@@ -77,8 +79,12 @@ class Settings:
 
 SETTINGS = Settings()
 RUNTIMES = Runtimes()
-PANEL_CONFIGS = {"dragdiffusion": DragConfig, "gooddrag": GoodDragConfig}  # the LoRA methods: their values in the panel
+# The point methods whose values the Advanced panel shows (and whose sessions it saves).
+PANEL_CONFIGS = {"dragdiffusion": DragConfig, "gooddrag": GoodDragConfig, "inpaint4drag": Inpaint4DragConfig}
 PARAMS = list(dict.fromkeys(f.name for config in PANEL_CONFIGS.values() for f in fields(config)))
+# Fields that name files on the server: shown, but set only by the server's --config or the model's dragdiff.yaml
+# (a client naming a path would make the server load any file it names).
+SERVER_PATHS = ("inpaint_model", "tiny_vae")
 DRAG = SimpleNamespace()  # the DragDiffusion tab's components, filled in by drag_tab()
 DRAGON = SimpleNamespace()  # the DragonDiffusion tab's, by dragon_tab()
 GPU = dict(concurrency_id="gpu", concurrency_limit="default")  # main() sets the queue's default: --gpu-jobs
@@ -270,8 +276,8 @@ def _with_clicks(state: DragState, clicks: list) -> dict:
 
 
 def config_from(values: tuple, method: str = "dragdiffusion"):
-    """The LoRA method's config from the Advanced widgets (text fields are parsed as YAML: '2, 3' → [2, 3],
-    'null'); the widgets of the other method's own fields are left out."""
+    """A panel method's config from the Advanced widgets (text fields are parsed as YAML: '2, 3' → [2, 3],
+    'null'); the widgets of the other methods' own fields are left out."""
     config_type = PANEL_CONFIGS[method]
     own = resolve_config(config_type).to_dict()
     parsed, lists = {}, {n for n, v in own.items() if isinstance(v, list)}
@@ -285,9 +291,9 @@ def config_from(values: tuple, method: str = "dragdiffusion"):
 
 
 def panel_values(model: Any, method: str = "dragdiffusion") -> list[Any]:
-    """The Advanced panel's values for `model` and a LoRA `method`: what would run (the model's dragdiff.yaml
-    over the built-in defaults, under --config), read without loading the model. The other method's own fields
-    keep its values (hidden)."""
+    """The Advanced panel's values for `model` and a panel `method`: what would run (the model's dragdiff.yaml
+    over the built-in defaults, under --config), read without loading the model. The other methods' own fields
+    keep their values (hidden)."""
     name = offered_name(model) or SETTINGS.model
     values: dict[str, Any] = {}
     for each in sorted(PANEL_CONFIGS, key=lambda n: n == method):  # the selected method's values win
@@ -297,7 +303,7 @@ def panel_values(model: Any, method: str = "dragdiffusion") -> list[Any]:
 
 
 def panel_from(config, model: Any) -> list[Any]:
-    """The Advanced panel's values showing `config` (a LoRA method's); the other method's own fields keep the
+    """The Advanced panel's values showing `config` (a panel method's); the other methods' own fields keep the
     model's values."""
     method = next(n for n, config_type in PANEL_CONFIGS.items() if isinstance(config, config_type))
     own = config.to_dict()
@@ -306,11 +312,11 @@ def panel_from(config, model: Any) -> list[Any]:
 
 
 def panel_help(method: str) -> dict[str, str]:
-    """Each field's help in the panel: the selected LoRA method's own comment (its defaults' sources), else
-    the other's."""
+    """Each field's help in the panel: the selected method's own comment (its defaults' sources), else another's."""
     chosen = [PANEL_CONFIGS[method]] if method in PANEL_CONFIGS else []
     helps = [field_help(config) for config in [*PANEL_CONFIGS.values(), *chosen]]  # the chosen one last: it wins
-    return {name: comment for own in helps for name, (_, comment) in own.items()}
+    comments = {name: comment for own in helps for name, (_, comment) in own.items()}
+    return {n: f"{c} (set in the server's --config)" if n in SERVER_PATHS else c for n, c in comments.items()}
 
 
 def panel_updates(model: Any, method: Any) -> dict:
@@ -322,6 +328,21 @@ def panel_updates(model: Any, method: Any) -> dict:
         widget: gr.update(value=value, visible=name in own, info=helps[name])
         for widget, name, value in zip(DRAG.widgets, PARAMS, values, strict=True)
     }
+
+
+def warp_preview(state: DragState, method: Any, *values) -> dict:
+    """Inpaint4Drag's warp alone, drawn as the points or the painted region change (a few ms, no model): the
+    region moved, the area the fill will repaint striped. Nothing for other methods or unfinished pairs."""
+    if method != "inpaint4drag" or state.image is None or len(state.clicks) < 2 or state.mask is None:
+        return {DRAG.result: gr.skip(), DRAG.status: gr.skip()}
+    try:
+        handles, targets = pairs(state.clicks[: len(state.clicks) // 2 * 2])
+        warp = warp_request(DragRequest(state.image, handles, targets, state.mask), config_from(values, method).band_px)
+    except DragError as exc:  # e.g. a handle outside the painted region: say so while the user is placing points
+        return {DRAG.status: f"Warp preview: ⚠️ {exc}"}
+    preview = hatched(PILImage.fromarray(warp.image), warp.inpaint)
+    status = "Warp preview: the painted region moved; Drag fills the striped area."
+    return {DRAG.result: (enlarge(state.image), preview), DRAG.status: status}
 
 
 def on_model(model: Any, method: Any) -> dict:
@@ -348,12 +369,15 @@ def method_for(model: Any, name: Any):
 
 
 def _panel_config(method, values: tuple):
-    """The config that runs. The Advanced panel holds the selected LoRA method's values for the selected model:
-    what the user set there wins over every other layer (dragdiff.config.resolve_config). Another method runs
-    with its own defaults for the model."""
+    """The config that runs. The Advanced panel holds the selected method's values for the selected model: what
+    the user set there wins over every other layer (dragdiff.config.resolve_config), but for SERVER_PATHS, which
+    stay the server's. Another method runs with its own defaults for the model."""
     if method.name not in PANEL_CONFIGS:
         return method.default_config()
-    return method.default_config(file=SETTINGS.config, where="settings", **config_from(values, method.name).to_dict())
+    server = method.default_config(file=SETTINGS.config, where="settings").to_dict()
+    chosen = config_from(values, method.name).to_dict()
+    chosen |= {name: server[name] for name in SERVER_PATHS if name in chosen}
+    return method.default_config(file=SETTINGS.config, where="settings", **chosen)
 
 
 def prepare(state: DragState, prompt: str, model: str, name: str, *values):
@@ -453,7 +477,8 @@ def save_current(state: DragState, prompt: str, model: str, method: str, *values
         if state.image is None:
             raise DragError("Upload an image first: a session holds the image, points, mask and settings.")
         if method not in PANEL_CONFIGS:
-            raise DragError("Sessions here record DragDiffusion's or GoodDrag's settings: choose one of them first.")
+            titles = ", ".join(methods.info(n).title for n in PANEL_CONFIGS)
+            raise DragError(f"Sessions here record the settings of {titles}: choose one of them first.")
         handles, targets = pairs(state.clicks) if state.clicks else ((), ())
         session = Session(state.image, handles, targets, state.mask, prompt, model, config_from(values, method))
     except DragError as exc:
@@ -520,6 +545,9 @@ def api_edit(
         picture = load_image(uploaded_file(image, "image"), max_pixels=SETTINGS.max_image_pixels, keep_alpha=True)
         handles, targets = parse_points(points)
         values = _json_object(settings)
+        for name in SERVER_PATHS:
+            if name in values:
+                raise DragError(f"settings.{name}: set on the server (its --config file), not by a client")
         editor = method_for(model or SETTINGS.model, values.pop("method", "dragdiffusion"))
         config = editor.default_config(file=SETTINGS.config, **values)
         editable = load_mask(uploaded_file(mask, "mask"), picture.size) if mask else None
@@ -716,6 +744,8 @@ def mask_editor(label: str, **kwargs) -> gr.ImageEditor:
 
 def param_widget(name: str, default: Any, help_text: str, visible: bool):
     label, shown = name.replace("_", " "), dict(info=help_text, visible=visible)
+    if name in SERVER_PATHS:
+        shown["interactive"] = False
     if isinstance(default, bool):
         return gr.Checkbox(value=default, label=label, **shown)
     if isinstance(default, (int, float)) and default is not None:
@@ -807,7 +837,8 @@ def drag_tab() -> None:
                 value=method,
                 label="Method",
                 info="every registered method can drag points; GoodDrag and DragDiffusion fine-tune a LoRA on the "
-                "image first (their settings are under Advanced); DragonDiffusion needs no fine-tuning",
+                "image first; Inpaint4Drag warps the painted region and fills what it reveals (about a second; its "
+                "warp is previewed as you place points); DragonDiffusion needs no fine-tuning. Settings: Advanced",
                 elem_id="method",
             )
             d.model = model_choice(
@@ -873,14 +904,22 @@ def drag_tab() -> None:
         event.then(prepare, settings, d.status, **GPU)
     d.prompt.submit(prepare, settings, d.status, **GPU)
     d.prompt.blur(prepare, settings, d.status, **GPU)
-    d.model.input(on_model, [d.model, d.method], [d.method, *d.widgets])  # a user's choice only: a loaded
-    d.method.input(on_method, [d.model, d.method], d.widgets)  # session keeps its values
-    d.editor.change(on_mask, [d.editor, d.state], every)
-    d.clear_mask.click(on_clear_mask, d.state, every)
+    # .input: a user's choice only; a loaded session keeps its values
+    d.model.input(on_model, [d.model, d.method], [d.method, *d.widgets])
     d.canvas.select(on_click, d.state, every)
     d.undo.click(on_undo, d.state, every)
     d.clear.click(on_clear, d.state, every)
     d.table.input(on_table, [d.table, d.state], every)
+    # Inpaint4Drag's warp, previewed at once: as its own event when the points table changes (a chained step
+    # would keep the click event busy, and Gradio drops a click that comes while it is), after the region's.
+    preview = dict(fn=warp_preview, inputs=[d.state, d.method, *d.widgets], outputs=[d.result, d.status])
+    d.table.change(**preview, show_progress="hidden")
+    for event in (
+        d.editor.change(on_mask, [d.editor, d.state], every),
+        d.clear_mask.click(on_clear_mask, d.state, every),
+        d.method.input(on_method, [d.model, d.method], d.widgets),
+    ):
+        event.then(**preview, show_progress="hidden")
     d.run.click(run, settings, every, **GPU)
     d.stop.click(on_stop, d.state, d.status)
     d.save.click(save_current, [d.state, d.prompt, d.model, d.method, *d.widgets], d.saved)

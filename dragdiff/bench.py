@@ -189,7 +189,7 @@ def run_dragon(model: DiffusionModel, size: int, overrides: dict) -> dict:
 
 def run_methods(model: DiffusionModel, size: int, names: list[str], own: dict[str, dict]) -> dict:
     """The same point drag with each named method of the registry (its --set values in own[name]), each with
-    an empty cache: seconds per stage and in total, peak memory, and the total's ratio to the first method's."""
+    an empty cache: seconds in total and per stage, peak memory, and the ratios to the first method's."""
     reports = {}
     for name in names:
         print(f"[bench] method {name} ...", file=sys.stderr, flush=True)
@@ -198,18 +198,34 @@ def run_methods(model: DiffusionModel, size: int, names: list[str], own: dict[st
             sized = {"resolution": size} if "resolution" in {f.name for f in fields(method.config_type)} else {}
             config = method.default_config(**{**sized, **own[name]})
             result = method.edit(replace(bench_request(size, config), config=config))
+        stages = {k: round(v, 3) for k, v in result.timings.items() if k != "total"}
         reports[name] = {
-            "seconds": {k: round(v, 3) for k, v in result.timings.items()},
-            "peak_memory_mib": round(memory.peak, 1),
+            "total_s": round(result.timings["total"], 3),
+            "stages": stages,
+            "peak_mb": round(memory.peak, 1),
         }
         if hasattr(result, "steps_used"):  # the LoRA methods: latent-optimiser updates made
             reports[name]["drag_updates"] = result.steps_used
-    first = reports[names[0]]["seconds"]
+    first = reports[names[0]]
     for report in reports.values():
-        report["total_vs_first"] = round(report["seconds"]["total"] / max(first["total"], 1e-9), 3)
-        shared = [s for s in report["seconds"] if s in first]
-        report["stages_vs_first"] = {s: round(report["seconds"][s] / max(first[s], 1e-9), 3) for s in shared}
+        report["total_vs_first"] = round(report["total_s"] / max(first["total_s"], 1e-9), 3)
+        shared = [s for s in report["stages"] if s in first["stages"]]
+        report["stages_vs_first"] = {s: round(report["stages"][s] / max(first["stages"][s], 1e-9), 3) for s in shared}
     return reports
+
+
+def time_warp_preview(size: int = 512, repeats: int = 5) -> dict:
+    """Inpaint4Drag's warp alone (what the app draws while the points move) on the benchmark's drag at
+    size×size: the median of `repeats` runs, in ms."""
+    from .inpaint4drag.warp import warp_request
+
+    request = bench_request(size, None)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        warp_request(request, band_px=5)
+        times.append(time.perf_counter() - t0)
+    return {"size": size, "median_ms": round(1000 * sorted(times)[len(times) // 2], 2)}
 
 
 def count_flops(model: DiffusionModel, request: DragRequest) -> dict[str, dict[str, float]]:
@@ -329,7 +345,8 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
             models[dtype] = load_model(args.model, model.device, dtype)
         return models[dtype]
 
-    variants = {"optimised": (model, request.config)}
+    # The DragDiffusion variants (the fixed edit, naive and optimised): unless only --methods were asked for.
+    variants = {"optimised": (model, request.config)} if args.compare or args.try_ or not args.methods else {}
     if args.compare:  # the naive run is fp32 with every speed setting off
         variants = {"naive": (model_in(torch.float32), naive(request.config)), **variants}
     for name, (changes, dtype) in tried_variants(args.try_).items():
@@ -355,7 +372,7 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
             with_flops(reports[name], count_flops(variant_model, variant_request), peak)
             reports[name]["peak_flops"] = {"tflops": round(peak / 1e12, 3), "source": peak_source}
     images = {name: report.pop("image") for name, report in reports.items()}
-    method_reports = run_methods(model, args.size, args.method, own) if args.method else {}
+    method_reports = run_methods(model, args.size, args.methods, own) if args.methods else {}
     dragon = None
     if args.dragon:
         print("[bench] DragonDiffusion move ...", file=sys.stderr, flush=True)
@@ -374,8 +391,10 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
     }
     if dragon:
         summary["dragon"] = dragon
-    if args.method:
+    if args.methods:
         summary["methods"] = method_reports
+    if "inpaint4drag" in args.methods:
+        summary["warp_preview"] = time_warp_preview()
     if args.compare:  # each variant against naive: per-stage speed-up and how far its result is from naive's
         summary["speedups"] = {
             name: {s: round(reports["naive"]["seconds"][s] / max(r["seconds"][s], 1e-9), 3) for s in STAGES}
@@ -394,6 +413,30 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
 
 
 def table(summary: dict) -> str:
+    lines = _variants_table(summary) if summary["variants"] else []
+    lines.append(f"{summary['model']} at {summary['size']} px on {summary['device']} ({summary['dtype']})")
+    if "dragon" in summary:
+        d = summary["dragon"]
+        lines.append(
+            f"DragonDiffusion move ({d['steps']} steps, {d['variant']}): inversion {d['seconds']['inversion']:.2f} s, "
+            f"editing {d['seconds']['editing']:.2f} s, total {d['seconds']['total']:.2f} s; memory bank "
+            f"{d['memory_bank_mib']:.1f} MiB on {d['memory_bank_on']}; peak memory {d['peak_memory_mib']:.0f} MiB"
+        )
+    for name, m in summary.get("methods", {}).items():
+        stages = ", ".join(f"{s} {v:.2f}" for s, v in m["stages"].items())
+        speed = 1 / max(m["total_vs_first"], 1e-9)
+        lines.append(
+            f"method {name}: total {m['total_s']:.2f} s ({m['total_vs_first']:.3g}× the first's time, {speed:.3g}× as "
+            f"fast), peak memory {m['peak_mb']:.0f} MiB; s per stage: {stages}"
+        )
+    if "warp_preview" in summary:
+        w = summary["warp_preview"]
+        lines.append(f"inpaint4drag warp preview at {w['size']} px: {w['median_ms']:.1f} ms (median)")
+    return "\n".join(lines)
+
+
+def _variants_table(summary: dict) -> list[str]:
+    """DragDiffusion's fixed edit per variant: seconds per stage, speed-ups, FLOPs, memory, differences."""
     variants = summary["variants"]
     names = list(variants)
     speedups = summary.get("speedups", {})
@@ -414,19 +457,6 @@ def table(summary: dict) -> str:
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     memory = ", ".join(f"{n} {variants[n]['peak_memory_mib']:.0f} MiB" for n in names)
     lines.append(f"peak memory ({'CUDA allocated' if 'cuda' in summary['device'] else 'RSS'}): {memory}")
-    lines.append(f"{summary['model']} at {summary['size']} px on {summary['device']} ({summary['dtype']})")
-    if "dragon" in summary:
-        d = summary["dragon"]
-        lines.append(
-            f"DragonDiffusion move ({d['steps']} steps, {d['variant']}): inversion {d['seconds']['inversion']:.2f} s, "
-            f"editing {d['seconds']['editing']:.2f} s, total {d['seconds']['total']:.2f} s; memory bank "
-            f"{d['memory_bank_mib']:.1f} MiB on {d['memory_bank_on']}; peak memory {d['peak_memory_mib']:.0f} MiB"
-        )
-    for name, m in summary.get("methods", {}).items():
-        lines.append(
-            f"method {name}: total {m['seconds']['total']:.2f} s ({m['total_vs_first']:.2f}× the first), "
-            f"peak memory {m['peak_memory_mib']:.0f} MiB"
-        )
     for name, d in summary.get("differences", {}).items():
         lines.append(f"naive vs {name} result: max |Δ| {d['max_abs']:.0f}/255, PSNR {d['psnr_db']:.1f} dB")
     warmups = {n: v["warmup_seconds"] for n, v in variants.items() if v.get("warmup_seconds") is not None}
@@ -435,7 +465,7 @@ def table(summary: dict) -> str:
             "warm-up edit (1 step per stage; compilation lands here): "
             + ", ".join(f"{n} {s:.1f} s" for n, s in warmups.items())
         )
-    return "\n".join(lines)
+    return lines
 
 
 def tried_variants(items: list[str]) -> dict[str, tuple[dict, torch.dtype | None]]:
@@ -496,11 +526,13 @@ def main(argv: list[str] | None = None) -> int:
         "--dragon", action="store_true", help="also time a DragonDiffusion move and report its memory bank's size"
     )
     parser.add_argument(
-        "--method",
-        action="append",
+        "--methods",
+        nargs="+",
         choices=methods.names(),
         default=[],
-        help="also time the same point drag with this method of the registry (repeatable; ratios to the first)",
+        metavar="NAME",
+        help="time the same point drag with each of these methods of the registry (ratios to the first; alone, "
+        f"without --compare or --try, only they run): {', '.join(methods.names())}",
     )
     add_set_argument(parser)
     args = parser.parse_args(argv)

@@ -4,6 +4,7 @@ are noise on shared machines; the FLOP counts are exact and show the work saved)
 import json
 
 import numpy as np
+import pytest
 
 from dragdiff.bench import difference, main, naive
 from dragdiff.drag.method import DragDiffusion
@@ -67,14 +68,22 @@ def test_every_speed_setting_leaves_the_edit_unchanged(tiny_model, scene, fast_c
         assert difference(*images)["max_abs"] <= 2, difference(*images)
 
 
-def test_gooddrag_is_timed_beside_dragdiffusion_stage_by_stage(tmp_path):
+def test_methods_are_timed_side_by_side_stage_by_stage(tmp_path):
+    """--methods alone: each method's whole edit on the same input, its stages, peak memory and ratios to the
+    first; Inpaint4Drag's warp preview timed at 512 px."""
     out = tmp_path / "bench.json"
     args = ["--model", "tiny", "--size", "64", "--device", "cpu", "--no-warmup", "--no-flops"]
-    sets = [*FAST, "drag_end_step=2", "tracks_per_step=2"]
-    args += ["--method", "dragdiffusion", "--method", "gooddrag", *[a for item in sets for a in ("--set", item)]]
+    sets = [*FAST, "drag_end_step=2", "tracks_per_step=2", "n_steps=2"]
+    args += ["--methods", "dragdiffusion", "gooddrag", "inpaint4drag", *[a for item in sets for a in ("--set", item)]]
     assert main([*args, "--out", str(out)]) == 0
-    timed = json.loads(out.read_text())["methods"]
+    report = json.loads(out.read_text())
+    timed = report["methods"]
+    assert report["variants"] == {}  # only the methods ran
     assert timed["dragdiffusion"]["total_vs_first"] == 1.0
     ratios = timed["gooddrag"]["stages_vs_first"]
-    assert {"lora", "inversion", "drag", "denoise", "check", "total"} <= set(ratios)
+    assert {"lora", "inversion", "drag", "denoise", "check"} <= set(ratios)
     assert all(r > 0 for r in ratios.values()) and timed["gooddrag"]["drag_updates"] > 0
+    fast = timed["inpaint4drag"]
+    assert set(fast["stages"]) == {"warp", "inpaint", "check"} and fast["peak_mb"] > 0
+    assert fast["total_s"] == pytest.approx(fast["total_vs_first"] * timed["dragdiffusion"]["total_s"], rel=0.01)
+    assert report["warp_preview"]["size"] == 512 and report["warp_preview"]["median_ms"] > 0

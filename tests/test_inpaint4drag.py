@@ -168,3 +168,24 @@ def test_cli_edit_and_replay_give_the_same_bytes(tmp_path, scene):
     assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(replay)))
     assert main([*args, "--points", "5,5>20,5", "--out", str(tmp_path / "x.png"), *common]) == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_the_app_previews_the_warp_as_points_are_placed_and_names_a_handle_outside_the_region(scene):
+    import app
+
+    mask = np.zeros((96, 128), bool)
+    mask[30:66, 22:90] = True
+    values = app.panel_values("tiny", "inpaint4drag")
+    state = app.new_state().fresh(image=scene, clicks=[[40.0, 48.0], [64.0, 48.0]], mask=mask)
+    shown = app.warp_preview(state, "inpaint4drag", *values)
+    before, preview = shown[app.DRAG.result]
+    assert preview.size == before.size and "Drag fills the striped area" in shown[app.DRAG.status]
+    assert (np.asarray(preview) == (255, 0, 255)).all(axis=-1).any()  # the area the fill repaints, striped
+    outside = state.fresh(image=scene, clicks=[[5.0, 5.0], [20.0, 5.0]], mask=mask)
+    assert (
+        "point 1 (5, 5): the handle is outside the painted region"
+        in app.warp_preview(outside, "inpaint4drag", *values)[app.DRAG.status]
+    )
+    import gradio as gr
+
+    assert app.warp_preview(state, "gooddrag", *values)[app.DRAG.result] == gr.skip()  # other methods: untouched

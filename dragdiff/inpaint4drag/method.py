@@ -20,7 +20,7 @@ from ..composite import keep_unpainted
 from ..config import resolve_config
 from ..coords import Geometry
 from ..errors import DragError
-from ..images import MAX_IMAGE_PIXELS, flatten
+from ..images import MAX_IMAGE_PIXELS
 from ..models import DiffusionModel, load_inpainting_unet, load_tiny_vae
 from ..pixels import image_to_tensor, tensor_to_image
 from ..point_session import Session, session_from_dict
@@ -30,12 +30,12 @@ from ..validation import check_request
 from ..work_area import work_area
 from .config import SESSION_FORMAT, Inpaint4DragConfig
 from .fill import Fill, prefilled, run_fill
-from .warp import Warp, bidirectional_warp
+from .warp import Warp, warp_request
 
 
 class Inpaint4Drag:
     """Inpaint4Drag on a Runtime's model: Inpaint4Drag("demo").edit(DragRequest(...)) with the model's defaults.
-    `preview(request)` is the warp alone, for drawing while the points move."""
+    The warp alone (warp.warp_request) needs no model: the app draws it while the points move."""
 
     name = "inpaint4drag"
     config_type = Inpaint4DragConfig
@@ -50,13 +50,6 @@ class Inpaint4Drag:
     def default_config(self, mode: str | None = None, **layers: Any) -> Inpaint4DragConfig:
         """This model's config: dragdiff.config.resolve_config with `layers` over the model's defaults."""
         return resolve_config(Inpaint4DragConfig, self.model, **layers)
-
-    def preview(self, request: DragRequest) -> tuple[Image.Image, np.ndarray]:
-        """(the warped image, the area the fill will repaint): what the edit does before its model runs."""
-        check_request(request)
-        config = self._config(request.config)
-        warp = _warp(request, config)
-        return Image.fromarray(warp.image), warp.inpaint
 
     def edit(
         self, request: DragRequest, on_progress: ProgressCallback | None = None, should_stop: StopCallback | None = None
@@ -74,7 +67,7 @@ class Inpaint4Drag:
         area = work_area(request.image.size, request.mask, [*request.handles, *request.targets], config)
         job = area.crop(request)
         # 2. Warp the region at the input's own resolution (ref utils/ui_utils.py: warping before resizing).
-        warp = _warp(job, config)
+        warp = warp_request(job, config.band_px)
         t1 = time.perf_counter()
         # 3. Fill the revealed area (and the seam band) with the model, at its working size.
         self.runtime.use_lora(None)  # the plain UNet: another method may have left its adapter on
@@ -154,11 +147,3 @@ class Inpaint4Drag:
         """(request, model spec) of a parsed Inpaint4Drag session; errors name the field."""
         session = session_from_dict(data, folder, Inpaint4DragConfig, max_pixels=max_pixels)
         return session.to_request(), session.model
-
-
-def _warp(request: DragRequest, config: Inpaint4DragConfig) -> Warp:
-    """The bidirectional warp of the request's painted region (an RGBA image is flattened first, as the model
-    sees it)."""
-    region = request.mask if request.mask is not None else np.zeros(request.image.size[::-1], bool)
-    image = np.asarray(flatten(request.image))
-    return bidirectional_warp(image, region, request.handles, request.targets, config.band_px)

@@ -23,7 +23,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..errors import DragError
-from ..types import Point
+from ..images import flatten
+from ..types import DragRequest, Point
 
 NEIGHBOURS = 4  # handles (and backward references) that shape each pixel's displacement (ref drag.py:87)
 MAX_REFERENCES = 100  # moved pixels the backward map interpolates from, evenly by index (ref drag.py:125)
@@ -82,6 +83,13 @@ def bidirectional_warp(
     revealed = sources & ~target_shapes
     inpaint = _inpaint_mask(revealed, outlines, band_px) & region
     return Warp(warped, moved, revealed, inpaint)
+
+
+def warp_request(request: DragRequest, band_px: int) -> Warp:
+    """The warp of a request's painted region (an RGBA image flattened first, as the model sees it): what an
+    edit does before its model runs, and the app's live preview (no model needed)."""
+    region = request.mask if request.mask is not None else np.zeros(request.image.size[::-1], bool)
+    return bidirectional_warp(np.asarray(flatten(request.image)), region, request.handles, request.targets, band_px)
 
 
 def _pixel_points(points: tuple[Point, ...], size: tuple[int, int]) -> np.ndarray:

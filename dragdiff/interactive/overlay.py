@@ -18,6 +18,17 @@ def enlarge(image: Image.Image) -> Image.Image:
     return image.resize(Display(image.size).size, Image.Resampling.LANCZOS)
 
 
+def hatched(image: Image.Image, area: np.ndarray) -> Image.Image:
+    """`image` at display size with `area` (H×W bool) striped diagonally: what a fill will repaint."""
+    shown = enlarge(flatten(image))
+    stripes = Image.fromarray(area.astype(np.uint8) * 255).resize(shown.size, Image.Resampling.NEAREST)
+    ys, xs = np.mgrid[0 : shown.size[1], 0 : shown.size[0]]
+    on = (np.asarray(stripes) > 127) & ((xs + ys) // 4 % 2 == 0)
+    pixels = np.asarray(shown).copy()
+    pixels[on] = (255, 0, 255)
+    return Image.fromarray(pixels)
+
+
 def overlay(
     image: Image.Image, clicks: list[list[float]], mask: np.ndarray | None, tracked: tuple[Point, ...] | None = None
 ) -> Image.Image:
