@@ -1,7 +1,7 @@
 """The README's screenshot of the app after one drag with the bundled demo model: docs/app.png.
 
 Starts `app.py --model demo` on a free local port, uploads the disc example, clicks a handle and its target,
-paints the region, presses Drag with the default method (the demo model's best measured, README: "Methods
+paints the region (the disc and where it goes), presses Drag with the default method (the demo model's best measured, README: "Methods
 compared"), waits for the result and its status, and saves the whole page. Needs Debian's chromium and the
 playwright package (never `playwright install`).
 
@@ -51,7 +51,9 @@ def drag_once(url: str, out: Path) -> str:
         page = browser.new_page(viewport={"width": 1400, "height": 1300})
         page.goto(url, wait_until="load")
         page.locator("#upload input[type=file]").set_input_files(str(ROOT / "assets" / "examples" / "disc.png"))
-        page.wait_for_function(status_has, arg="Ready to drag", timeout=300_000)
+        ready = "['Ready to drag', 'No region painted'].some(t => document.querySelector('#status').innerText.includes(t))"
+        page.wait_for_function(ready, timeout=300_000)  # prepared (a LoRA method), or nothing to prepare
+        page.wait_for_timeout(3000)  # the upload's follow-up events hand the canvas back
         canvas = page.locator("#canvas img").first
         scale = canvas.bounding_box()["width"] / 128  # the 128×96 example at the column's width
         for x, y in [(40, 48), (70, 48)]:
@@ -59,10 +61,12 @@ def drag_once(url: str, out: Path) -> str:
             page.wait_for_timeout(1500)
         page.locator("#mask button[aria-label='Brush']").first.click()
         paint = page.locator("#mask canvas").first.bounding_box()
-        page.mouse.move(paint["x"] + paint["width"] * 0.15, paint["y"] + paint["height"] * 0.5)
-        page.mouse.down()
-        page.mouse.move(paint["x"] + paint["width"] * 0.75, paint["y"] + paint["height"] * 0.5, steps=12)
-        page.mouse.up()
+        for row in range(24):  # the disc and the place it goes: strokes over the middle third of the picture
+            y = paint["y"] + paint["height"] * (0.3 + 0.4 * row / 23)
+            page.mouse.move(paint["x"] + paint["width"] * 0.15, y)
+            page.mouse.down()
+            page.mouse.move(paint["x"] + paint["width"] * 0.75, y, steps=6)
+            page.mouse.up()
         page.wait_for_timeout(5000)  # the painted region reaches the server
         page.locator("#run").click()
         page.wait_for_function("document.querySelector('#download a') !== null", timeout=600_000)

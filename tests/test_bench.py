@@ -86,4 +86,5 @@ def test_methods_are_timed_side_by_side_stage_by_stage(tmp_path):
     fast = timed["inpaint4drag"]
     assert set(fast["stages"]) == {"warp", "inpaint", "check"} and fast["peak_mb"] > 0
     assert fast["total_s"] == pytest.approx(fast["total_vs_first"] * timed["dragdiffusion"]["total_s"], rel=0.01)
-    assert report["warp_preview"]["size"] == 512 and report["warp_preview"]["median_ms"] > 0
+    preview = report["warp_preview"]
+    assert preview["size"] == 512 and preview["pairs"] == 2 and preview["median_ms"] > 0

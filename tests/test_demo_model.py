@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from dragdiff.cli import main
 from dragdiff.eval.demo_checks import colour_accuracy, vae_psnr
@@ -41,34 +42,21 @@ def test_samples_take_the_prompts_colour(demo):
 
 
 def test_auto_without_sd_weights_picks_the_demo_model_and_edits(tmp_path, scene, capsys):
-    """HF_HUB_OFFLINE is set and no SD is cached here: auto must say it uses the demo model, and edit."""
+    """HF_HUB_OFFLINE is set and no SD is cached here: auto must say it uses the demo model, and edit with the
+    demo model's best measured method (its dragdiff.yaml's default_method, Inpaint4Drag) and its values."""
     scene.save(tmp_path / "in.png")
+    mask = np.zeros((96, 128), np.uint8)
+    mask[28:70, 20:85] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "out.png"
-    code = main(
-        [
-            "edit",
-            "--image",
-            str(tmp_path / "in.png"),
-            "--points",
-            "40,48>60,48",
-            "--out",
-            str(out),
-            "--quiet",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--lora-steps",
-            "2",
-            "--drag-end-step",
-            "1",
-            "--tracks-per-step",
-            "1",
-        ]
-    )
+    args = ["edit", "--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png")]
+    args += ["--points", "40,48>60,48", "--out", str(out), "--quiet", "--cache-dir", str(tmp_path / "cache")]
+    code = main(args)
     assert code == 0, capsys.readouterr().err
     assert "bundled demo model" in capsys.readouterr().err
     summary = json.loads(out.with_suffix(".json").read_text())
-    assert summary["model"] == "demo" and summary["config"]["feature_blocks"] == [1, 2]
-    assert summary["format"] == "dragdiff-gooddrag-session"  # no --method: the demo model's best, GoodDrag
+    assert summary["format"] == "dragdiff-inpaint4drag-session"  # no --method: the demo model's best
+    assert summary["model"] == "demo" and summary["config"]["band_px"] == 1 and summary["config"]["strength"] == 0.5
 
 
 def test_mean_distance_finds_moved_shapes_with_the_demo_models_features(demo):

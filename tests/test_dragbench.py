@@ -43,7 +43,7 @@ def test_samples_are_found_in_the_official_layout(bench):
     assert meta["points"].shape == (4, 2) and meta["mask"].dtype == bool
 
 
-@pytest.mark.parametrize("name", ["dragdiffusion", "gooddrag", "dragon"])
+@pytest.mark.parametrize("name", ["dragdiffusion", "gooddrag", "inpaint4drag", "dragon"])
 def test_editing_writes_the_reference_layout_and_a_rerun_does_no_work(bench, tmp_path, tiny_model, name):
     runtime, out = Runtime(tiny_model, cache_dir=tmp_path / "cache"), tmp_path / "results"
     fast = dict(lora_steps=2, lora_batch_size=2, n_inference_steps=10, n_inversion_steps=7, drag_steps=4, n_steps=4)
@@ -60,6 +60,7 @@ def test_editing_writes_the_reference_layout_and_a_rerun_does_no_work(bench, tmp
             == {
                 "dragdiffusion": "dragdiff-session",
                 "gooddrag": "dragdiff-gooddrag-session",
+                "inpaint4drag": "dragdiff-inpaint4drag-session",
                 "dragon": "dragdiff-dragon-session",
             }[name]
         )

@@ -4,14 +4,17 @@ hole repainted, an inpainting UNet used and a wrong one named), sessions, the CL
 
 import json
 
+import gradio as gr
 import numpy as np
 import pytest
 from diffusers import UNet2DConditionModel
+from PIL import Image
 
+import app
 from dragdiff import DragError, DragRequest, Point
 from dragdiff.cli import main
 from dragdiff.errors import DragCancelled
-from dragdiff.inpaint4drag.warp import bidirectional_warp
+from dragdiff.inpaint4drag.warp import bidirectional_warp, warp_request
 from dragdiff.point_session import load_session
 from dragdiff.runtime import Runtime
 
@@ -89,6 +92,24 @@ def test_two_handles_deform_the_region_and_each_handle_lands_on_its_target():
     assert not (warp.image[38:43, 54:59] == (255, 0, 0)).all(axis=-1).all()  # stretched: the marker left
 
 
+def test_refined_only_the_object_under_the_handle_moves_not_the_background_painted_along_its_way():
+    yy, xx = np.mgrid[0:96, 0:128]
+    image = np.stack([xx * 2, yy * 2, np.full_like(xx, 90)], axis=-1).astype(np.uint8)  # a smooth gradient
+    region = square(side=16)
+    image[region] = (255, 0, 0)
+    painted = np.zeros_like(region)
+    painted[22:54, 12:80] = True  # the square, its way and more background around both
+    request = DragRequest(Image.fromarray(image), (Point(27, 37),), (Point(57, 37),), painted)
+    warp = warp_request(request, band_px=0, refine=True)
+    target = shifted(region, 30, 0)
+    assert (warp.image[target] == (255, 0, 0)).all()  # the square arrived whole
+    assert np.array_equal(warp.revealed, region)  # its old place is what the fill repaints
+    background = painted & ~grown(region | target, 3)
+    assert np.array_equal(warp.image[background], image[background])  # the painted background stayed put
+    whole = warp_request(request, band_px=0, refine=False)  # without: the painted rectangle moves as one
+    assert not np.array_equal(whole.image[background], image[background])
+
+
 def test_bad_regions_and_points_are_named():
     image, region = textured(), square()
     with pytest.raises(DragError, match="point 2 .*outside the painted region"):
@@ -142,6 +163,28 @@ def test_an_inpainting_unet_fills_and_a_plain_one_is_named(inpaint4drag, tmp_pat
         inpaint4drag.edit(request)
 
 
+def test_a_local_tiny_autoencoder_encodes_and_decodes_the_fill(inpaint4drag, tmp_path, monkeypatch):
+    from diffusers import AutoencoderTiny
+
+    channels = (8, 8, 8, 8)  # three halvings: the model's factor 8
+    AutoencoderTiny(encoder_block_out_channels=channels, decoder_block_out_channels=channels).save_pretrained(
+        tmp_path / "taesd"
+    )
+    request, region = red_square_request(inpaint4drag, tiny_vae=str(tmp_path / "taesd"), n_steps=2)
+
+    def model_vae(*args):
+        raise AssertionError("the model's own autoencoder was used")
+
+    monkeypatch.setattr(inpaint4drag.model, "encode_image", model_vae)
+    monkeypatch.setattr(inpaint4drag.model, "decode", model_vae)
+    result = inpaint4drag.edit(request)
+    hole = region & ~shifted(region, 24, 0)
+    assert not (np.asarray(result.image)[hole] == (255, 0, 0)).all(axis=-1).any()
+    request, _ = red_square_request(inpaint4drag, tiny_vae=str(tmp_path / "missing"))
+    with pytest.raises(DragError, match="tiny_vae .*not a folder and not in the local Hugging Face cache"):
+        inpaint4drag.edit(request)
+
+
 def test_stop_ends_the_fill(inpaint4drag):
     request, _ = red_square_request(inpaint4drag)
     with pytest.raises(DragCancelled):
@@ -171,7 +214,6 @@ def test_cli_edit_and_replay_give_the_same_bytes(tmp_path, scene):
 
 
 def test_the_app_previews_the_warp_as_points_are_placed_and_names_a_handle_outside_the_region(scene):
-    import app
 
     mask = np.zeros((96, 128), bool)
     mask[30:66, 22:90] = True
@@ -186,6 +228,16 @@ def test_the_app_previews_the_warp_as_points_are_placed_and_names_a_handle_outsi
         "point 1 (5, 5): the handle is outside the painted region"
         in app.warp_preview(outside, "inpaint4drag", *values)[app.DRAG.status]
     )
-    import gradio as gr
-
     assert app.warp_preview(state, "gooddrag", *values)[app.DRAG.result] == gr.skip()  # other methods: untouched
+
+
+def test_the_api_refuses_a_client_naming_server_files_and_names_a_missing_region(scene, tmp_path):
+
+    scene.save(tmp_path / "in.png")
+    image = {"path": str(tmp_path / "in.png")}
+    for field in ("inpaint_model", "tiny_vae"):
+        settings = json.dumps({"method": "inpaint4drag", field: "/etc"})
+        with pytest.raises(gr.Error, match=f"settings.{field}: set on the server"):
+            app.api_edit(image, "40,48>60,48", None, "", "tiny", settings)
+    with pytest.raises(gr.Error, match="nothing is painted; paint the object and the place where it should go"):
+        app.api_edit(image, "40,48>60,48", None, "", "tiny", json.dumps({"method": "inpaint4drag"}))

@@ -24,6 +24,7 @@ class Inpaint4DragConfig(MethodConfig):
         "seed": (int, 0, 2**32 - 1, False),
         "resolution": (int, 64, 4096, True),
         "band_px": (int, 0, 64, False),
+        "refine_region": (bool, None, None, False),
         "inpaint_model": (str, None, None, True),
         "tiny_vae": (str, None, None, True),
         "n_steps": (int, 1, 1000, False),
@@ -37,6 +38,7 @@ class Inpaint4DragConfig(MethodConfig):
     seed: int
     resolution: int | None
     band_px: int
+    refine_region: bool
     inpaint_model: str | None
     tiny_vae: str | None
     n_steps: int

@@ -67,7 +67,7 @@ class Inpaint4Drag:
         area = work_area(request.image.size, request.mask, [*request.handles, *request.targets], config)
         job = area.crop(request)
         # 2. Warp the region at the input's own resolution (ref utils/ui_utils.py: warping before resizing).
-        warp = warp_request(job, config.band_px)
+        warp = warp_request(job, config.band_px, config.refine_region)
         t1 = time.perf_counter()
         # 3. Fill the revealed area (and the seam band) with the model, at its working size.
         self.runtime.use_lora(None)  # the plain UNet: another method may have left its adapter on

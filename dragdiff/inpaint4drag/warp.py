@@ -3,11 +3,11 @@ Inpaint4Drag @ 126ac0c, utils/drag.py): the painted region is deformed along the
 elastic sheet, and what it leaves uncovered becomes the area to inpaint. Pure numpy/OpenCV: no model, a few ms.
 
 Per connected part of the painted region that holds a handle:
-  1. forward map: every pixel and every outline vertex moves by the inverse-distance-weighted displacement of
-     its nearest handles; the moved outline, filled, is the part's target shape (no cracks, unlike the moved
-     pixels alone);
+  1. forward map: every outline vertex moves by the inverse-distance-weighted displacement of its nearest
+     handles; the moved outline, filled, is the part's target shape (no cracks, unlike moved pixels);
   2. backward map: every pixel of the target shape takes its colour from the source position given by the
-     same interpolation of the way back, from at most MAX_REFERENCES moved pixels (nearest pixel, no blending);
+     same interpolation of the way back, from at most MAX_REFERENCES pixels moved by the forward map (nearest
+     pixel, no blending);
   3. inpaint mask: the source minus every target (the revealed area), grown by `band_px`, plus the target
      outline drawn `band_px` wide (the seam around the moved content).
 Everything is clipped to the painted region: what would land outside it is cut, so nothing outside the
@@ -29,6 +29,7 @@ from ..types import DragRequest, Point
 NEIGHBOURS = 4  # handles (and backward references) that shape each pixel's displacement (ref drag.py:87)
 MAX_REFERENCES = 100  # moved pixels the backward map interpolates from, evenly by index (ref drag.py:125)
 EPSILON = 1e-6  # keeps the inverse-distance weight of a pixel on a handle finite (ref drag.py:93)
+GRABCUT_ITERATIONS = 5  # object_region: OpenCV's usual count
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,17 @@ class Warp:
 
 
 def bidirectional_warp(
-    image: np.ndarray, region: np.ndarray, handles: tuple[Point, ...], targets: tuple[Point, ...], band_px: int
+    image: np.ndarray,
+    region: np.ndarray,
+    handles: tuple[Point, ...],
+    targets: tuple[Point, ...],
+    band_px: int,
+    within: np.ndarray | None = None,
 ) -> Warp:
     """Warp the parts of `region` (H×W bool, the painted region) that hold handles of `image` ((H, W, C)
-    uint8) so that each handle's pixel lands on its target. Raises DragError when a handle lies outside the
-    region or the region is empty: the message names the point."""
+    uint8) so that each handle's pixel lands on its target; nothing changes outside `within` (default: the
+    region). Raises DragError when a handle lies outside the region or the region is empty: the message names
+    the point."""
     if not region.any():
         raise DragError(
             "mask: inpaint4drag moves the painted region, and nothing is painted; paint the object and the place "
@@ -63,6 +70,7 @@ def bidirectional_warp(
             f"{listed}: the handle is outside the painted region; inpaint4drag moves only painted content, so "
             "paint over the handle (and where it should go)"
         )
+    within = region if within is None else within
     warped, moved = image.copy(), np.zeros_like(region)
     sources, target_shapes, outlines = np.zeros_like(region), np.zeros_like(region), []
     for label in range(1, count):
@@ -71,7 +79,7 @@ def bidirectional_warp(
             continue
         part = labels == label
         shape, outline, source_of = _warp_part(part, starts[mine], ends[mine])
-        written = shape & region  # clipped: nothing outside the painted region changes
+        written = shape & within  # clipped: nothing outside the painted region changes
         ys, xs = np.nonzero(written)
         sx, sy = source_of(xs, ys)
         inside = (sx >= 0) & (sx < width) & (sy >= 0) & (sy < height)  # a source off the image: left as it was
@@ -81,15 +89,40 @@ def bidirectional_warp(
         target_shapes |= shape
         outlines.append(outline)
     revealed = sources & ~target_shapes
-    inpaint = _inpaint_mask(revealed, outlines, band_px) & region
+    inpaint = _inpaint_mask(revealed, outlines, band_px) & within
     return Warp(warped, moved, revealed, inpaint)
 
 
-def warp_request(request: DragRequest, band_px: int) -> Warp:
+def warp_request(request: DragRequest, band_px: int, refine: bool = False) -> Warp:
     """The warp of a request's painted region (an RGBA image flattened first, as the model sees it): what an
-    edit does before its model runs, and the app's live preview (no model needed)."""
-    region = request.mask if request.mask is not None else np.zeros(request.image.size[::-1], bool)
-    return bidirectional_warp(np.asarray(flatten(request.image)), region, request.handles, request.targets, band_px)
+    edit does before its model runs, and the app's live preview (no model needed). `refine`: only the objects
+    under the handles move (object_region), not the whole painted region."""
+    painted = request.mask if request.mask is not None else np.zeros(request.image.size[::-1], bool)
+    image = np.asarray(flatten(request.image))
+    moving = object_region(image, painted, request.handles) if refine and painted.any() else painted
+    return bidirectional_warp(image, moving, request.handles, request.targets, band_px, within=painted)
+
+
+def object_region(image: np.ndarray, painted: np.ndarray, handles: tuple[Point, ...]) -> np.ndarray:
+    """The objects under the handles inside the painted region, so that the background the user painted along
+    the way stays put: GrabCut (OpenCV) with the unpainted pixels as background, a few pixels around each
+    handle as object and the rest of the painted region undecided; the parts that hold a handle are kept.
+    (The reference refines the user's mask with SAM instead, utils/refine_mask.py; this needs no weights.)"""
+    height, width = painted.shape
+    labels = np.where(painted, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
+    starts = _pixel_points(handles, (width, height))
+    for x, y in starts:
+        patch = slice(max(0, y - 1), y + 2), slice(max(0, x - 1), x + 2)
+        labels[patch][painted[patch]] = cv2.GC_FGD
+    if painted.all() or not (labels == cv2.GC_FGD).any():
+        return painted
+    models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    cv2.grabCut(bgr, labels, None, *models, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    found = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)) & painted
+    count, parts = cv2.connectedComponents(found.astype(np.uint8), connectivity=8)
+    held = {parts[y, x] for x, y in starts} - {0}
+    return np.isin(parts, list(held)) if held else painted
 
 
 def _pixel_points(points: tuple[Point, ...], size: tuple[int, int]) -> np.ndarray:
@@ -104,23 +137,21 @@ def _warp_part(part: np.ndarray, handles: np.ndarray, targets: np.ndarray):
     displacement = targets - handles
     ys, xs = np.nonzero(part)
     pixels = np.stack([xs, ys], axis=1).astype(np.float64)
-    moved_pixels = pixels + np.round(_interpolate(pixels, handles, displacement))
     contours, _ = cv2.findContours(part.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     outline = []
     for contour in contours:
         vertices = contour[:, 0, :].astype(np.float64)
         outline.append(np.round(vertices + _interpolate(vertices, handles, displacement)).astype(np.int32)[:, None])
     shape = np.zeros(part.shape, np.uint8)
-    cv2.fillPoly(shape, outline, 1)
-    # Pixels moved past the outline's rounding still count (a one-pixel part has a degenerate polygon).
-    inside = (moved_pixels[:, 0] >= 0) & (moved_pixels[:, 0] < part.shape[1])
-    inside &= (moved_pixels[:, 1] >= 0) & (moved_pixels[:, 1] < part.shape[0])
-    landed = moved_pixels[inside].astype(np.int64)
-    shape[landed[:, 1], landed[:, 0]] = 1
+    cv2.fillPoly(shape, outline, 1)  # with its boundary: a one-pixel-wide part keeps its pixels
     # Backward: references are moved pixels with the way back to their source, evenly by index (row-major
     # order, as the reference takes them).
-    pick = np.linspace(0, len(pixels) - 1, min(MAX_REFERENCES, len(pixels))).round().astype(np.int64)
-    references, back = moved_pixels[pick], pixels[pick] - moved_pixels[pick]
+    pick = np.linspace(0, len(pixels) - 1, min(MAX_REFERENCES, len(pixels))).astype(
+        np.int64
+    )  # floor, as torch's .long()
+    sources = pixels[pick]
+    references = sources + np.round(_interpolate(sources, handles, displacement))  # only these need the forward map
+    back = sources - references
 
     def source_of(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         points = np.stack([xs, ys], axis=1).astype(np.float64)
@@ -136,6 +167,9 @@ def _interpolate(points: np.ndarray, anchors: np.ndarray, vectors: np.ndarray) -
     k = min(NEIGHBOURS, len(anchors))
     if len(np.unique(vectors, axis=0)) == 1:  # one displacement everywhere (a translation): exact, and fast
         return np.broadcast_to(vectors[0], points.shape).copy()
+    if len(anchors) <= NEIGHBOURS:  # every anchor is a neighbour: no search
+        weight = 1.0 / (np.linalg.norm(points[:, None] - anchors[None], axis=-1) + EPSILON)
+        return (weight @ vectors) / weight.sum(axis=1, keepdims=True)
     distance, index = cKDTree(anchors).query(points, k=k)
     distance, index = distance.reshape(len(points), k), index.reshape(len(points), k)
     weight = 1.0 / (distance + EPSILON)
