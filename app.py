@@ -338,7 +338,9 @@ def warp_preview(state: DragState, method: Any, *values) -> dict:
     try:
         handles, targets = pairs(state.clicks[: len(state.clicks) // 2 * 2])
         config = config_from(values, method)
-        warp = warp_request(DragRequest(state.image, handles, targets, state.mask), config.band_px, config.refine_region)
+        warp = warp_request(
+            DragRequest(state.image, handles, targets, state.mask), config.band_px, config.refine_region
+        )
     except DragError as exc:  # e.g. a handle outside the painted region: say so while the user is placing points
         return {DRAG.status: f"Warp preview: ⚠️ {exc}"}
     preview = hatched(PILImage.fromarray(warp.image), warp.inpaint)

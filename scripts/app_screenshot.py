@@ -1,9 +1,9 @@
 """The README's screenshot of the app after one drag with the bundled demo model: docs/app.png.
 
 Starts `app.py --model demo` on a free local port, uploads the disc example, clicks a handle and its target,
-paints the region (the disc and where it goes), presses Drag with the default method (the demo model's best measured, README: "Methods
-compared"), waits for the result and its status, and saves the whole page. Needs Debian's chromium and the
-playwright package (never `playwright install`).
+paints the region (the disc and where it goes), presses Drag with the default method (the demo model's best
+measured, README: "Methods compared"), waits for the result and its status, and saves the whole page. Needs
+Debian's chromium and the playwright package (never `playwright install`).
 
     python scripts/app_screenshot.py     # ~1 minute on 2 CPU cores
 """
@@ -45,13 +45,13 @@ def wait_for_server(port: int, process: subprocess.Popen) -> None:
 
 def drag_once(url: str, out: Path) -> str:
     """Upload, two clicks, a painted stroke, Drag; returns the status line shown with the result."""
-    status_has = "text => document.querySelector('#status').innerText.includes(text)"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1300})
         page.goto(url, wait_until="load")
         page.locator("#upload input[type=file]").set_input_files(str(ROOT / "assets" / "examples" / "disc.png"))
-        ready = "['Ready to drag', 'No region painted'].some(t => document.querySelector('#status').innerText.includes(t))"
+        shown = "document.querySelector('#status').innerText"
+        ready = f"['Ready to drag', 'No region painted'].some(t => {shown}.includes(t))"
         page.wait_for_function(ready, timeout=300_000)  # prepared (a LoRA method), or nothing to prepare
         page.wait_for_timeout(3000)  # the upload's follow-up events hand the canvas back
         canvas = page.locator("#canvas img").first
