@@ -84,7 +84,7 @@ PANEL_CONFIGS = {"dragdiffusion": DragConfig, "gooddrag": GoodDragConfig, "inpai
 PARAMS = list(dict.fromkeys(f.name for config in PANEL_CONFIGS.values() for f in fields(config)))
 # Fields that name files on the server: shown, but set only by the server's --config or the model's dragdiff.yaml
 # (a client naming a path would make the server load any file it names).
-SERVER_PATHS = ("inpaint_model", "tiny_vae")
+SERVER_PATHS = ("inpaint_model", "tiny_vae", "fast_lora")
 DRAG = SimpleNamespace()  # the DragDiffusion tab's components, filled in by drag_tab()
 DRAGON = SimpleNamespace()  # the DragonDiffusion tab's, by dragon_tab()
 GPU = dict(concurrency_id="gpu", concurrency_limit="default")  # main() sets the queue's default: --gpu-jobs

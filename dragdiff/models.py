@@ -37,6 +37,7 @@ HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "schedul
 HUB_IGNORE = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx*", "*fp16*", "*non_ema*", "*.h5"]
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")  # torch.load formats: unpickling can run code
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+LDM_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"  # a single-file UNet's first convolution
 
 log = logging.getLogger(__name__)
 
@@ -349,9 +350,7 @@ def load_inpainting_unet(spec: str, model: DiffusionModel) -> UNet2DConditionMod
         else:
             folder, _ = resolve_spec(spec)
             if folder.is_file():
-                from diffusers import StableDiffusionInpaintPipeline
-
-                unet = StableDiffusionInpaintPipeline.from_single_file(str(folder), safety_checker=None).unet
+                unet = _single_file_inpainting_unet(folder, model)
             else:
                 unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", use_safetensors=True)
     except DragError as exc:
@@ -371,6 +370,19 @@ def load_inpainting_unet(spec: str, model: DiffusionModel) -> UNet2DConditionMod
             "give the inpainting model of the same family"
         )
     return unet.requires_grad_(False).eval().to(model.device, model.dtype)
+
+
+def _single_file_inpainting_unet(path: Path, model: DiffusionModel) -> UNet2DConditionModel:
+    """The UNet of a single-file (original LDM layout) inpainting checkpoint, offline: the loaded model's UNet
+    architecture with 9 input channels (an inpainting model is its base model with a wider first layer)."""
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+    from safetensors.torch import load_file
+
+    checkpoint = load_file(str(path))
+    config = {**dict(model.unet.config), "in_channels": int(checkpoint[LDM_CONV_IN].shape[1])}
+    unet = UNet2DConditionModel.from_config(config)
+    unet.load_state_dict(convert_ldm_unet_checkpoint(checkpoint, config), strict=True)
+    return unet
 
 
 def load_tiny_vae(spec: str, model: DiffusionModel):
@@ -398,6 +410,23 @@ def load_tiny_vae(spec: str, model: DiffusionModel):
             f"tiny_vae {spec!r}: {vae.config.latent_channels} latent channels, the model has {model.latent_channels}"
         )
     return vae.requires_grad_(False).eval().to(model.device, model.dtype)
+
+
+def load_fast_lora(spec: str, model: DiffusionModel) -> tuple[dict, dict | None]:
+    """A few-step distillation LoRA for the UNet (LCM-LoRA, e.g. latent-consistency/lcm-lora-sdv1-5): a local
+    .safetensors file or a folder holding one, never downloaded. Returns (state dict, network alphas) in the
+    form diffusers' load_lora_adapter takes."""
+    from diffusers.loaders.lora_pipeline import StableDiffusionLoraLoaderMixin
+
+    path = Path(spec).expanduser()
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    if not files or not files[0].is_file() or files[0].suffix != ".safetensors":
+        raise DragError(f"fast_lora {spec!r}: give a local .safetensors LoRA file (or a folder holding one)")
+    try:
+        state, alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(str(files[0]))
+    except Exception as exc:  # noqa: BLE001 - diffusers raises many types for a file that is not a LoRA
+        raise DragError(f"fast_lora {spec!r}: not a LoRA file diffusers can read ({type(exc).__name__})") from exc
+    return state, alphas
 
 
 def _text_width(model: DiffusionModel) -> int:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from diffusers import UNet2DConditionModel
 from PIL import Image
+from safetensors.torch import save_file
 
 import app
 from dragdiff import DragError, DragRequest, Point
@@ -17,6 +18,7 @@ from dragdiff.errors import DragCancelled
 from dragdiff.inpaint4drag.warp import bidirectional_warp, warp_request
 from dragdiff.point_session import load_session
 from dragdiff.runtime import Runtime
+from tests.support.ldm_export import unet_to_ldm
 
 
 def textured(height=96, width=128, seed=0):
@@ -157,6 +159,10 @@ def test_an_inpainting_unet_fills_and_a_plain_one_is_named(inpaint4drag, tmp_pat
     result = inpaint4drag.edit(request)
     hole = region & ~shifted(region, 24, 0)
     assert not (np.asarray(result.image)[hole] == (255, 0, 0)).all(axis=-1).any()
+    single = {"model.diffusion_model." + k: v.contiguous() for k, v in unet_to_ldm(nine).items()}
+    save_file(single, str(tmp_path / "inpainting.safetensors"))  # the same UNet as one original-layout file
+    request, _ = red_square_request(inpaint4drag, inpaint_model=str(tmp_path / "inpainting.safetensors"), n_steps=2)
+    assert np.array_equal(np.asarray(inpaint4drag.edit(request).image), np.asarray(result.image))
     model.unet.save_pretrained(tmp_path / "plain")
     request, _ = red_square_request(inpaint4drag, inpaint_model=str(tmp_path / "plain"))
     with pytest.raises(DragError, match="takes 4 input channels, not 9, so it is not an inpainting model"):
@@ -182,6 +188,32 @@ def test_a_local_tiny_autoencoder_encodes_and_decodes_the_fill(inpaint4drag, tmp
     assert not (np.asarray(result.image)[hole] == (255, 0, 0)).all(axis=-1).any()
     request, _ = red_square_request(inpaint4drag, tiny_vae=str(tmp_path / "missing"))
     with pytest.raises(DragError, match="tiny_vae .*not a folder and not in the local Hugging Face cache"):
+        inpaint4drag.edit(request)
+
+
+def test_a_local_few_step_lora_runs_the_fill_with_the_lcm_scheduler_then_leaves(inpaint4drag, tmp_path):
+    from diffusers.loaders.lora_pipeline import StableDiffusionLoraLoaderMixin
+    from peft.utils import get_peft_model_state_dict
+
+    from dragdiff.lora import ADAPTER, attach_lora, detach_lora
+
+    unet = inpaint4drag.model.unet
+    attach_lora(unet, 4)  # a random rank-4 adapter, saved as diffusers saves LoRA files
+    StableDiffusionLoraLoaderMixin.save_lora_weights(
+        tmp_path / "lcm", unet_lora_layers=get_peft_model_state_dict(unet, adapter_name=ADAPTER)
+    )
+    detach_lora(unet)
+    steps = []
+    unet.register_forward_pre_hook(lambda module, args: steps.append(int(args[1])))
+    request, region = red_square_request(inpaint4drag, fast_lora=str(tmp_path / "lcm"), n_steps=4)
+    result = inpaint4drag.edit(request)
+    assert len(steps) == 4 and steps == sorted(steps, reverse=True)  # LCM's 4 timesteps, one UNet call each
+    assert not getattr(unet, "peft_config", None)  # the shared UNet is the plain one again
+    hole = region & ~shifted(region, 24, 0)
+    assert not (np.asarray(result.image)[hole] == (255, 0, 0)).all(axis=-1).any()
+    assert np.array_equal(np.asarray(inpaint4drag.edit(request).image), np.asarray(result.image))  # seeded
+    request, _ = red_square_request(inpaint4drag, fast_lora=str(tmp_path / "nothing.bin"))
+    with pytest.raises(DragError, match="give a local .safetensors LoRA file"):
         inpaint4drag.edit(request)
 
 

@@ -27,6 +27,7 @@ class Inpaint4DragConfig(MethodConfig):
         "refine_region": (bool, None, None, False),
         "inpaint_model": (str, None, None, True),
         "tiny_vae": (str, None, None, True),
+        "fast_lora": (str, None, None, True),
         "n_steps": (int, 1, 1000, False),
         "strength": (float, 0.01, 1.0, False),
         "guidance_scale": (float, 1.0, 30.0, False),
@@ -41,6 +42,7 @@ class Inpaint4DragConfig(MethodConfig):
     refine_region: bool
     inpaint_model: str | None
     tiny_vae: str | None
+    fast_lora: str | None
     n_steps: int
     strength: float
     guidance_scale: float

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import DDIMScheduler
 
 from ..errors import DragCancelled
-from ..inversion import ddim_step
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Fill:
     unet: torch.nn.Module  # 4 input channels (blended) or 9 (an inpainting UNet)
     encode: Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) in [-1, 1] -> scaled latent
     decode: Callable[[torch.Tensor], torch.Tensor]  # scaled latent -> (1, 3, H, W) in [-1, 1]
-    scheduler: object  # a DDIM scheduler over the model's noise schedule
+    scheduler: object  # DDIM over the model's noise schedule, or LCM's with a few-step LoRA
     text: torch.Tensor  # (1, 77, D): the fill's prompt
     empty: torch.Tensor  # (1, 77, D): the empty prompt, for guidance
     dtype: torch.dtype
@@ -93,7 +93,9 @@ def run_fill(
         if should_stop and should_stop():
             raise DragCancelled("cancelled while inpainting")
         noise_pred = _predict(fill, latent, t, extra, guidance_scale)
-        latent = ddim_step(scheduler, noise_pred, t, latent)
+        # DDIM: deterministic (eta 0); LCM re-noises between its steps, from the seeded generator
+        options = {"eta": 0.0} if isinstance(scheduler, DDIMScheduler) else {"generator": generator}
+        latent = scheduler.step(noise_pred, t, latent, **options).prev_sample
         if extra is None:  # blended: outside the hole, the known image at the noise level reached
             after = timesteps[k + 1 : k + 2]
             background = scheduler.add_noise(known, noise, after) if len(after) else known

@@ -7,12 +7,14 @@ a warp of a few ms and n_steps UNet calls. docs/inpaint4drag.md says which line 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from diffusers import LCMScheduler
 from PIL import Image
 
 from ..arrival import check_result
@@ -21,7 +23,7 @@ from ..config import resolve_config
 from ..coords import Geometry
 from ..errors import DragError
 from ..images import MAX_IMAGE_PIXELS
-from ..models import DiffusionModel, load_inpainting_unet, load_tiny_vae
+from ..models import DiffusionModel, load_fast_lora, load_inpainting_unet, load_tiny_vae
 from ..pixels import image_to_tensor, tensor_to_image
 from ..point_session import Session, session_from_dict
 from ..runtime import Runtime
@@ -31,6 +33,8 @@ from ..work_area import work_area
 from .config import SESSION_FORMAT, Inpaint4DragConfig
 from .fill import Fill, prefilled, run_fill
 from .warp import Warp, warp_request
+
+FAST_ADAPTER = "inpaint4drag-fast"  # the few-step LoRA's adapter name while a fill runs
 
 
 class Inpaint4Drag:
@@ -103,19 +107,35 @@ class Inpaint4Drag:
         hole = Image.fromarray(warp.inpaint.astype(np.uint8) * 255).resize(geometry.work_size, Image.Resampling.BOX)
         hole = torch.from_numpy(np.asarray(hole) > 0).float()[None, None].to(m.device)
         report = (lambda k, n: on_progress(Progress("inpaint", k, n))) if on_progress else None
-        decoded = run_fill(
-            self._filler(job.prompt, config),
-            pixels,
-            hole,
-            config.n_steps,
-            config.strength,
-            config.guidance_scale,
-            config.latent_dilation,
-            config.seed,
-            report,
-            should_stop,
-        )
+        fill = self._filler(job.prompt, config)
+        with self._fast_lora(fill.unet, config):
+            decoded = run_fill(
+                fill,
+                pixels,
+                hole,
+                config.n_steps,
+                config.strength,
+                config.guidance_scale,
+                config.latent_dilation,
+                config.seed,
+                report,
+                should_stop,
+            )
         return tensor_to_image(decoded, job.image.size)
+
+    @contextmanager
+    def _fast_lora(self, unet, config: Inpaint4DragConfig):
+        """The few-step LoRA on the fill's UNet for the fill alone (loaded once per runtime, removed after, so
+        that the shared UNet is the plain one again)."""
+        if not config.fast_lora:
+            yield
+            return
+        state, alphas = self.runtime.component(("fast_lora", config.fast_lora), load_fast_lora, self.model)
+        unet.load_lora_adapter(dict(state), prefix="unet", adapter_name=FAST_ADAPTER, network_alphas=alphas)
+        try:
+            yield
+        finally:
+            unet.delete_adapters(FAST_ADAPTER)
 
     def _filler(self, prompt: str, config: Inpaint4DragConfig) -> Fill:
         """The fill's parts: the inpainting UNet when one is configured (loaded once per runtime), else the
@@ -131,7 +151,8 @@ class Inpaint4Drag:
             decode = lambda latent: vae.decode(latent.to(m.dtype) / vae.config.scaling_factor).sample.clamp(-1, 1)  # noqa: E731
         empty = m.encode_prompt("")
         text = m.encode_prompt(prompt) if config.fill_prompt else empty
-        return Fill(unet, encode, decode, m.scheduler(), text, empty, m.dtype)
+        scheduler = LCMScheduler.from_config(m.scheduler_config) if config.fast_lora else m.scheduler()
+        return Fill(unet, encode, decode, scheduler, text, empty, m.dtype)
 
     def _config(self, config: Inpaint4DragConfig | None) -> Inpaint4DragConfig:
         if config is None:
