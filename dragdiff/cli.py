@@ -27,6 +27,7 @@ EXAMPLES = """examples:
   dragdiff edit --image cat.png --points "120,80>160,80" --mask cat_mask.png --out cat_dragged.png
   dragdiff edit --image in.png --points "10,10>20,20; 50,60>50,90" --model tiny --lora-steps 5 --out o.png
   dragdiff edit --session cat_dragged.png --out replay.png     # replay the session a result carries
+  dragdiff edit --method inpaint4drag --image in.png --mask obj_and_way.png --points "40,48>70,48" --out o.png
   dragdiff edit --method dragon --mode move --image in.png --mask obj.png --offset 30,0 --out moved.png
   dragdiff edit --method dragon --mode resize --image in.png --mask obj.png --offset=-5,0 \\
       --scale 1.5 --out big.png
