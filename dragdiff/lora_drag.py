@@ -289,7 +289,8 @@ class LoraDragMethod:
         """
         total = done + len(timesteps)
         report = (lambda k, n: on_progress(Progress("denoise", done + k, total))) if on_progress else None
-        unet = self.model.unet
+        unet, dtype = self.model.unet, self.model.dtype
+        original, edited = original.to(dtype), edited.to(dtype)  # the inversion may return fp32 under a half UNet
         if torch.equal(original, edited) or not config.reference_attention:
             return denoise(unet, scheduler, edited, text, timesteps, report, should_stop)
         with reference_attention(unet, config.reference_attention_blocks):

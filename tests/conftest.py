@@ -20,6 +20,19 @@ FAST = dict(lora_steps=2, lora_batch_size=2, n_inference_steps=10, n_inversion_s
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running tests (run by .ci/run, skip with -m 'not slow')")
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (scripts/gpu_check.sh runs them); skipped elsewhere")
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests skip, saying why, where no CUDA device is available: the default run passes on a CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none here); scripts/gpu_check.sh runs them on one")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="module")

@@ -114,8 +114,10 @@ def test_refined_only_the_object_under_the_handle_moves_not_the_background_paint
 
 def test_bad_regions_and_points_are_named():
     image, region = textured(), square()
-    with pytest.raises(DragError, match="point 2 .*outside the painted region"):
-        bidirectional_warp(image, region, (Point(27, 37), Point(100, 80)), (Point(30, 37), Point(90, 80)), 5)
+    warp = bidirectional_warp(image, region, (Point(27, 37), Point(100, 80)), (Point(30, 37), Point(90, 80)), 5)
+    assert warp.notes == ("point 2 (100, 80): the handle is outside the painted region, so it moved nothing",)
+    with pytest.raises(DragError, match=r"point 1 \(100, 80\), point 2 \(5, 5\): the handle is outside the painted"):
+        bidirectional_warp(image, region, (Point(100, 80), Point(5, 5)), (Point(90, 80), Point(9, 5)), 5)
     with pytest.raises(DragError, match="nothing is painted"):
         bidirectional_warp(image, np.zeros_like(region), (Point(27, 37),), (Point(30, 37),), 5)
 

@@ -72,6 +72,7 @@ class Inpaint4Drag:
         job = area.crop(request)
         # 2. Warp the region at the input's own resolution (ref utils/ui_utils.py: warping before resizing).
         warp = warp_request(job, config.band_px, config.refine_region)
+        warnings += warp.notes
         t1 = time.perf_counter()
         # 3. Fill the revealed area (and the seam band) with the model, at its working size.
         self.runtime.use_lora(None)  # the plain UNet: another method may have left its adapter on

@@ -40,6 +40,7 @@ class Warp:
     moved: np.ndarray  # pixels written by the warp
     revealed: np.ndarray  # source pixels no target covers: what the move uncovered
     inpaint: np.ndarray  # what the filler repaints: revealed grown by the band, plus the moved outline's band
+    notes: tuple[str, ...] = ()  # what the user should know: handles outside the painted region moved nothing
 
 
 def bidirectional_warp(
@@ -52,8 +53,8 @@ def bidirectional_warp(
 ) -> Warp:
     """Warp the parts of `region` (H×W bool, the painted region) that hold handles of `image` ((H, W, C)
     uint8) so that each handle's pixel lands on its target; nothing changes outside `within` (default: the
-    region). Raises DragError when a handle lies outside the region or the region is empty: the message names
-    the point."""
+    region). A handle outside the region moves nothing (as in the reference) and is named in `notes`; when no
+    handle is inside, or nothing is painted, it raises DragError naming the points."""
     if not region.any():
         raise DragError(
             "mask: inpaint4drag moves the painted region, and nothing is painted; paint the object and the place "
@@ -64,12 +65,13 @@ def bidirectional_warp(
     count, labels = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
     owner = labels[starts[:, 1], starts[:, 0]]
     outside = [i for i, label in enumerate(owner) if label == 0]
-    if outside:
-        listed = ", ".join(f"point {i + 1} ({handles[i].x:g}, {handles[i].y:g})" for i in outside)
+    listed = ", ".join(f"point {i + 1} ({handles[i].x:g}, {handles[i].y:g})" for i in outside)
+    if len(outside) == len(handles):
         raise DragError(
             f"{listed}: the handle is outside the painted region; inpaint4drag moves only painted content, so "
             "paint over the handle (and where it should go)"
         )
+    notes = (f"{listed}: the handle is outside the painted region, so it moved nothing",) if outside else ()
     within = region if within is None else within
     warped, moved = image.copy(), np.zeros_like(region)
     sources, target_shapes, outlines = np.zeros_like(region), np.zeros_like(region), []
@@ -90,7 +92,7 @@ def bidirectional_warp(
         outlines.append(outline)
     revealed = sources & ~target_shapes
     inpaint = _inpaint_mask(revealed, outlines, band_px) & within
-    return Warp(warped, moved, revealed, inpaint)
+    return Warp(warped, moved, revealed, inpaint, notes)
 
 
 def warp_request(request: DragRequest, band_px: int, refine: bool = False) -> Warp:
