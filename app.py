@@ -344,7 +344,7 @@ def warp_preview(state: DragState, method: Any, *values) -> dict:
     except DragError as exc:  # e.g. a handle outside the painted region: say so while the user is placing points
         return {DRAG.status: f"Warp preview: ⚠️ {exc}"}
     preview = hatched(PILImage.fromarray(warp.image), warp.inpaint)
-    status = "Warp preview: the painted region moved; Drag fills the striped area." + "".join(
+    status = "Warp preview: what moves is drawn at its target; Drag fills the striped area." + "".join(
         f"  \n⚠️ {note}" for note in warp.notes
     )
     return {DRAG.result: (enlarge(state.image), preview), DRAG.status: status}

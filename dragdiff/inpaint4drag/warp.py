@@ -29,7 +29,10 @@ from ..types import DragRequest, Point
 NEIGHBOURS = 4  # handles (and backward references) that shape each pixel's displacement (ref drag.py:87)
 MAX_REFERENCES = 100  # moved pixels the backward map interpolates from, evenly by index (ref drag.py:125)
 EPSILON = 1e-6  # keeps the inverse-distance weight of a pixel on a handle finite (ref drag.py:93)
-GRABCUT_ITERATIONS = 5  # object_region: OpenCV's usual count
+GRABCUT_ITERATIONS = (
+    2  # object_region: as good as 5 on DragBench-Shapes seed 0 (30.5 vs 30.6 dB, IoU 0.85), 29 ms vs 45 at 512 px
+)
+GRABCUT_MARGIN = 16  # px of unpainted context around the painted region that GrabCut models the background on
 
 
 @dataclass(frozen=True)
@@ -109,22 +112,34 @@ def object_region(image: np.ndarray, painted: np.ndarray, handles: tuple[Point, 
     """The objects under the handles inside the painted region, so that the background the user painted along
     the way stays put: GrabCut (OpenCV) with the unpainted pixels as background, a few pixels around each
     handle as object and the rest of the painted region undecided; the parts that hold a handle are kept.
-    (The reference refines the user's mask with SAM instead, utils/refine_mask.py; this needs no weights.)"""
+    GrabCut runs on the painted region's bounding box with a margin of unpainted context, not the whole
+    image (its cost grows with the pixels it sees). (The reference refines the user's mask with SAM instead,
+    utils/refine_mask.py; this needs no weights.)"""
     height, width = painted.shape
-    labels = np.where(painted, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
-    starts = _pixel_points(handles, (width, height))
+    rows, cols = np.nonzero(painted)
+    margin = max(GRABCUT_MARGIN, int(np.ptp(rows) + np.ptp(cols)) // 8)
+    top, left = max(0, rows.min() - margin), max(0, cols.min() - margin)
+    bottom, right = min(height, rows.max() + margin + 1), min(width, cols.max() + margin + 1)
+    box = painted[top:bottom, left:right]
+    labels = np.where(box, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
+    starts = _pixel_points(handles, (width, height)) - np.array([left, top])
     for x, y in starts:
-        patch = slice(max(0, y - 1), y + 2), slice(max(0, x - 1), x + 2)
-        labels[patch][painted[patch]] = cv2.GC_FGD
-    if painted.all() or not (labels == cv2.GC_FGD).any():
+        if 0 <= x < box.shape[1] and 0 <= y < box.shape[0]:
+            patch = slice(max(0, y - 1), y + 2), slice(max(0, x - 1), x + 2)
+            labels[patch][box[patch]] = cv2.GC_FGD
+    if box.all() or not (labels == cv2.GC_FGD).any():  # nothing to model the background on, or no handle in it
         return painted
     models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    bgr = np.ascontiguousarray(image[..., ::-1])
+    bgr = np.ascontiguousarray(image[top:bottom, left:right, ::-1])
     cv2.grabCut(bgr, labels, None, *models, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
-    found = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)) & painted
-    count, parts = cv2.connectedComponents(found.astype(np.uint8), connectivity=8)
-    held = {parts[y, x] for x, y in starts} - {0}
-    return np.isin(parts, list(held)) if held else painted
+    found = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)) & box
+    _, parts = cv2.connectedComponents(found.astype(np.uint8), connectivity=8)
+    held = {parts[y, x] for x, y in starts if 0 <= x < box.shape[1] and 0 <= y < box.shape[0]} - {0}
+    if not held:
+        return painted
+    region = np.zeros_like(painted)
+    region[top:bottom, left:right] = np.isin(parts, list(held))
+    return region
 
 
 def _pixel_points(points: tuple[Point, ...], size: tuple[int, int]) -> np.ndarray:
