@@ -911,10 +911,13 @@ def drag_tab() -> None:
     d.prompt.blur(prepare, settings, d.status, **GPU)
     # .input: a user's choice only; a loaded session keeps its values
     d.model.input(on_model, [d.model, d.method], [d.method, *d.widgets])
-    d.canvas.select(on_click, d.state, every)
-    d.undo.click(on_undo, d.state, every)
-    d.clear.click(on_clear, d.state, every)
-    d.table.input(on_table, [d.table, d.state], every)
+    # Point edits are instant: no loading cover over the canvas (it would swallow the next click), and clicks
+    # that come while one is handled queue up instead of being dropped (the state is the server's, in order).
+    instant = dict(show_progress="hidden", trigger_mode="multiple")
+    d.canvas.select(on_click, d.state, every, **instant)
+    d.undo.click(on_undo, d.state, every, **instant)
+    d.clear.click(on_clear, d.state, every, **instant)
+    d.table.input(on_table, [d.table, d.state], every, show_progress="hidden")
     # Inpaint4Drag's warp, previewed at once: as its own event when the points table changes (a chained step
     # would keep the click event busy, and Gradio drops a click that comes while it is), after the region's.
     preview = dict(fn=warp_preview, inputs=[d.state, d.method, *d.widgets], outputs=[d.result, d.status])
