@@ -89,12 +89,12 @@ def run_fill(
     if fill.inpainting:  # the inpainting UNet's extra inputs: the mask and the latent of the image without the hole
         masked = fill.encode(pixels * (hole < 0.5)).float()
         extra = torch.cat([F.interpolate(hole, size=known.shape[-2:]).to(known), masked], dim=1)
+    # DDIM: deterministic (eta 0); LCM re-noises between its steps, from the seeded generator
+    options = {"eta": 0.0} if isinstance(scheduler, DDIMScheduler) else {"generator": generator}
     for k, t in enumerate(timesteps):
         if should_stop and should_stop():
             raise DragCancelled("cancelled while inpainting")
         noise_pred = _predict(fill, latent, t, extra, guidance_scale)
-        # DDIM: deterministic (eta 0); LCM re-noises between its steps, from the seeded generator
-        options = {"eta": 0.0} if isinstance(scheduler, DDIMScheduler) else {"generator": generator}
         latent = scheduler.step(noise_pred, t, latent, **options).prev_sample
         if extra is None:  # blended: outside the hole, the known image at the noise level reached
             after = timesteps[k + 1 : k + 2]
