@@ -1,7 +1,9 @@
 """dragdiff in the browser: upload, paint the region that may change, click handle → target, drag.
 
-Layout and event wiring only: the editing methods are in dragdiff/, the app's UI-free logic (points, overlay,
-background runs, auto-save, the DragonDiffusion modes) in dragdiff/interactive/. The Blocks are built once,
+One editor for every method: one image, one painted region, one set of points, and the method (with
+DragonDiffusion's mode) chosen beside them. Layout and event wiring only: the editing methods are in dragdiff/,
+the app's UI-free logic (points, overlay, background runs, auto-save, the DragonDiffusion modes) in
+dragdiff/interactive/. The Blocks are built once,
 at import; each handler takes its inputs and returns {component: new value} for what it changes. Run
 `python app.py --help` for the flags.
 """
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
+import uuid
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,28 +29,24 @@ from PIL import Image as PILImage
 from dragdiff import DragCancelled, DragConfig, DragError, DragRequest, methods
 from dragdiff.arrival import describe
 from dragdiff.cli import DTYPE_HELP, DTYPE_NAMES, parse_value
-from dragdiff.config import field_help, resolve_config
+from dragdiff.config import field_help, model_section, read_config_file, resolve_config
 from dragdiff.coords import Display
+from dragdiff.dragon import DragonConfig
 from dragdiff.dragon.requests import check_dragon_request
-from dragdiff.dragon.session import load_dragon_session
+from dragdiff.dragon.session import FORMAT as DRAGON_FORMAT
+from dragdiff.dragon.session import DragonSession, load_dragon_session, session_mode
 from dragdiff.gooddrag import GoodDragConfig
 from dragdiff.images import MAX_IMAGE_PIXELS, load_image
 from dragdiff.inpaint4drag import Inpaint4DragConfig
 from dragdiff.inpaint4drag.warp import warp_request
 from dragdiff.interactive.autosave import autosave, remove_stale_temporary_files
-from dragdiff.interactive.dragon_modes import (
-    DRAGON_HELP,
-    dragon_click,
-    dragon_request,
-    refine_to_object,
-    server_weights,
-)
+from dragdiff.interactive.dragon_modes import DRAGON_HELP, dragon_click, dragon_request, refine_to_object, unused_points
 from dragdiff.interactive.jobs import Finished, Runtimes, StageBoard, StopFlag, stream
-from dragdiff.interactive.overlay import editable_region, enlarge, hatched, mask_from_editor, overlay, tint
+from dragdiff.interactive.overlay import editable_region, enlarge, hatched, overlay, tint
 from dragdiff.interactive.points import add_click, clicks_from_table, pairs, points_table
-from dragdiff.models import HUB_ALIASES, model_defaults
+from dragdiff.models import HUB_ALIASES, model_defaults, model_summary
 from dragdiff.point_session import Session, load_session
-from dragdiff.session_io import save_session
+from dragdiff.session_io import read_session_data, save_session
 from dragdiff.validation import check_request
 
 ROOT = Path(__file__).resolve().parent
@@ -55,6 +55,17 @@ MODELS = ["auto", "demo", "sd15", "tiny"]
 CSS = """
 #canvas img { cursor: crosshair; }
 """
+POINT_HELP = (
+    "Paint the region that may change, then click a **handle** (red) and its **target** (blue) on the right; "
+    "more pairs drag more points."
+)
+RECENT_RESULTS = 24  # how many of a browser's results a reloaded page lists
+# The brush's colours, the first by default: a pink that few photos' objects share (the earlier yellow hid
+# yellow-orange objects), then cyan and yellow to choose for a pink object. Any colour paints the same mask.
+BRUSH_COLOURS = ["#FF2D9B", "#00C8FF", "#FFD23C"]
+# The browser keeps its id in local storage, encrypted with this: a fixed key, so that the id, and with it the
+# list of that browser's results, outlives a restart of the server. The id is the secret (128 random bits).
+BROWSER_SECRET = "dragdiff-browser-id"
 NO_MASK = (
     "No region painted: the whole image may change. Paint over what may move, and everything else stays exactly "
     "as it is."
@@ -80,54 +91,47 @@ class Settings:
 SETTINGS = Settings()
 RUNTIMES = Runtimes()
 # The point methods whose values the Advanced panel shows (and whose sessions it saves).
-PANEL_CONFIGS = {"dragdiffusion": DragConfig, "gooddrag": GoodDragConfig, "inpaint4drag": Inpaint4DragConfig}
+PANEL_CONFIGS = {
+    "dragdiffusion": DragConfig,
+    "gooddrag": GoodDragConfig,
+    "inpaint4drag": Inpaint4DragConfig,
+    "dragon": DragonConfig,
+}
 PARAMS = list(dict.fromkeys(f.name for config in PANEL_CONFIGS.values() for f in fields(config)))
-# Fields that name files on the server: shown, but set only by the server's --config or the model's dragdiff.yaml
-# (a client naming a path would make the server load any file it names).
-SERVER_PATHS = ("inpaint_model", "tiny_vae", "fast_lora")
-DRAG = SimpleNamespace()  # the DragDiffusion tab's components, filled in by drag_tab()
-DRAGON = SimpleNamespace()  # the DragonDiffusion tab's, by dragon_tab()
+# Fields that name files on the server: shown, but set only by the server's --config, the model's dragdiff.yaml
+# or its command line (a client naming a path would make the server load any file it names).
+SERVER_PATHS = ("inpaint_model", "tiny_vae", "fast_lora", "image_prompt", "image_encoder")
+DRAGON_MODES = list(DRAGON_HELP)
+DRAG = SimpleNamespace()  # the editor's components, filled in by editor()
 GPU = dict(concurrency_id="gpu", concurrency_limit="default")  # main() sets the queue's default: --gpu-jobs
 
 
 @dataclass
 class DragState:
-    """One user's DragDiffusion tab: the image, the clicks (handle, target, ...), the editable region, the
-    last result and this session's results, and the Stop button's flag."""
+    """One user's editor: the image, the clicks (handle, target, ...), the editable region, DragonDiffusion's
+    reference image and its object, the last result and this browser's results, its id and the Stop flag."""
 
     image: PILImage.Image | None = None
     clicks: list[list[float]] = field(default_factory=list)
     mask: np.ndarray | None = None
-    restored_mask: np.ndarray | None = None  # from a loaded session: shown in the editor's picture, not a layer
+    restored_mask: np.ndarray | None = None  # from a session or Refine: shown in the editor's picture, not a layer
+    reference: PILImage.Image | None = None
+    reference_mask: np.ndarray | None = None
+    restored_reference_mask: np.ndarray | None = None
     result: str | None = None
     history: list[str] = field(default_factory=list)
+    user: str = ""  # this browser's random id (kept in its local storage): its results are outputs/<user>/
     stop: StopFlag = field(default_factory=StopFlag)
 
     def fresh(self, **values: Any) -> DragState:
-        """A new edit's state that keeps this user's history and Stop flag."""
-        return DragState(history=self.history, stop=self.stop, **values)
-
-
-@dataclass
-class DragonState:
-    """One user's DragonDiffusion tab."""
-
-    image: PILImage.Image | None = None
-    mask: np.ndarray | None = None
-    clicks: list[list[float]] = field(default_factory=list)
-    reference: PILImage.Image | None = None
-    reference_mask: np.ndarray | None = None
-    result: str | None = None
-    history: list[str] = field(default_factory=list)
-    stop: StopFlag = field(default_factory=StopFlag)
+        """A new edit's state that keeps this browser's results, id, Stop flag and reference image."""
+        kept = dict(history=self.history, user=self.user, stop=self.stop, reference=self.reference)
+        kept |= dict(reference_mask=self.reference_mask, restored_reference_mask=self.restored_reference_mask)
+        return DragState(**{**kept, **values})
 
 
 def new_state() -> DragState:
     return DragState()
-
-
-def new_dragon_state() -> DragonState:
-    return DragonState()
 
 
 def editor_value(image: PILImage.Image, mask: np.ndarray | None = None) -> dict:
@@ -202,53 +206,121 @@ def runtime_for(model: Any):
     return RUNTIMES.get(name)
 
 
-# -- handlers of the DragDiffusion tab: each a plain function of its inputs, returning what changes ---------
+# -- messages: the app's own words, one line, no server paths -------------------------------------------
+
+PATH_IN_TEXT = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/]+)+[\\/]([^\s'\"\\/]+)")
+
+
+def message(exc: Exception | str) -> str:
+    """What a user reads of an error: one line of at most 300 characters, each path cut to its file name (a
+    path would tell a client where the server keeps its files)."""
+    text = " ".join(PATH_IN_TEXT.sub(r"\1", str(exc)).split())
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def warn(exc: Exception | str) -> str:
+    """An error as a toast, returned for the status line too: the toast fades, the status line stays."""
+    text = message(exc)
+    gr.Warning(text)
+    return f"⚠️ {text}"
+
+
+# -- the editor's handlers: each a plain function of its inputs, returning what changes -----------------
 
 
 def on_upload(path: str | None, state: DragState) -> dict:
+    """A new image: the points, the region and the prompt belonged to the old one and are forgotten."""
     if not path:
-        return {DRAG.state: state, DRAG.editor: None, DRAG.canvas: None, DRAG.table: [], DRAG.status: ""}
+        return {DRAG.upload: _shown_image(state)}  # × on the upload box: the image being edited stays
     try:
         image = load_image(uploaded_file(path, "image"), max_pixels=SETTINGS.max_image_pixels, keep_alpha=True)
     except DragError as exc:
-        gr.Warning(str(exc))
-        return {DRAG.state: state, DRAG.editor: None, DRAG.canvas: None, DRAG.table: [], DRAG.status: f"⚠️ {exc}"}
-    return _new_image(state.fresh(image=image), f"{image.width}×{image.height} px. {NO_MASK}")
+        return {DRAG.state: state, DRAG.upload: _shown_image(state), DRAG.status: warn(exc)}
+    return _new_image(state.fresh(image=image), f"{image.width}×{image.height} px. {NO_MASK}", prompt="")
 
 
-def _new_image(state: DragState, status: str) -> dict:
-    return {
+def _shown_image(state: DragState):
+    """What "1 · Image" shows: the image being edited (after a refused upload, still the one before)."""
+    return state.image.copy() if state.image is not None else None
+
+
+def _new_image(state: DragState, status: str, prompt: str | None = None) -> dict:
+    shown = {
         DRAG.state: state,
-        DRAG.editor: editor_value(state.image),
-        DRAG.canvas: overlay(state.image, [], None),
-        DRAG.table: [],
+        DRAG.upload: _shown_image(state),
+        DRAG.editor: editor_value(state.image, state.restored_mask),
+        DRAG.canvas: overlay(state.image, state.clicks, state.mask),
+        DRAG.table: points_table(state.clicks),
         DRAG.status: status,
     }
+    return shown if prompt is None else {**shown, DRAG.prompt: prompt}
 
 
 def on_mask(value: dict | None, state: DragState) -> dict:
     if state.image is None:
-        return {DRAG.state: state, DRAG.canvas: None, DRAG.status: ""}
+        return {DRAG.state: state}
     state = replace(state, mask=editable_region(state.restored_mask, value, state.image.size))
     note = NO_MASK if state.mask is None else f"Editable region: {state.mask.mean():.0%} of the image."
     return {DRAG.state: state, DRAG.canvas: overlay(state.image, state.clicks, state.mask), DRAG.status: note}
 
 
 def on_clear_mask(state: DragState) -> dict:
-    """Forget the painted and the restored mask: the whole image may change again."""
+    """Forget the painted and the restored region: the whole image may change again."""
     if state.image is None:
-        return {DRAG.state: state, DRAG.editor: None, DRAG.canvas: None, DRAG.status: ""}
+        return {DRAG.state: state}
     state = replace(state, mask=None, restored_mask=None)
     canvas = overlay(state.image, state.clicks, None)
     return {DRAG.state: state, DRAG.editor: editor_value(state.image), DRAG.canvas: canvas, DRAG.status: NO_MASK}
 
 
-def on_click(state: DragState, evt: gr.SelectData) -> dict:
+def on_refine(state: DragState) -> dict:
+    """Replace the painted region by the object GrabCut finds in the painting's box. It is kept as the editor's
+    picture (a session's region is too), so painting more adds to it."""
     if state.image is None:
-        gr.Warning("Upload an image first.")
-        return {DRAG.state: state, DRAG.canvas: None, DRAG.table: []}
+        return {DRAG.status: warn("Upload an image first.")}
+    try:
+        mask = refine_to_object(state.image, state.mask)
+    except DragError as exc:
+        return {DRAG.status: warn(exc)}
+    state = replace(state, mask=mask, restored_mask=mask)
+    return {
+        DRAG.state: state,
+        DRAG.editor: editor_value(state.image, mask),
+        DRAG.canvas: overlay(state.image, state.clicks, mask),
+        DRAG.status: f"Object found: {mask.mean():.0%} of the image (paint to add to it, Clear mask to start over).",
+    }
+
+
+def on_reference_upload(path: str | None, state: DragState) -> dict:
+    """DragonDiffusion's reference image (appearance, paste): its painted object goes with it."""
+    if not path:
+        return {DRAG.state: state}
+    try:
+        image = load_image(uploaded_file(path, "reference"), max_pixels=SETTINGS.max_image_pixels, keep_alpha=True)
+    except DragError as exc:
+        return {DRAG.state: state, DRAG.reference_editor: None, DRAG.status: warn(exc)}
+    state = replace(state, reference=image, reference_mask=None, restored_reference_mask=None)
+    shown = f"Reference: {image.width}×{image.height} px; paint its object."
+    return {DRAG.state: state, DRAG.reference_editor: editor_value(image), DRAG.status: shown}
+
+
+def on_reference_mask(value: dict | None, state: DragState) -> dict:
+    if state.reference is None:
+        return {DRAG.state: state}
+    painted = editable_region(state.restored_reference_mask, value, state.reference.size)
+    return {DRAG.state: replace(state, reference_mask=painted)}
+
+
+def on_click(state: DragState, method: str, mode: str, evt: gr.SelectData) -> dict:
+    """A click on the canvas: handle, target, handle, ...; DragonDiffusion's modes use theirs (dragon_modes)."""
+    if state.image is None:
+        return {DRAG.status: warn("Upload an image first.")}
     x, y = Display(state.image.size).to_image(*evt.index)  # evt.index: canvas picture pixels
-    return _with_clicks(state, add_click(state.clicks, x, y))
+    try:
+        clicks = dragon_click(mode, state.clicks, x, y) if method == "dragon" else add_click(state.clicks, x, y)
+    except DragError as exc:
+        return {DRAG.status: warn(exc)}
+    return _with_clicks(state, clicks)
 
 
 def on_undo(state: DragState) -> dict:
@@ -260,12 +332,12 @@ def on_clear(state: DragState) -> dict:
 
 
 def on_table(rows, state: DragState) -> dict:
+    """Points typed into the table. A cell that is no number is refused, and the table shows again the points
+    that stay, which the canvas shows and Drag uses."""
     try:
         clicks = clicks_from_table(rows.values.tolist() if hasattr(rows, "values") else rows or [])
     except DragError as exc:
-        gr.Warning(str(exc))
-        shown = overlay(state.image, state.clicks, state.mask) if state.image else None
-        return {DRAG.state: state, DRAG.canvas: shown, DRAG.table: points_table(state.clicks)}
+        return {**_with_clicks(state, state.clicks), DRAG.status: warn(exc)}
     return _with_clicks(state, clicks)
 
 
@@ -275,39 +347,77 @@ def _with_clicks(state: DragState, clicks: list) -> dict:
     return {DRAG.state: state, DRAG.canvas: shown, DRAG.table: points_table(clicks)}
 
 
-def config_from(values: tuple, method: str = "dragdiffusion"):
-    """A panel method's config from the Advanced widgets (text fields are parsed as YAML: '2, 3' → [2, 3],
-    'null'); the widgets of the other methods' own fields are left out."""
+# -- the method, its mode and the Advanced panel: the values that will run ------------------------------
+
+
+def config_mode(method: str, mode: Any) -> str | None:
+    """The mode a method's config is resolved for: DragonDiffusion's (a resize is a move with a scale)."""
+    if not getattr(PANEL_CONFIGS.get(method), "MODES", ()):
+        return None
+    return "move" if mode == "resize" else mode if mode in DRAGON_MODES else "drag"
+
+
+def server_layer(config_type) -> dict | None:
+    """One method's values from the server's --config, which is laid out like a model's dragdiff.yaml:
+    DragDiffusion's values at the top, a section for each other method (gooddrag:, inpaint4drag:, dragon:)."""
+    if SETTINGS.config is None:
+        return None
+    return model_section(read_config_file(SETTINGS.config), config_type.MODEL_SECTION)
+
+
+def server_files(method: str) -> dict:
+    """Weight files named by the server's command line alone: DragonDiffusion's image prompt."""
+    if method != "dragon":
+        return {}
+    return {"image_prompt": SETTINGS.image_prompt, "image_encoder": SETTINGS.image_encoder}
+
+
+def resolved(method: str, model: Any, mode: Any = None, **explicit: Any):
+    """The config that runs for a method on an offered model: the built-in defaults, the model's dragdiff.yaml,
+    the server's --config, then `explicit` (dragdiff.config.resolve_config), but SERVER_PATHS stay the
+    server's. Read without loading the model."""
     config_type = PANEL_CONFIGS[method]
-    own = resolve_config(config_type).to_dict()
-    parsed, lists = {}, {n for n, v in own.items() if isinstance(v, list)}
+    layers = dict(mode=config_mode(method, mode), file=server_layer(config_type), where="settings")
+    server = resolve_config(config_type, model_defaults(offered_name(model) or SETTINGS.model), **layers)
+    kept = {n: v for n, v in (server.to_dict() | server_files(method)).items() if n in SERVER_PATHS}
+    return server if not explicit and not kept else server.replace(**{**explicit, **kept})
+
+
+def config_from(values: tuple, method: str = "dragdiffusion", mode: Any = None, model: Any = None):
+    """A method's config from the Advanced widgets (text fields are parsed as YAML: '2, 3' → [2, 3], 'null');
+    the widgets of the other methods' own fields are left out."""
+    config_type = PANEL_CONFIGS[method]
+    own = {f.name: str(f.type) for f in fields(config_type)}
+    parsed = {}
     for name, value in zip(PARAMS, values, strict=True):
         if name not in own:
             continue
         if isinstance(value, str):
-            value = parse_value(f"[{value}]" if name in lists else value)
+            listed = value.strip() not in ("", "null") and own[name].startswith(("tuple", "list"))
+            value = parse_value(f"[{value}]" if listed else value)
         parsed[name] = int(value) if isinstance(value, float) and value.is_integer() else value
-    return config_type.from_dict(parsed, where="settings")
+    return resolved(method, model or SETTINGS.model, mode, **parsed)
 
 
-def panel_values(model: Any, method: str = "dragdiffusion") -> list[Any]:
-    """The Advanced panel's values for `model` and a panel `method`: what would run (the model's dragdiff.yaml
-    over the built-in defaults, under --config), read without loading the model. The other methods' own fields
-    keep their values (hidden)."""
-    name = offered_name(model) or SETTINGS.model
+def panel_config(method, values: tuple, mode: Any, model: Any):
+    """The config a method runs with: the Advanced panel's, or a method without a panel its model's defaults."""
+    return config_from(values, method.name, mode, model) if method.name in PANEL_CONFIGS else method.default_config()
+
+
+def panel_values(model: Any, method: str = "dragdiffusion", mode: Any = None) -> list[Any]:
+    """The Advanced panel's values for `model`, `method` and `mode`: what would run. The other methods' own
+    fields keep their values (hidden)."""
     values: dict[str, Any] = {}
     for each in sorted(PANEL_CONFIGS, key=lambda n: n == method):  # the selected method's values win
-        config = resolve_config(PANEL_CONFIGS[each], model_defaults(name), file=SETTINGS.config, where="settings")
-        values |= config.to_dict()
+        values |= resolved(each, model, mode).to_dict()
     return [_widget_value(values[n]) for n in PARAMS]
 
 
-def panel_from(config, model: Any) -> list[Any]:
-    """The Advanced panel's values showing `config` (a panel method's); the other methods' own fields keep the
-    model's values."""
+def panel_from(config, model: Any, mode: Any = None) -> list[Any]:
+    """The Advanced panel's values showing `config`; the other methods' own fields keep the model's values."""
     method = next(n for n, config_type in PANEL_CONFIGS.items() if isinstance(config, config_type))
     own = config.to_dict()
-    shown = panel_values(model, method)
+    shown = panel_values(model, method, mode)
     return [_widget_value(own[n]) if n in own else v for n, v in zip(PARAMS, shown, strict=True)]
 
 
@@ -316,18 +426,68 @@ def panel_help(method: str) -> dict[str, str]:
     chosen = [PANEL_CONFIGS[method]] if method in PANEL_CONFIGS else []
     helps = [field_help(config) for config in [*PANEL_CONFIGS.values(), *chosen]]  # the chosen one last: it wins
     comments = {name: comment for own in helps for name, (_, comment) in own.items()}
-    return {n: f"{c} (set in the server's --config)" if n in SERVER_PATHS else c for n, c in comments.items()}
+    comments |= {n: "" for n in PARAMS if n not in comments}
+    return {n: f"{c} (set by the server)" if n in SERVER_PATHS else c for n, c in comments.items()}
 
 
-def panel_updates(model: Any, method: Any) -> dict:
-    """The Advanced panel for a model and method: its values and help, and only the fields that method has
-    (none for a method without a panel, which runs with the model's own defaults)."""
+def panel_updates(model: Any, method: Any, mode: Any = None, config=None) -> dict:
+    """The Advanced panel for a model, method and mode (or showing `config`): the values and help of that
+    method's fields, and only those (none for a method without a panel: it runs with the model's defaults)."""
     own = {f.name for f in fields(PANEL_CONFIGS[method])} if method in PANEL_CONFIGS else set()
-    values, helps = panel_values(model, method), panel_help(method)
+    values = panel_from(config, model, mode) if config is not None else panel_values(model, method, mode)
+    helps = panel_help(method)
     return {
         widget: gr.update(value=value, visible=name in own, info=helps[name])
         for widget, name, value in zip(DRAG.widgets, PARAMS, values, strict=True)
     }
+
+
+def method_view(method: Any, mode: Any, clicks: list, scale: float | None = None) -> dict:
+    """What a method and mode show: the mode choice and scale for DragonDiffusion, the reference image for its
+    appearance and paste modes, and the instructions, with what the mode leaves of the points."""
+    dragon = method == "dragon"
+    mode = mode if mode in DRAGON_MODES else "drag"
+    guide = DRAGON_HELP[mode] if dragon else POINT_HELP
+    unused = unused_points(mode, clicks) if dragon else ""
+    return {
+        DRAG.mode: gr.update(value=mode, visible=dragon),
+        DRAG.scale: gr.update(
+            visible=dragon and mode in ("resize", "paste"), **({} if scale is None else {"value": scale})
+        ),
+        DRAG.reference_row: gr.update(visible=dragon and mode in ("appearance", "paste")),
+        DRAG.instructions: guide + (f"  \n_{unused}_" if unused else ""),
+    }
+
+
+def on_model(model: Any, method: Any, mode: Any, state: DragState) -> dict:
+    """A model was chosen: what it is, its best method, and the values that will run with it."""
+    method = default_method(model)
+    shown = {DRAG.method: method, DRAG.model_note: model_note(model)}
+    return shown | method_view(method, mode, state.clicks) | panel_updates(model, method, mode)
+
+
+def on_method(model: Any, method: Any, mode: Any, state: DragState) -> dict:
+    """A method or mode was chosen: its inputs and instructions, and the model's values for it. The points
+    stay: a mode that uses fewer says so."""
+    return method_view(method, mode, state.clicks) | panel_updates(model, method, mode)
+
+
+def model_note(model: Any) -> str:
+    """The line under the model menu: which model runs, from where, and why."""
+    name = offered_name(model) or SETTINGS.model
+    return f"**Model:** {model_summary(name)}"
+
+
+def default_method(model: Any) -> str:
+    """The method the editor starts with for `model` (dragdiff.methods.default_method)."""
+    return methods.default_method(offered_name(model) or SETTINGS.model)
+
+
+def method_for(model: Any, name: Any):
+    """The registered method `name` on the Runtime of an offered model (dragdiff.methods lists them)."""
+    if not isinstance(name, str) or name not in methods.names():
+        raise DragError(f"method: {str(name)[:60]!r} is not one of {', '.join(methods.names())}")
+    return runtime_for(model).method(name)
 
 
 def warp_preview(state: DragState, method: Any, *values) -> dict:
@@ -342,7 +502,7 @@ def warp_preview(state: DragState, method: Any, *values) -> dict:
             DragRequest(state.image, handles, targets, state.mask), config.band_px, config.refine_region
         )
     except DragError as exc:  # e.g. a handle outside the painted region: say so while the user is placing points
-        return {DRAG.status: f"Warp preview: ⚠️ {exc}"}
+        return {DRAG.status: f"Warp preview: ⚠️ {message(exc)}"}
     preview = hatched(PILImage.fromarray(warp.image), warp.inpaint)
     status = "Warp preview: what moves is drawn at its target; Drag fills the striped area." + "".join(
         f"  \n⚠️ {note}" for note in warp.notes
@@ -350,42 +510,24 @@ def warp_preview(state: DragState, method: Any, *values) -> dict:
     return {DRAG.result: (enlarge(state.image), preview), DRAG.status: status}
 
 
-def on_model(model: Any, method: Any) -> dict:
-    """A model was chosen: its best method, and the Advanced panel with the values that will run with it."""
-    method = default_method(model)
-    return {DRAG.method: method, **panel_updates(model, method)}
+# -- running an edit ----------------------------------------------------------------------------------
 
 
-def on_method(model: Any, method: Any) -> dict:
-    """A method was chosen: the Advanced panel shows its fields with the model's values."""
-    return panel_updates(model, method)
+def edit_request(state: DragState, prompt: str, name: str, mode: Any, scale: float, config):
+    """The request of the editor's state for a method (and DragonDiffusion's mode), checked before any work."""
+    if state.image is None:
+        raise DragError("Upload an image first.")
+    if name == "dragon":
+        request = dragon_request(mode if mode in DRAGON_MODES else "drag", state, scale, prompt, config)
+        check_dragon_request(request)
+        return request
+    handles, targets = pairs(state.clicks)
+    request = DragRequest(state.image, handles, targets, state.mask, prompt, config)
+    check_request(request)  # points, mask and prompt
+    return request
 
 
-def default_method(model: Any) -> str:
-    """The method the Drag points tab starts with for `model` (dragdiff.methods.default_method)."""
-    return methods.default_method(offered_name(model) or SETTINGS.model)
-
-
-def method_for(model: Any, name: Any):
-    """The registered method `name` on the Runtime of an offered model (dragdiff.methods lists them)."""
-    if not isinstance(name, str) or name not in methods.names():
-        raise DragError(f"method: {str(name)[:60]!r} is not one of {', '.join(methods.names())}")
-    return runtime_for(model).method(name)
-
-
-def _panel_config(method, values: tuple):
-    """The config that runs. The Advanced panel holds the selected method's values for the selected model: what
-    the user set there wins over every other layer (dragdiff.config.resolve_config), but for SERVER_PATHS, which
-    stay the server's. Another method runs with its own defaults for the model."""
-    if method.name not in PANEL_CONFIGS:
-        return method.default_config()
-    server = method.default_config(file=SETTINGS.config, where="settings").to_dict()
-    chosen = config_from(values, method.name).to_dict()
-    chosen |= {name: server[name] for name in SERVER_PATHS if name in chosen}
-    return method.default_config(file=SETTINGS.config, where="settings", **chosen)
-
-
-def prepare(state: DragState, prompt: str, model: str, name: str, *values):
+def prepare(state: DragState, prompt: str, model: str, name: str, mode: str, scale: float, *values):
     """What a method can do before the points (DragDiffusion: LoRA + inversion, cached per image) as soon as an
     image is there, so that Drag can start at once."""
     if state.image is None:
@@ -396,7 +538,7 @@ def prepare(state: DragState, prompt: str, model: str, name: str, *values):
         method = method_for(model, name)
         if not hasattr(method, "prepare"):  # optional in the method protocol
             return
-        config = _panel_config(method, values)
+        config = panel_config(method, values, mode, model)
         board = StageBoard()
         for event in stream(lambda progress, halt: method.prepare(state.image, prompt, config, progress, halt), stop):
             text = "Ready to drag." if isinstance(event, Finished) else "Preparing…  \n" + board.update(event)
@@ -404,24 +546,20 @@ def prepare(state: DragState, prompt: str, model: str, name: str, *values):
     except DragCancelled:
         yield {DRAG.status: "Preparation stopped; it resumes when you press Drag."}
     except DragError as exc:
-        yield {DRAG.status: f"⚠️ {exc}"}
+        yield {DRAG.status: f"⚠️ {message(exc)}"}
 
 
-def run(state: DragState, prompt: str, model: str, name: str, *values):
+def run(state: DragState, prompt: str, model: str, name: str, mode: str, scale: float, *values):
     """The edit with the chosen method, streamed: status and a live preview of the tracked handles, then the
     saved result."""
     try:
-        if state.image is None:
-            raise DragError("Upload an image first.")
-        handles, targets = pairs(state.clicks)
         method = method_for(model, name)
-        request = DragRequest(state.image, handles, targets, state.mask, prompt, _panel_config(method, values))
-        check_request(request)  # points, mask and prompt, before any work
+        request = edit_request(state, prompt, name, mode, scale, panel_config(method, values, mode, model))
     except DragError as exc:
-        gr.Warning(str(exc))
-        yield {DRAG.status: f"⚠️ {exc}"}
+        yield {DRAG.status: warn(exc)}
         return
-    yield {DRAG.status: method.model.note or f"Model: {method.model.spec}"}
+    plain = overlay(state.image, state.clicks, state.mask)  # the canvas without a run's tracked handles
+    yield {DRAG.status: model_note(model)}
     stop, last, board = state.stop.event, None, StageBoard()
     stop.clear()
     try:
@@ -433,20 +571,25 @@ def run(state: DragState, prompt: str, model: str, name: str, *values):
             yield {DRAG.status: board.update(event), DRAG.canvas: preview}
     except DragCancelled:
         where = f" during {last.describe()}" if last else ""
-        yield {DRAG.status: f"Stopped{where}. Nothing was changed; press Drag to run again."}
+        yield {DRAG.status: f"Stopped{where}. Nothing was changed; press Drag to run again.", DRAG.canvas: plain}
         return
     except DragError as exc:  # found once the model is known, e.g. a block the UNet lacks
-        gr.Warning(str(exc))
-        yield {DRAG.status: f"⚠️ {exc}"}
+        yield {DRAG.status: warn(exc), DRAG.canvas: plain}
         return
-    yield finished(DRAG, state, event.value, method)
+    yield finished(state, event.value, method) | {DRAG.canvas: plain}
 
 
-def finished(tab: SimpleNamespace, state, result, method) -> dict:
-    """A finished edit of either tab: saved at once (a refresh or a closed tab loses nothing) and shown with
-    what the picture shows (each point arrived or how far short, and what to try), its warnings, before
-    beside after, its download and this session's results."""
-    path = autosave(SETTINGS.outputs, result)
+def user_outputs(state: DragState) -> Path:
+    """Where this browser's results go: outputs/<its id>/ (so that a reloaded page lists its own, never
+    another's), or outputs/ itself for a caller without one."""
+    return SETTINGS.outputs / state.user if state.user else SETTINGS.outputs
+
+
+def finished(state: DragState, result, method) -> dict:
+    """A finished edit: saved at once (a refresh or a closed tab loses nothing) and shown with what the
+    picture shows (each point arrived or how far short, and what to try), its warnings, before beside after,
+    its download and this browser's results."""
+    path = autosave(user_outputs(state), result)
     state = replace(state, result=str(path), history=[*state.history, str(path)])
     notes = "".join(f"  \n⚠️ {w}" for w in result.warnings)
     outcome = f"  \n{describe(result.image_check, getattr(method, 'advice', ''))}." if result.image_check else ""
@@ -454,11 +597,11 @@ def finished(tab: SimpleNamespace, state, result, method) -> dict:
         said = "reached the targets" if result.tracker_reached_targets else "did not reach the targets"
         outcome += f" (The latent point tracker {said} after {result.steps_used} drag steps.)"
     return {
-        tab.state: state,
-        tab.status: f"Done in {result.timings['total']:.1f} s. Saved to {path}.{outcome}{notes}",
-        tab.result: (enlarge(state.image), enlarge(result.image)),
-        tab.download: str(path),
-        tab.history: state.history,
+        DRAG.state: state,
+        DRAG.status: f"Done in {result.timings['total']:.1f} s. Saved as {path.name}.{outcome}{notes}",
+        DRAG.result: (enlarge(state.image), enlarge(result.image)),
+        DRAG.download: str(path),
+        DRAG.history: state.history,
     }
 
 
@@ -470,24 +613,29 @@ def on_stop(state) -> str:
 def edit_result(state: DragState) -> dict:
     """Make the last result the new input (multi-round editing)."""
     if not state.result:
-        gr.Warning("There is no result to edit yet: run an edit first.")
-        return {DRAG.state: state}
-    return _new_image(
-        state.fresh(image=load_image(state.result, keep_alpha=True)), "The result is the new input. " + NO_MASK
-    )
+        return {DRAG.status: warn("There is no result to edit yet: run an edit first.")}
+    try:
+        image = load_image(state.result, keep_alpha=True)
+    except DragError as exc:  # deleted from outputs/ meanwhile
+        return {DRAG.status: warn(exc)}
+    return _new_image(state.fresh(image=image), "The result is the new input. " + NO_MASK)
 
 
-def save_current(state: DragState, prompt: str, model: str, method: str, *values) -> str | None:
+# -- sessions: one file holds a whole edit, of any method --------------------------------------------
+
+
+def save_current(state: DragState, prompt: str, model: str, method: str, mode: str, scale: float, *values):
     try:
         if state.image is None:
             raise DragError("Upload an image first: a session holds the image, points, mask and settings.")
-        if method not in PANEL_CONFIGS:
-            titles = ", ".join(methods.info(n).title for n in PANEL_CONFIGS)
-            raise DragError(f"Sessions here record the settings of {titles}: choose one of them first.")
-        handles, targets = pairs(state.clicks) if state.clicks else ((), ())
-        session = Session(state.image, handles, targets, state.mask, prompt, model, config_from(values, method))
+        config = config_from(values, method, mode, model)
+        if method == "dragon":
+            session = DragonSession(edit_request(state, prompt, method, mode, scale, config), model)
+        else:
+            handles, targets = pairs(state.clicks) if state.clicks else ((), ())
+            session = Session(state.image, handles, targets, state.mask, prompt, model, config)
     except DragError as exc:
-        gr.Warning(str(exc))
+        warn(exc)
         return None
     path = Path(tempfile.mkdtemp()) / "dragdiff-session.json"
     save_session(session, path)
@@ -495,43 +643,119 @@ def save_current(state: DragState, prompt: str, model: str, method: str, *values
 
 
 def load_saved(path: str | None, state: DragState) -> dict:
-    """Restore a session from its JSON, or from a dragdiff result PNG (its embedded session)."""
+    """Restore a session from its JSON, or from a dragdiff result PNG (its embedded session), of any method."""
     if not path:
-        return {DRAG.state: state}
+        return {}
     try:
-        session = load_session(uploaded_file(path, "session"), max_pixels=SETTINGS.max_image_pixels)
+        source = uploaded_file(path, "session")
+        if _session_format(source) == DRAGON_FORMAT:
+            shown = _dragon_session(*load_dragon_session(source, SETTINGS.max_image_pixels), state)
+        else:
+            shown = _point_session(load_session(source, max_pixels=SETTINGS.max_image_pixels), state)
     except DragError as exc:
-        gr.Warning(str(exc))
-        return {DRAG.state: state, DRAG.status: f"⚠️ {exc}"}
+        return {DRAG.load: None, DRAG.status: warn(exc)}
+    return shown | {DRAG.load: None}  # the loader is empty again: the next file loads at once
+
+
+def _session_format(path: str) -> Any:
+    data = read_session_data(path)
+    return data.get("format") if isinstance(data, dict) else None
+
+
+def _point_session(session: Session, state: DragState) -> dict:
     clicks = [p.as_list() for pair in zip(session.handles, session.targets, strict=True) for p in pair]
     state = state.fresh(image=session.image, clicks=clicks, mask=session.mask, restored_mask=session.mask)
-    model, note = offered_name(session.model), ""
-    if model is None:
-        model = SETTINGS.model
-        note = f" It was made with a model this server does not offer; {model} is selected."
-    masked = "." if session.mask is None else "; its mask is tinted in the editor (paint to add, Clear mask to redo)."
     method = next(n for n, config in PANEL_CONFIGS.items() if isinstance(session.config, config))
-    own = session.config.to_dict()
-    return {
-        DRAG.state: state,
-        DRAG.editor: editor_value(session.image, session.mask),
-        DRAG.canvas: overlay(session.image, clicks, session.mask),
-        DRAG.table: points_table(clicks),
-        DRAG.prompt: session.prompt,
-        DRAG.model: model,
-        DRAG.status: f"Session loaded: {len(session.handles)} point pair(s){masked}{note}",
-        DRAG.method: method,
-        **{
-            widget: gr.update(value=value, visible=name in own, info=panel_help(method)[name])
-            for widget, name, value in zip(DRAG.widgets, PARAMS, panel_from(session.config, model), strict=True)
-        },
-    }
+    status = f"Session loaded: {len(session.handles)} point pair(s)"
+    return _session_view(state, session.prompt, session.model, method, "drag", 1.0, session.config, status)
+
+
+def _dragon_session(request, model: str, state: DragState) -> dict:
+    mode, clicks = session_mode(request), []
+    if mode in ("move", "resize"):
+        rows, cols = request.mask.nonzero()
+        x, y = (cols.min() + cols.max()) / 2, (rows.min() + rows.max()) / 2
+        clicks = [[float(x), float(y)], [float(x + request.offset.x), float(y + request.offset.y)]]
+    elif mode == "paste":
+        clicks = [request.position.as_list()]
+    elif mode == "drag":
+        clicks = [p.as_list() for pair in zip(request.handles, request.targets, strict=True) for p in pair]
+    reference, reference_mask = getattr(request, "reference", None), getattr(request, "reference_mask", None)
+    mask = getattr(request, "mask", None)
+    state = state.fresh(
+        image=request.image,
+        clicks=clicks,
+        mask=mask,
+        restored_mask=mask,
+        reference=reference,
+        reference_mask=reference_mask,
+        restored_reference_mask=reference_mask,
+    )
+    shown = _session_view(
+        state,
+        request.prompt,
+        model,
+        "dragon",
+        mode,
+        getattr(request, "scale", 1.0),
+        request.config,
+        f"Session loaded: DragonDiffusion, {mode}",
+    )
+    if reference is not None:
+        shown[DRAG.reference_editor] = editor_value(reference, reference_mask)
+    return shown
+
+
+def _session_view(state, prompt, model, method, mode, scale, config, status) -> dict:
+    offered, note = offered_name(model), ""
+    if offered is None:
+        offered = SETTINGS.model
+        note = f" It was made with a model this server does not offer; {offered} is selected."
+    masked = "." if state.mask is None else "; its region is tinted in the editor (paint to add, Clear mask to redo)."
+    shown = _new_image(state, f"{status}{masked}{note}", prompt=prompt)
+    shown |= {DRAG.model: offered, DRAG.model_note: model_note(offered), DRAG.method: method}
+    return shown | method_view(method, mode, state.clicks, scale) | panel_updates(offered, method, mode, config)
 
 
 def _widget_value(value: Any) -> Any:
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
     return "null" if value is None else value
+
+
+# -- a reloaded page: this browser's results, from outputs/ ------------------------------------------
+
+
+def on_page_load(user: Any, state: DragState) -> dict:
+    """Each page opens with what this server was started with (--model, --config) and the methods registered
+    now (the Blocks are built once, at import, before main() read the flags), and with this browser's recent
+    results: a refresh or a closed tab loses none of them."""
+    user = user if isinstance(user, str) and re.fullmatch(r"[0-9a-f]{32}", user) else uuid.uuid4().hex
+    recent = recent_results(SETTINGS.outputs / user)
+    state = replace(state, user=user, history=recent, result=recent[-1] if recent else state.result)
+    method = default_method(SETTINGS.model)
+    shown = {
+        DRAG.user: user,
+        DRAG.state: state,
+        DRAG.model: gr.update(choices=offered_models(), value=SETTINGS.model),
+        DRAG.model_note: model_note(SETTINGS.model),
+        DRAG.method: gr.update(choices=method_choices(), value=method),
+        **method_view(method, "drag", []),
+        **panel_updates(SETTINGS.model, method),
+    }
+    if recent:
+        shown |= {DRAG.history: recent, DRAG.download: recent[-1]}
+        shown |= {DRAG.status: f"Your {len(recent)} most recent result(s) are below; the newest is in Download."}
+    return shown
+
+
+def recent_results(folder: Path) -> list[str]:
+    """The newest result PNGs saved for one browser, oldest first."""
+    found = sorted(folder.glob("*/*.png"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    return [str(p) for p in found[-RECENT_RESULTS:]]
+
+
+# -- the HTTP API -------------------------------------------------------------------------------------
 
 
 def api_edit(
@@ -553,12 +777,13 @@ def api_edit(
         for name in SERVER_PATHS:
             if name in values:
                 raise DragError(f"settings.{name}: set on the server (its --config file), not by a client")
-        editor = method_for(model or SETTINGS.model, values.pop("method", "dragdiffusion"))
-        config = editor.default_config(file=SETTINGS.config, **values)
+        name = values.pop("method", "dragdiffusion")
+        editor = method_for(model or SETTINGS.model, name)
+        config = resolved(name, model or SETTINGS.model, **values)
         editable = load_mask(uploaded_file(mask, "mask"), picture.size) if mask else None
         result = editor.edit(DragRequest(picture, handles, targets, editable, prompt, config))
     except DragError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise gr.Error(message(exc)) from exc
     return FileData(path=str(autosave(SETTINGS.outputs, result)))
 
 
@@ -572,165 +797,7 @@ def _json_object(text: str) -> dict:
     return value
 
 
-# -- handlers of the DragonDiffusion tab ----------------------------------------------------------------
-
-DRAGON_MODES = list(DRAGON_HELP)
-
-
-def dragon_upload(path: str | None, state: DragonState, what: str = "image") -> dict:
-    """A new base image (what="image") or reference image: resets what depended on the old one."""
-    editor = DRAGON.editor if what == "image" else DRAGON.reference_editor
-    if not path:
-        return {DRAGON.state: state, editor: None}
-    try:
-        image = load_image(uploaded_file(path, what), max_pixels=SETTINGS.max_image_pixels, keep_alpha=True)
-    except DragError as exc:
-        gr.Warning(str(exc))
-        return {DRAGON.state: state, editor: None, DRAGON.status: f"⚠️ {exc}"}
-    if what == "image":
-        state = replace(state, image=image, mask=None, clicks=[])
-    else:
-        state = replace(state, reference=image, reference_mask=None)
-    return {
-        DRAGON.state: state,
-        editor: editor_value(image),
-        DRAGON.canvas: _dragon_overlay(state),
-        DRAGON.status: f"{what.capitalize()}: {image.width}×{image.height} px.",
-    }
-
-
-def dragon_paint(value: dict | None, state: DragonState, what: str = "mask") -> dict:
-    image = state.image if what == "mask" else state.reference
-    if image is None:
-        return {DRAGON.state: state}
-    state = replace(state, **{what: mask_from_editor(value, image.size)})
-    return {DRAGON.state: state, DRAGON.canvas: _dragon_overlay(state)}
-
-
-def dragon_reference_upload(path: str | None, state: DragonState) -> dict:
-    return dragon_upload(path, state, "reference")
-
-
-def dragon_reference_paint(value: dict | None, state: DragonState) -> dict:
-    return dragon_paint(value, state, "reference_mask")
-
-
-def dragon_refine(state: DragonState) -> dict:
-    """Replace the painted mask by the object GrabCut finds in the painting's bounding box."""
-    if state.image is None:
-        return {DRAGON.state: state, DRAGON.status: "Upload an image first."}
-    try:
-        mask = refine_to_object(state.image, state.mask)
-    except DragError as exc:
-        return {DRAGON.state: state, DRAGON.status: f"⚠️ {exc}"}
-    state = replace(state, mask=mask)
-    return {
-        DRAGON.state: state,
-        DRAGON.editor: editor_value(state.image, mask),
-        DRAGON.canvas: _dragon_overlay(state),
-        DRAGON.status: f"Object found: {mask.mean():.0%} of the image.",
-    }
-
-
-def dragon_click_at(mode: str, state: DragonState, evt: gr.SelectData) -> dict:
-    if state.image is None:
-        gr.Warning("Upload an image first.")
-        return {DRAGON.state: state, DRAGON.canvas: None}
-    x, y = Display(state.image.size).to_image(*evt.index)
-    try:
-        state = replace(state, clicks=dragon_click(mode, state.clicks, x, y))
-    except DragError as exc:
-        gr.Warning(str(exc))
-    return {DRAGON.state: state, DRAGON.canvas: _dragon_overlay(state)}
-
-
-def dragon_mode(mode: str, state: DragonState) -> dict:
-    """The mode's instructions and inputs; points of another mode are cleared (they meant something else)."""
-    state = replace(state, clicks=[])
-    return {
-        DRAGON.state: state,
-        DRAGON.instructions: DRAGON_HELP[mode],
-        DRAGON.reference_row: gr.update(visible=mode in ("appearance", "paste")),
-        DRAGON.scale: gr.update(visible=mode in ("resize", "paste")),
-        DRAGON.canvas: _dragon_overlay(state),
-    }
-
-
-def _dragon_overlay(state: DragonState):
-    return overlay(state.image, state.clicks, state.mask) if state.image is not None else None
-
-
-def dragon_run(state: DragonState, mode: str, scale: float, prompt: str, model: str, params: str):
-    """A DragonDiffusion edit, streamed like the drag tab's and saved the same way (PNG with its session)."""
-    try:
-        editor = runtime_for(model).method("dragon")
-        values = server_weights(_yaml_object(params), SETTINGS.image_prompt, SETTINGS.image_encoder)
-        config = editor.default_config("move" if mode == "resize" else mode, **values)
-        request = dragon_request(mode, state, scale, prompt, config)
-        check_dragon_request(request)  # refuse bad input before any work
-    except DragError as exc:
-        gr.Warning(str(exc))
-        yield {DRAGON.status: f"⚠️ {exc}"}
-        return
-    stop, board, event = state.stop.event, StageBoard(), None
-    stop.clear()
-    try:
-        for event in stream(lambda progress, halt: editor.edit(request, progress, halt), stop):
-            if isinstance(event, Finished):
-                break
-            yield {DRAGON.status: board.update(event)}
-    except DragCancelled:
-        yield {DRAGON.status: "Stopped. Nothing was changed; press Edit to run again."}
-        return
-    except DragError as exc:
-        yield {DRAGON.status: f"⚠️ {exc}"}
-        return
-    yield finished(DRAGON, state, event.value, editor)
-
-
-def dragon_load(path: str | None, state: DragonState) -> dict:
-    """Restore a DragonDiffusion session (its .json or result PNG) into the tab."""
-    if not path:
-        return {DRAGON.state: state}
-    try:
-        request, model = load_dragon_session(uploaded_file(path, "session"), SETTINGS.max_image_pixels)
-    except DragError as exc:
-        gr.Warning(str(exc))
-        return {DRAGON.state: state, DRAGON.status: f"⚠️ {exc}"}
-    mode, clicks = request.mode, []
-    if mode == "move":
-        rows, cols = request.mask.nonzero()
-        x, y = (cols.min() + cols.max()) / 2, (rows.min() + rows.max()) / 2
-        clicks = [[float(x), float(y)], [float(x + request.offset.x), float(y + request.offset.y)]]
-        mode = "resize" if request.scale != 1 else "move"
-    elif mode == "paste":
-        clicks = [request.position.as_list()]
-    elif mode == "drag":
-        clicks = [p.as_list() for pair in zip(request.handles, request.targets, strict=True) for p in pair]
-    reference, reference_mask = getattr(request, "reference", None), getattr(request, "reference_mask", None)
-    state = replace(
-        state, image=request.image, mask=request.mask, clicks=clicks, reference=reference, reference_mask=reference_mask
-    )
-    made_with = offered_name(model) or "a model this server does not offer"
-    shown = {
-        DRAGON.state: state,
-        DRAGON.mode: mode,
-        DRAGON.editor: editor_value(request.image, request.mask),
-        DRAGON.canvas: _dragon_overlay(state),
-        DRAGON.scale: getattr(request, "scale", 1.0),
-        DRAGON.params: "\n".join(f"{k}: {json.dumps(v)}" for k, v in request.config.to_dict().items()),
-        DRAGON.status: f"Session loaded ({made_with}).",
-    }
-    if reference is not None:
-        shown[DRAGON.reference_editor] = editor_value(reference, reference_mask)
-    return shown
-
-
-def _yaml_object(text: str) -> dict:
-    value = parse_value(text or "{}") or {}
-    if not isinstance(value, dict):
-        raise DragError("parameters: write one 'name: value' per line, e.g. n_steps: 30")
-    return value
+# -- widgets ------------------------------------------------------------------------------------------
 
 
 def mask_editor(label: str, **kwargs) -> gr.ImageEditor:
@@ -741,7 +808,7 @@ def mask_editor(label: str, **kwargs) -> gr.ImageEditor:
         sources=(),
         transforms=(),
         layers=False,
-        brush=gr.Brush(colors=["#FFD23C99"], color_mode="fixed", default_size=12),
+        brush=gr.Brush(colors=BRUSH_COLOURS, color_mode="defaults", default_size=12),
         eraser=gr.Eraser(default_size=12),
         **kwargs,
     )
@@ -763,76 +830,18 @@ def method_choices() -> list[tuple[str, str]]:
     return [(methods.info(n).title, n) for n in methods.names()]
 
 
-def model_choice(**kwargs) -> gr.Dropdown:
-    """The model menu. Its choices follow --model (on_page_load); a value a client sends is checked by
-    runtime_for, with a message that says what this server offers."""
-    return gr.Dropdown(offered_models(), value=SETTINGS.model, label="Model", allow_custom_value=True, **kwargs)
-
-
 # -- layout ----------------------------------------------------------------------------------------------
 
 
-def dragon_tab() -> None:
-    """Layout and wiring of the DragonDiffusion tab."""
-    d = DRAGON
-    d.state = gr.State(new_dragon_state())
-    with gr.Row():
-        with gr.Column(scale=1, min_width=260):
-            d.mode = gr.Radio(DRAGON_MODES, value="move", label="Mode", elem_id="dragon-mode")
-            d.instructions = gr.Markdown(DRAGON_HELP["move"])
-            d.upload = image_upload(label="Image", height=200)
-            d.scale = gr.Slider(0.2, 5.0, value=1.0, step=0.05, label="Scale", visible=False, elem_id="dragon-scale")
-            d.prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...")
-            d.model = model_choice()
-            with gr.Row():
-                d.run = gr.Button("Edit", variant="primary", elem_id="dragon-run")
-                d.stop = gr.Button("Stop", variant="stop")
-            d.status = gr.Markdown("", elem_id="dragon-status")
-        with gr.Column(scale=2):
-            d.editor = mask_editor("Paint the object (drag mode: the region that may change)")
-            d.refine = gr.Button("Refine to the object (GrabCut in the painting's box)", size="sm")
-        with gr.Column(scale=2):
-            d.canvas = gr.Image(
-                type="pil", label="Click (see the mode's instructions)", interactive=False, format="png"
-            )
-    with gr.Row(visible=False) as d.reference_row:
-        d.reference_upload = image_upload(label="Reference image", height=200)
-        d.reference_editor = mask_editor("Paint the reference's object")
-    with gr.Row():
-        d.result = gr.ImageSlider(type="pil", label="Before ⟷ after", format="png", interactive=False)
-        with gr.Column():
-            d.download = gr.File(label="Download (PNG with the session inside)")
-            d.history = gr.Gallery(label="This session's results", columns=4, height=220, object_fit="contain")
-    with gr.Accordion("Parameters and sessions", open=False):
-        d.params = gr.Textbox(
-            label="Parameters (YAML, one 'name: value' per line; empty = the mode's and model's defaults)",
-            placeholder="n_steps: 30\nvariant: diffeditor",
-            lines=3,
-        )
-        d.load = gr.File(label="Load a DragonDiffusion session (.json or result .png)", file_types=[".json", ".png"])
-    every = [d.state, d.mode, d.instructions, d.reference_row, d.scale, d.editor, d.reference_editor, d.canvas]
-    every += [d.status, d.params, d.result, d.download, d.history]
-    d.outputs = every  # what each handler of the tab may change (it returns a dict of some of them)
-    d.mode.change(dragon_mode, [d.mode, d.state], every)
-    d.upload.upload(dragon_upload, [d.upload, d.state], every)
-    d.reference_upload.upload(dragon_reference_upload, [d.reference_upload, d.state], every)
-    d.editor.change(dragon_paint, [d.editor, d.state], every)
-    d.reference_editor.change(dragon_reference_paint, [d.reference_editor, d.state], every)
-    d.canvas.select(dragon_click_at, [d.mode, d.state], every)
-    d.refine.click(dragon_refine, d.state, every)
-    d.run.click(dragon_run, [d.state, d.mode, d.scale, d.prompt, d.model, d.params], every, **GPU)
-    d.stop.click(on_stop, d.state, d.status)
-    d.load.change(dragon_load, [d.load, d.state], every)
-
-
-def drag_tab() -> None:
-    """Layout and wiring of the DragDiffusion tab."""
+def editor() -> None:
+    """Layout and wiring of the editor: one image, region and set of points for every method."""
     d = DRAG
     d.state = gr.State(new_state())
+    d.user = gr.BrowserState("", storage_key="dragdiff-user", secret=BROWSER_SECRET)
     method = default_method(SETTINGS.model)
     defaults = dict(zip(PARAMS, panel_values(SETTINGS.model, method), strict=True))  # on_page_load refreshes them
     help_texts = panel_help(method)
-    own = {f.name for f in fields(PANEL_CONFIGS[method])} if method in PANEL_CONFIGS else set()
+    own = {f.name for f in fields(PANEL_CONFIGS[method])}
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             d.upload = image_upload(label="1 · Image", height=220, elem_id="upload")
@@ -841,64 +850,96 @@ def drag_tab() -> None:
                 method_choices(),
                 value=method,
                 label="Method",
-                info="every registered method can drag points; GoodDrag and DragDiffusion fine-tune a LoRA on the "
-                "image first; Inpaint4Drag warps the painted region and fills what it reveals (about a second; its "
-                "warp is previewed as you place points); DragonDiffusion needs no fine-tuning. Settings: Advanced",
+                info="GoodDrag and DragDiffusion fine-tune a LoRA on the image first; Inpaint4Drag warps the painted "
+                "region and fills what it reveals (about a second; previewed as you place points); DragonDiffusion "
+                "needs no fine-tuning and also moves, resizes, restyles and pastes objects. Settings: Advanced",
                 elem_id="method",
             )
-            d.model = model_choice(
-                info="auto: Stable Diffusion 1.5 if downloaded, else the bundled demo model; start the app with "
-                "--model PATH to offer a folder or .safetensors file. Choosing one shows its settings below.",
+            d.mode = gr.Radio(DRAGON_MODES, value="drag", label="DragonDiffusion mode", visible=False, elem_id="mode")
+            d.instructions = gr.Markdown(POINT_HELP, elem_id="instructions")
+            d.scale = gr.Slider(0.2, 5.0, value=1.0, step=0.05, label="Scale", visible=False, elem_id="scale")
+            d.model = gr.Dropdown(
+                offered_models(),
+                value=SETTINGS.model,
+                label="Model",
+                allow_custom_value=True,  # a value a client sends is checked by runtime_for
+                info="start the app with --model PATH to offer a folder or .safetensors file",
+                elem_id="model",
             )
+            d.model_note = gr.Markdown(model_note(SETTINGS.model), elem_id="model-note")
             with gr.Row():
                 d.run = gr.Button("Drag", variant="primary", elem_id="run")
                 d.stop = gr.Button("Stop", variant="stop", elem_id="stop")
             d.status = gr.Markdown("", elem_id="status")
         with gr.Column(scale=2):
             d.editor = mask_editor("2 · Paint the region that may change", elem_id="mask")
-            d.clear_mask = gr.Button("Clear mask", size="sm", elem_id="clear-mask")
+            with gr.Row():
+                d.clear_mask = gr.Button("Clear mask", size="sm", elem_id="clear-mask")
+                d.refine = gr.Button("Refine to the object", size="sm", elem_id="refine")
         with gr.Column(scale=2):
             d.canvas = gr.Image(
-                type="pil", label="3 · Click handle, then target", interactive=False, format="png", elem_id="canvas"
+                type="pil",
+                label="3 · Click handle, then target",
+                interactive=False,
+                format="png",
+                buttons=[],
+                elem_id="canvas",
             )
             with gr.Row():
-                d.undo = gr.Button("Undo last point", size="sm")
-                d.clear = gr.Button("Clear points", size="sm")
+                d.undo = gr.Button("Undo last point", size="sm", elem_id="undo")
+                d.clear = gr.Button("Clear points", size="sm", elem_id="clear-points")
             d.table = gr.Dataframe(
                 headers=["pair", "handle x", "handle y", "target x", "target y"],
-                datatype=["number"] * 5,
+                datatype=["number", "str", "str", "str", "str"],  # parsed by clicks_from_table, which names bad cells
                 interactive=True,
                 label="Points (editable)",
                 elem_id="points",
             )
+    with gr.Row(visible=False) as d.reference_row:
+        d.reference_upload = image_upload(label="Reference image (DragonDiffusion)", height=220, elem_id="reference")
+        d.reference_editor = mask_editor("Paint the reference's object", elem_id="reference-mask")
     with gr.Row():
         with gr.Column(scale=2):
             d.result = gr.ImageSlider(
-                type="pil", label="Before ⟷ after (drag the divider)", format="png", interactive=False, elem_id="result"
+                type="pil",
+                label="Before ⟷ after (drag the divider)",
+                format="png",
+                interactive=False,
+                buttons=["fullscreen"],  # its copy is the display size: the full result is in Download
+                elem_id="result",
             )
             with gr.Row():
                 d.download = gr.File(label="Download (PNG with the session inside)", elem_id="download")
-                d.again = gr.Button("Edit this result")
+                d.again = gr.Button("Edit this result", elem_id="again")
         with gr.Column(scale=2):
             d.history = gr.Gallery(
-                label="This session's results", columns=4, height=300, object_fit="contain", elem_id="history"
+                label="Your results (kept on the server; a reload lists them)",
+                columns=4,
+                height=300,
+                object_fit="contain",
+                elem_id="history",
             )
     with gr.Accordion("Advanced settings (the selected method's values for the selected model)", open=False):
         d.widgets = [param_widget(n, defaults[n], help_texts[n], n in own) for n in PARAMS]
     with gr.Accordion("Sessions", open=False):
         with gr.Row():
-            d.save = gr.Button("Save session")
-            d.saved = gr.File(label="Session JSON")
+            d.save = gr.Button("Save session", elem_id="save")
+            d.saved = gr.File(label="Session JSON", elem_id="saved")
             d.load = gr.File(
                 label="Load a session (.json) or a dragdiff result (.png)", file_types=[".json", ".png"], elem_id="load"
             )
     if EXAMPLES:
         gr.Examples([[str(p)] for p in EXAMPLES], inputs=[d.load], label="Examples (one click loads them)")
+    _wire(d)
 
-    settings = [d.state, d.prompt, d.model, d.method, *d.widgets]
-    every = [d.state, d.editor, d.canvas, d.table, d.prompt, d.model, d.status, d.result, d.download, d.history]
-    every += [d.method, *d.widgets]
-    d.outputs = every  # what each handler of the tab may change (it returns a dict of some of them)
+
+def _wire(d: SimpleNamespace) -> None:
+    """The editor's events."""
+    settings = [d.state, d.prompt, d.model, d.method, d.mode, d.scale, *d.widgets]
+    every = [d.state, d.upload, d.editor, d.canvas, d.table, d.prompt, d.model, d.model_note, d.status, d.result]
+    every += [d.download, d.history, d.method, d.mode, d.scale, d.instructions, d.reference_row]
+    every += [d.reference_editor, d.load, *d.widgets]
+    d.outputs = every  # what each handler may change (it returns a dict of some of them)
     # A new image (uploaded, loaded from a session, or a result to edit again) or prompt: prepare at once.
     new_image = [
         d.upload.upload(on_upload, [d.upload, d.state], every),
@@ -910,11 +951,11 @@ def drag_tab() -> None:
     d.prompt.submit(prepare, settings, d.status, **GPU)
     d.prompt.blur(prepare, settings, d.status, **GPU)
     # .input: a user's choice only; a loaded session keeps its values
-    d.model.input(on_model, [d.model, d.method], [d.method, *d.widgets])
+    d.model.input(on_model, [d.model, d.method, d.mode, d.state], every)
     # Point edits are instant: no loading cover over the canvas (it would swallow the next click), and clicks
     # that come while one is handled queue up instead of being dropped (the state is the server's, in order).
     instant = dict(show_progress="hidden", trigger_mode="multiple")
-    d.canvas.select(on_click, d.state, every, **instant)
+    d.canvas.select(on_click, [d.state, d.method, d.mode], every, **instant)
     d.undo.click(on_undo, d.state, every, **instant)
     d.clear.click(on_clear, d.state, every, **instant)
     d.table.input(on_table, [d.table, d.state], every, show_progress="hidden")
@@ -923,42 +964,29 @@ def drag_tab() -> None:
     preview = dict(fn=warp_preview, inputs=[d.state, d.method, *d.widgets], outputs=[d.result, d.status])
     d.table.change(**preview, show_progress="hidden")
     for event in (
-        d.editor.change(on_mask, [d.editor, d.state], every),
+        d.editor.change(on_mask, [d.editor, d.state], every, show_progress="hidden"),
         d.clear_mask.click(on_clear_mask, d.state, every),
-        d.method.input(on_method, [d.model, d.method], d.widgets),
+        d.refine.click(on_refine, d.state, every),
+        d.method.input(on_method, [d.model, d.method, d.mode, d.state], every),
     ):
         event.then(**preview, show_progress="hidden")
+    d.mode.input(on_method, [d.model, d.method, d.mode, d.state], every)
+    d.reference_upload.upload(on_reference_upload, [d.reference_upload, d.state], every)
+    d.reference_editor.change(on_reference_mask, [d.reference_editor, d.state], every, show_progress="hidden")
     d.run.click(run, settings, every, **GPU)
     d.stop.click(on_stop, d.state, d.status)
-    d.save.click(save_current, [d.state, d.prompt, d.model, d.method, *d.widgets], d.saved)
+    d.save.click(save_current, settings, d.saved)
     gr.api(api_edit, api_name="edit", **GPU)
-
-
-def on_page_load() -> dict:
-    """Each page opens with what this server was started with (--model, --config) and the methods registered
-    now: the Blocks are built once, at import, before main() has read the flags."""
-    choices = gr.update(choices=offered_models(), value=SETTINGS.model)
-    method = default_method(SETTINGS.model)
-    return {
-        DRAG.model: choices,
-        DRAGON.model: choices,
-        DRAG.method: gr.update(choices=method_choices(), value=method),
-        **panel_updates(SETTINGS.model, method),
-    }
 
 
 def build_app() -> gr.Blocks:
     with gr.Blocks(title="dragdiff — drag editing") as blocks:
         gr.Markdown(
             "# dragdiff\nUpload a photo, paint the region that may change, click a **handle** (red) and "
-            "then its **target** (blue), and press **Drag**. The DragonDiffusion tab moves, resizes, restyles "
-            "and pastes objects without fine-tuning."
+            "then its **target** (blue), and press **Drag**. Every method edits the same image, region and points."
         )
-        with gr.Tab("Drag points"):
-            drag_tab()
-        with gr.Tab("DragonDiffusion"):
-            dragon_tab()
-        blocks.load(on_page_load, None, [DRAG.model, DRAGON.model, DRAG.method, *DRAG.widgets])
+        editor()
+        blocks.load(on_page_load, [DRAG.user, DRAG.state], DRAG.outputs + [DRAG.user])
     return blocks
 
 
@@ -981,7 +1009,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         type=Path,
-        help="YAML file of parameters (keys as in dragdiff/configs/drag.yaml) that the Advanced panel starts with",
+        help="YAML file of parameters the Advanced panel starts with, laid out like a model's dragdiff.yaml: "
+        "DragDiffusion's keys (dragdiff/configs/drag.yaml) at the top, a section per other method (gooddrag:, "
+        "inpaint4drag:, dragon:)",
     )
     parser.add_argument(
         "--max-image-pixels",
@@ -1014,6 +1044,7 @@ def main(argv: list[str] | None = None) -> None:
     PILImage.MAX_IMAGE_PIXELS = SETTINGS.max_image_pixels
     for path in remove_stale_temporary_files(SETTINGS.outputs):
         print(f"removed {path}: a result write that a crash interrupted (the finished results are intact)")
+    print(f"dragdiff: model {model_summary(SETTINGS.model)}; method {default_method(SETTINGS.model)}", flush=True)
     demo.queue(default_concurrency_limit=SETTINGS.gpu_jobs)  # the "gpu" events' shared limit: --gpu-jobs
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, theme=gr.themes.Soft(), css=CSS, show_error=True

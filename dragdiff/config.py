@@ -36,7 +36,7 @@ def resolve_config(
     model: Any = None,
     *,
     mode: str | None = None,
-    file: str | Path | None = None,
+    file: str | Path | dict | None = None,
     session: dict[str, Any] | None = None,
     where: str = "config",
     **explicit: Any,
@@ -50,8 +50,8 @@ def resolve_config(
     values = _for_mode(read_config_file(CONFIG_DIR / config_type.DEFAULTS_FILE), mode)
     model_values = (model if isinstance(model, dict) else getattr(model, "defaults", None)) or {}
     values.update(_for_mode(model_section(model_values, config_type.MODEL_SECTION), mode))
-    if file is not None:
-        values.update(_for_mode(read_config_file(file), mode))
+    if file is not None:  # a path, or a mapping already read (e.g. one method's section of a file)
+        values.update(_for_mode(file if isinstance(file, dict) else read_config_file(file), mode))
     values.update(session or {})
     values.update(explicit)
     return config_type.from_dict(values, where=where)

@@ -187,9 +187,9 @@ def _decode_with_pillow(source: str | Path | bytes, label: str, max_pixels: int)
 
 
 def _unreadable(label: str, exc: Exception) -> DragError:
+    # the decoder's own words (exc, chained for the log) name its internals and often the path again
     return DragError(
-        f"{label} cannot be read as an image ({type(exc).__name__}: {exc}); "
-        f"check that it is a complete file in one of {', '.join(IMAGE_FORMATS)}"
+        f"{label} cannot be read as an image; check that it is a complete file in one of {', '.join(IMAGE_FORMATS)}"
     )
 
 

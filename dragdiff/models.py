@@ -174,6 +174,28 @@ def choose_auto() -> tuple[str, str]:
     return spec, note
 
 
+def model_summary(spec: str) -> str:
+    """One line naming the model `spec` will run, where it comes from and why (for the app's page and logs);
+    reads no weights."""
+    spec = spec.strip()
+    if spec == "auto":
+        if choose_auto()[0] == "demo":
+            return (
+                "auto → demo: the bundled demo model (trained on flat shapes), because Stable Diffusion 1.5 is not "
+                "in the local Hugging Face cache; download it to edit real photos"
+            )
+        return f"auto → Stable Diffusion 1.5 ({SD15_HUB_ID}), found in the local Hugging Face cache"
+    if spec == "demo":
+        return "demo: the bundled demo model, trained on flat shapes (real photos need Stable Diffusion 1.5)"
+    if spec in RANDOM_MODELS:
+        return f"{spec}: random weights built from a config, for tests and timings (results are noise)"
+    repo = HUB_ALIASES.get(spec, spec)
+    if repo == SD15_HUB_ID or (repo.count("/") == 1 and not Path(spec).expanduser().exists()):
+        where = "in the local Hugging Face cache" if _hub_snapshot(repo) else "not in the local cache yet"
+        return f"{spec}: {repo} from the Hugging Face hub, {where}"
+    return f"{Path(spec).name}: the model file or folder this server was started with"
+
+
 def resolve_spec(spec: str) -> tuple[Path, str]:
     """Map a spec to a local folder or file and a fingerprint of its weights; raises DragError if unavailable."""
     if spec == "demo":

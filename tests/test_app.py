@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import app
-from app import DRAG, DRAGON
+from app import DRAG
 from dragdiff.config import resolve_config
 from dragdiff.coords import Display
 from dragdiff.drag import DragConfig
@@ -44,7 +44,7 @@ def at(image, x, y) -> SimpleNamespace:
 
 
 def click(state, x, y):
-    shown = app.on_click(state, at(state.image, x, y))
+    shown = app.on_click(state, "dragdiffusion", "drag", at(state.image, x, y))
     return shown[DRAG.state], shown[DRAG.canvas], shown[DRAG.table]
 
 
@@ -69,20 +69,20 @@ def test_undo_clear_and_table_edits(loaded):
 def test_run_with_an_odd_number_of_points_explains_and_does_nothing(loaded, tmp_path, monkeypatch):
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     state, _, _ = click(loaded, 40, 48)
-    updates = list(app.run(state, "", "tiny", "dragdiffusion", *widget_values(**FAST)))
+    updates = list(app.run(state, "", "tiny", "dragdiffusion", "drag", 1.0, *widget_values(**FAST)))
     assert len(updates) == 1 and "has no target" in updates[0][DRAG.status]
     assert not (tmp_path / "outputs").exists()
 
 
 def test_run_without_an_image_explains(tmp_path):
-    updates = list(app.run(app.new_state(), "", "tiny", "dragdiffusion", *widget_values(**FAST)))
+    updates = list(app.run(app.new_state(), "", "tiny", "dragdiffusion", "drag", 1.0, *widget_values(**FAST)))
     assert "Upload an image" in updates[0][DRAG.status]
 
 
 def test_a_finished_edit_is_saved_automatically_with_its_session(loaded, tmp_path, monkeypatch):
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
-    updates = list(app.run(state, "a red disc", "tiny", "dragdiffusion", *widget_values(**FAST)))
+    updates = list(app.run(state, "a red disc", "tiny", "dragdiffusion", "drag", 1.0, *widget_values(**FAST)))
     last = updates[-1]
     final_state, status, (before, after) = last[DRAG.state], last[DRAG.status], last[DRAG.result]
     download, history = last[DRAG.download], last[DRAG.history]
@@ -103,7 +103,7 @@ def test_session_save_and_load_round_trip(loaded, tmp_path):
     mask = np.zeros((96, 128), bool)
     mask[30:60, 20:90] = True
     state = replace(state, mask=mask)
-    path = app.save_current(state, "a red disc", "tiny", "dragdiffusion", *widget_values(drag_steps=33))
+    path = app.save_current(state, "a red disc", "tiny", "dragdiffusion", "drag", 1.0, *widget_values(drag_steps=33))
     uploaded = shutil.copy(path, tmp_path)  # downloaded, then uploaded again
     restored = app.load_saved(uploaded, app.new_state())
     new_state, editor, table = restored[DRAG.state], restored[DRAG.editor], restored[DRAG.table]
@@ -134,11 +134,41 @@ def test_a_bad_session_file_is_reported_not_raised(tmp_path):
     assert "version" in restored[DRAG.status]
 
 
-def test_upload_of_a_broken_file_is_reported(tmp_path):
+def test_a_refused_upload_keeps_the_image_and_says_why_without_server_paths(loaded, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_text("not an image")
-    shown = app.on_upload(str(bad), app.new_state())
-    assert shown[DRAG.state].image is None and shown[DRAG.editor] is None and "broken.png" in shown[DRAG.status]
+    shown = app.on_upload(str(bad), loaded)
+    status = shown[DRAG.status]
+    assert "broken.png' cannot be read as an image" in status and str(tmp_path) not in status
+    assert shown[DRAG.state].image is loaded.image and shown[DRAG.upload].size == loaded.image.size
+    tiny = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    status = app.on_upload(str(tiny), loaded)[DRAG.status]
+    assert status.startswith("⚠️") and "dot.png" in status and str(tmp_path) not in status
+    assert app.message(f"cannot read {tmp_path}/x.png: no") == "cannot read x.png: no"  # no folder named
+    assert len(app.message("x" * 5000)) == 300 and "\n" not in app.message("one\ntwo")
+
+
+def test_a_new_image_forgets_the_old_prompt_points_and_region_and_shows_itself(loaded, tmp_path):
+    state = replace(click(click(loaded, 40, 48)[0], 70, 48)[0], mask=np.ones((96, 128), bool))
+    path = tmp_path / "next.png"
+    Image.new("RGB", (64, 64), "white").save(path)
+    shown = app.on_upload(str(path), state)
+    assert shown[DRAG.prompt] == "" and shown[DRAG.table] == [] and shown[DRAG.upload].size == (64, 64)
+    assert shown[DRAG.state].clicks == [] and shown[DRAG.state].mask is None
+    assert DRAG.state not in app.on_upload(None, state)  # × on the upload box changes nothing
+
+
+def test_a_bad_table_cell_is_refused_and_the_table_shows_the_points_that_stay(loaded):
+    state = click(click(loaded, 40, 48)[0], 70, 48)[0]
+    shown = app.on_table([[1, "abc", 48, 70, 48]], state)
+    assert "'abc' is not a number" in shown[DRAG.status] and shown[DRAG.state].clicks == state.clicks
+    assert shown[DRAG.table] == [[1, 40.0, 48.0, 70.0, 48.0]]
+
+
+def test_help_texts_show_plain_percent_signs():
+    for method in app.PANEL_CONFIGS:
+        assert not any("%%" in text for text in app.panel_help(method).values())
 
 
 # -- against the running app ------------------------------------------------------------------------------
@@ -259,35 +289,70 @@ def test_stop_ends_the_run_cleanly_and_the_next_run_works(loaded, tmp_path, monk
     state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
     values = widget_values(**{**FAST, "drag_steps": 200, "stop_distance": 0.0})
     updates = []
-    for update in app.run(state, "", "tiny", "dragdiffusion", *values):
+    for update in app.run(state, "", "tiny", "dragdiffusion", "drag", 1.0, *values):
         updates.append(update)
         if "dragging" in update[DRAG.status]:
             app.on_stop(state)  # what the Stop button does, mid-drag
     assert "Stopped during dragging" in updates[-1][DRAG.status]
+    plain = np.asarray(app.overlay(state.image, state.clicks, state.mask))
+    assert any(DRAG.canvas in u and not np.array_equal(u[DRAG.canvas], plain) for u in updates)  # tracked rings
+    assert np.array_equal(updates[-1][DRAG.canvas], plain)  # gone once stopped
     assert not (tmp_path / "outputs").exists()  # nothing half-written
-    finished = list(app.run(state, "", "tiny", "dragdiffusion", *widget_values(**FAST)))
+    finished = list(app.run(state, "", "tiny", "dragdiffusion", "drag", 1.0, *widget_values(**FAST)))
     assert "Done" in finished[-1][DRAG.status] and len(list((tmp_path / "outputs").rglob("*.png"))) == 1
+    assert np.array_equal(finished[-1][DRAG.canvas], plain) and "to go" not in finished[-1][DRAG.status]
 
 
-# -- the DragonDiffusion tab ------------------------------------------------------------------------------------
+def test_a_reloaded_page_lists_this_browsers_results_and_no_one_elses(scene, disc, tmp_path, monkeypatch):
+    monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
+    monkeypatch.setattr(app.SETTINGS, "model", "tiny")
+    first = app.on_page_load(None, app.new_state())  # a new browser gets a random id to keep
+    user = first[DRAG.user]
+    assert len(user) == 32 and first[DRAG.state].user == user and DRAG.history not in first
+    state = replace(dragon_loaded(scene, tmp_path, disc), user=user)
+    state = click(click(state, 40, 48)[0], 60, 48)[0]
+    values = app.panel_values("tiny", "inpaint4drag")
+    mine = [list(app.run(state, "", "tiny", "inpaint4drag", "drag", 1.0, *values))[-1][DRAG.download] for _ in "12"]
+    other = replace(state, user="b" * 32)
+    list(app.run(other, "", "tiny", "inpaint4drag", "drag", 1.0, *values))
+    reloaded = app.on_page_load(user, app.new_state())
+    assert reloaded[DRAG.history] == mine and reloaded[DRAG.download] == mine[-1] and reloaded[DRAG.user] == user
+    assert reloaded[DRAG.state].result == mine[-1] and "2 most recent" in reloaded[DRAG.status]
+    assert app.edit_result(reloaded[DRAG.state])[DRAG.state].image.size == scene.size  # and they can be edited
+    for forged in ("../" + "b" * 29, "B" * 32, 7):  # not an id this app made: a new one, nothing listed
+        shown = app.on_page_load(forged, app.new_state())
+        assert shown[DRAG.user] not in (forged, "b" * 32) and DRAG.history not in shown
+
+
+# -- DragonDiffusion in the same editor ---------------------------------------------------------------------
 
 
 def dragon_loaded(scene, tmp_path, disc):
     path = tmp_path / "in.png"
     scene.save(path)
-    shown = app.dragon_upload(str(path), app.new_dragon_state())
+    shown = app.on_upload(str(path), app.new_state())
     layer = np.zeros((96, 128, 4), np.uint8)
-    layer[disc] = (255, 210, 60, 150)  # the brush stroke over the object
-    return app.dragon_paint({**shown[DRAGON.editor], "layers": [layer]}, shown[DRAGON.state])[DRAGON.state]
+    layer[disc] = (255, 45, 155, 255)  # the brush stroke over the object
+    return app.on_mask({**shown[DRAG.editor], "layers": [layer]}, shown[DRAG.state])[DRAG.state]
 
 
 def dragon_click(state, mode, x, y):
-    return app.dragon_click_at(mode, state, at(state.image, x, y))[DRAGON.state]
+    return app.on_click(state, "dragon", mode, at(state.image, x, y))[DRAG.state]
 
 
-def dragon_status(state, mode, scale, params=""):
+def dragon_values(mode, **changes):
+    """The Advanced panel's values for DragonDiffusion's `mode` on tiny, with `changes` typed into it."""
+    values = app.panel_values("tiny", "dragon", mode)
+    return [changes.get(name, value) for name, value in zip(app.PARAMS, values, strict=True)]
+
+
+def dragon_run(state, mode, scale, prompt="", **changes):
+    return list(app.run(state, prompt, "tiny", "dragon", mode, scale, *dragon_values(mode, **changes)))
+
+
+def dragon_status(state, mode, scale, **changes):
     """The first status line of a DragonDiffusion run: where a refused one explains itself."""
-    return next(app.dragon_run(state, mode, scale, "", "tiny", params))[DRAGON.status]
+    return next(app.run(state, "", "tiny", "dragon", mode, scale, *dragon_values(mode, **changes)))[DRAG.status]
 
 
 @pytest.fixture
@@ -296,28 +361,38 @@ def disc():
     return (xx - 40) ** 2 + (yy - 48) ** 2 < 15**2
 
 
-def test_dragon_tab_moves_with_an_arrow_saves_and_reloads_the_session(scene, disc, tmp_path, monkeypatch):
+def test_dragon_moves_with_an_arrow_saves_and_reloads_the_session(scene, disc, tmp_path, monkeypatch):
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     state = dragon_loaded(scene, tmp_path, disc)
     assert np.array_equal(state.mask, disc)
     state = dragon_click(dragon_click(state, "move", 40, 48), "move", 70, 40)
     assert state.clicks == [[40.0, 48.0], [70.0, 40.0]]
     assert dragon_click(state, "move", 5, 5).clicks == [[5.0, 5.0]]  # a third click starts a new arrow
-    updates = list(app.dragon_run(state, "move", 1.0, "a red disc", "tiny", "n_steps: 5"))
-    assert any("guided sampling" in u[DRAGON.status] for u in updates)  # progress per stage
-    download, history = updates[-1][DRAGON.download], updates[-1][DRAGON.history]
-    assert "Done" in updates[-1][DRAGON.status] and history == [download] and Image.open(download).size == scene.size
-    loaded = app.dragon_load(download, app.new_dragon_state())
-    restored, mode, scale, params = (loaded[c] for c in (DRAGON.state, DRAGON.mode, DRAGON.scale, DRAGON.params))
-    assert mode == "move" and scale == 1.0 and "n_steps: 5" in params and "Session loaded" in loaded[DRAGON.status]
+    updates = dragon_run(state, "move", 1.0, "a red disc", n_steps=5)
+    assert any("guided sampling" in u[DRAG.status] for u in updates)  # progress per stage
+    download, history = updates[-1][DRAG.download], updates[-1][DRAG.history]
+    assert "Done" in updates[-1][DRAG.status] and history == [download] and Image.open(download).size == scene.size
+    loaded = app.load_saved(download, app.new_state())
+    restored, method, mode = loaded[DRAG.state], loaded[DRAG.method], loaded[DRAG.mode]["value"]
+    assert (method, mode, loaded[DRAG.scale]["value"]) == ("dragon", "move", 1.0) and loaded[DRAG.load] is None
+    assert loaded[DRAG.widgets[app.PARAMS.index("n_steps")]]["value"] == 5 and "Session loaded" in loaded[DRAG.status]
     assert restored.clicks == [[40.0, 48.0], [70.0, 40.0]] and np.array_equal(restored.mask, disc)
-    again = list(app.dragon_run(restored, mode, scale, "a red disc", "tiny", params))
-    assert "Done" in again[-1][DRAGON.status]  # as loaded
+    again = dragon_run(restored, mode, 1.0, "a red disc", n_steps=5)
+    assert "Done" in again[-1][DRAG.status]  # as loaded
 
 
-def test_dragon_tab_explains_what_is_missing_and_writes_nothing(scene, disc, tmp_path, monkeypatch):
+def test_a_resize_is_saved_and_restored_as_a_resize(scene, disc, tmp_path, monkeypatch):
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
-    empty = app.new_dragon_state()
+    state = dragon_loaded(scene, tmp_path, disc)
+    *_, last = dragon_run(state, "resize", 1.5, n_steps=3)
+    assert json.loads(Path(last[DRAG.download]).with_suffix(".json").read_text())["mode"] == "resize"
+    loaded = app.load_saved(last[DRAG.download], app.new_state())
+    assert (loaded[DRAG.mode]["value"], loaded[DRAG.scale]["value"]) == ("resize", 1.5)
+
+
+def test_dragon_explains_what_is_missing_and_writes_nothing(scene, disc, tmp_path, monkeypatch):
+    monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
+    empty = app.new_state()
     assert "Upload an image" in dragon_status(empty, "move", 1.0)
     state = dragon_loaded(scene, tmp_path, disc)
     assert "click on the object, then where it should go" in dragon_status(state, "move", 1)
@@ -325,14 +400,14 @@ def test_dragon_tab_explains_what_is_missing_and_writes_nothing(scene, disc, tmp
     assert "has no target yet" in dragon_status(dragon_click(state, "drag", 40, 48), "drag", 1)
     far = dragon_click(dragon_click(state, "resize", 40, 48), "resize", 127, 95)
     assert "scale: 9.0 is out of range" in dragon_status(far, "resize", 9.0)
-    assert "parameters: write one" in dragon_status(far, "resize", 1.0, "- 3")
-    assert "variant" in dragon_status(far, "resize", 1.0, "variant: fast")
-    probe = "image_prompt: /etc/hostname"  # a page may not make the server open its files
-    assert "chosen when the app starts (python app.py --image-prompt" in dragon_status(far, "resize", 1, probe)
+    assert "variant" in dragon_status(far, "resize", 1.0, variant="fast")
     assert not (tmp_path / "outputs").exists()
+    # a page may not make the server open its files: the panel's image prompt is the server's (none here)
+    probe = app.config_from(dragon_values("move", image_prompt="/etc/hostname"), "dragon", "move", "tiny")
+    assert probe.image_prompt is None
 
 
-def test_dragon_tab_uses_the_image_prompt_the_app_was_started_with(scene, disc, tmp_path, monkeypatch):
+def test_dragon_uses_the_image_prompt_the_app_was_started_with(scene, disc, tmp_path, monkeypatch):
     from dragdiff.models import load_model
     from tests.support.image_prompt import save_image_prompt
 
@@ -341,26 +416,45 @@ def test_dragon_tab_uses_the_image_prompt_the_app_was_started_with(scene, disc, 
     monkeypatch.setattr(app.SETTINGS, "image_prompt", args.image_prompt)
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     state = dragon_click(dragon_click(dragon_loaded(scene, tmp_path, disc), "move", 40, 48), "move", 60, 48)
-    *_, last = app.dragon_run(state, "move", 1.0, "", "tiny", "n_steps: 5")
-    assert "Done" in last[DRAGON.status]
-    params = app.dragon_load(last[DRAGON.download], app.new_dragon_state())[DRAGON.params]
-    assert f"image_prompt: {json.dumps(str(adapter))}" in params  # the saved session names the weights used
+    assert dragon_values("move")[app.PARAMS.index("image_prompt")] == str(adapter)  # the panel shows it
+    *_, last = dragon_run(state, "move", 1.0, n_steps=5)
+    assert "Done" in last[DRAG.status]
+    loaded = app.load_saved(last[DRAG.download], app.new_state())
+    assert loaded[DRAG.widgets[app.PARAMS.index("image_prompt")]]["value"] == str(adapter)  # the session names it
 
 
-def test_dragon_tab_shows_the_inputs_each_mode_needs(scene, disc, tmp_path):
+def test_each_method_and_mode_shows_its_inputs_and_keeps_the_points(scene, disc, tmp_path):
     state = dragon_loaded(scene, tmp_path, disc)
-    for mode, reference, scale in [("move", False, False), ("resize", False, True), ("paste", True, True)]:
-        shown = app.dragon_mode(mode, state)
-        assert shown[DRAGON.reference_row]["visible"] is reference and shown[DRAGON.scale]["visible"] is scale
-        assert shown[DRAGON.instructions] == app.DRAGON_HELP[mode]
+    for x, y in [(40, 48), (60, 48), (10, 10), (20, 20)]:
+        state = click(state, x, y)[0]
+    for method, mode, reference, scale in [
+        ("dragdiffusion", "move", False, False),
+        ("dragon", "move", False, False),
+        ("dragon", "resize", False, True),
+        ("dragon", "paste", True, True),
+        ("dragon", "appearance", True, False),
+    ]:
+        shown = app.on_method("tiny", method, mode, state)
+        assert shown[DRAG.reference_row]["visible"] is reference and shown[DRAG.scale]["visible"] is scale
+        assert shown[DRAG.mode]["visible"] is (method == "dragon") and DRAG.state not in shown  # points kept
+        own = {f.name for f in fields(app.PANEL_CONFIGS[method])}
+        assert {n for w, n in zip(DRAG.widgets, app.PARAMS, strict=True) if shown[w]["visible"]} == own
+    assert (
+        "uses the first arrow (pair 1); the other points stay"
+        in app.on_method("tiny", "dragon", "move", state)[DRAG.instructions]
+    )
+    assert app.on_method("tiny", "dragon", "drag", state)[DRAG.instructions] == app.DRAGON_HELP["drag"]
 
 
-def test_dragon_tab_refines_a_rough_painting_to_the_object(scene, disc, tmp_path):
+def test_refine_finds_the_object_and_painting_more_keeps_it(scene, disc, tmp_path):
     box = np.zeros_like(disc)
     box[28:69, 20:61] = True  # a rectangle drawn around the disc
     state = dragon_loaded(scene, tmp_path, box)
-    shown = app.dragon_refine(state)
-    mask = shown[DRAGON.state].mask
-    assert (mask & disc).sum() / (mask | disc).sum() > 0.9 and "Object found" in shown[DRAGON.status]
+    shown = app.on_refine(state)
+    mask = shown[DRAG.state].mask
+    assert (mask & disc).sum() / (mask | disc).sum() > 0.9 and "Object found" in shown[DRAG.status]
+    # the editor now shows the refined region in its picture; its next change (no layer) keeps it
+    kept = app.on_mask(shown[DRAG.editor], shown[DRAG.state])[DRAG.state]
+    assert np.array_equal(kept.mask, mask)
     empty = replace(state, mask=None)
-    assert "Paint roughly over the object" in app.dragon_refine(empty)[DRAGON.status]
+    assert "Paint roughly over the object" in app.on_refine(empty)[DRAG.status]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import app
-from app import DRAG, DRAGON
+from app import DRAG
 from dragdiff import Point, Runtime, lora_drag
 from dragdiff.arrival import arrival_threshold, image_check
 from dragdiff.cli import main
@@ -73,7 +73,7 @@ def test_the_drag_tab_says_per_point_what_the_picture_shows(outcome, tmp_path, m
     state = app.new_state().fresh(image=STAYED, clicks=[[40.0, 48.0], [64.0, 48.0]], mask=mask)
     values = app.panel_values("demo")
     values = [FAST.get(name, value) for name, value in zip(app.PARAMS, values, strict=True)]
-    *_, last = app.run(state, "", "demo", "dragdiffusion", *values)
+    *_, last = app.run(state, "", "demo", "dragdiffusion", "drag", 1.0, *values)
     status = last[DRAG.status]
     assert expected_words(outcome) in status and "latent point tracker" in status
     assert ("To get further, try more drag_steps" in status) == (outcome == "stayed")
@@ -81,20 +81,22 @@ def test_the_drag_tab_says_per_point_what_the_picture_shows(outcome, tmp_path, m
     assert saved is not None and saved[0].arrived == (outcome == "moved")
 
 
-def test_the_dragon_tab_says_whether_the_moved_object_arrived(outcome, tmp_path, monkeypatch):
+def test_dragon_says_whether_the_moved_object_arrived(outcome, tmp_path, monkeypatch):
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     path = tmp_path / "in.png"
     STAYED.save(path)
-    shown = app.dragon_upload(str(path), app.new_dragon_state())
+    shown = app.on_upload(str(path), app.new_state())
     yy, xx = np.mgrid[0:96, 0:128]
     layer = np.zeros((96, 128, 4), np.uint8)
-    layer[(xx - 40) ** 2 + (yy - 48) ** 2 < 15**2] = (255, 210, 60, 150)
-    state = app.dragon_paint({**shown[DRAGON.editor], "layers": [layer]}, shown[DRAGON.state])[DRAGON.state]
+    layer[(xx - 40) ** 2 + (yy - 48) ** 2 < 15**2] = (255, 45, 155, 255)
+    state = app.on_mask({**shown[DRAG.editor], "layers": [layer]}, shown[DRAG.state])[DRAG.state]
     for x, y in ((40, 48), (64, 48)):
         at = [round(v) for v in app.Display(state.image.size).from_image(x, y)]
-        state = app.dragon_click_at("move", state, app.SimpleNamespace(index=at))[DRAGON.state]
-    *_, last = app.dragon_run(state, "move", 1.0, "", "demo", "n_steps: 4")
-    status = last[DRAGON.status]
+        state = app.on_click(state, "dragon", "move", app.SimpleNamespace(index=at))[DRAG.state]
+    values = app.panel_values("demo", "dragon", "move")
+    values[app.PARAMS.index("n_steps")] = 4
+    *_, last = app.run(state, "", "demo", "dragon", "move", 1.0, *values)
+    status = last[DRAG.status]
     assert expected_words(outcome) in status
     assert ("To get further, try a higher energy_scale" in status) == (outcome == "stayed")
 

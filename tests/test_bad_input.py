@@ -195,7 +195,7 @@ def uploaded(env):
 
 def run_status(state, **config) -> str:
     with warnings.catch_warnings(record=True):  # gr.Warning outside a page is a Python warning
-        updates = list(app.run(state, "", "tiny", "dragdiffusion", *widgets(**config)))
+        updates = list(app.run(state, "", "tiny", "dragdiffusion", "drag", 1.0, *widgets(**config)))
     return updates[-1][DRAG.status]
 
 
@@ -525,7 +525,7 @@ def test_exif_rotated_jpeg_is_upright_and_points_follow_it(env):
     # The app shows the upright picture, and a click on the marker lands on it
     state = app.on_upload(path, app.new_state())[DRAG.state]
     at = [round(v) for v in Display(state.image.size).from_image(85, 10)]
-    state = app.on_click(state, SimpleNamespace(index=at))[DRAG.state]
+    state = app.on_click(state, "dragdiffusion", "drag", SimpleNamespace(index=at))[DRAG.state]
     assert state.image.size == (96, 128) and state.clicks == [[85.0, 10.0]]
     # An edit through the API works in upright pixels and returns the upright size, with the marker at the handle
     result = app.api_edit({"path": path}, "85,10>60,120", None, "", "tiny", json.dumps(FAST))

@@ -159,7 +159,7 @@ def test_the_drag_tab_runs_gooddrag_and_its_session_comes_back_with_its_settings
     assert app.default_method("tiny") == "gooddrag"  # a model without its own measurement: GoodDrag
     values = app.panel_from(resolve_config(GoodDragConfig, **FAST), "tiny")
     state = app.new_state().fresh(image=scene, clicks=[[40.0, 48.0], [60.0, 48.0]])
-    updates = list(app.run(state, "", "tiny", "gooddrag", *values))
+    updates = list(app.run(state, "", "tiny", "gooddrag", "drag", 1.0, *values))
     assert any("dragging" in str(u.get(app.DRAG.status, "")) for u in updates[:-1])  # progress per drag step
     assert "Done in" in updates[-1][app.DRAG.status]
     restored = app.load_saved(updates[-1][app.DRAG.download], app.new_state())

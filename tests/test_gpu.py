@@ -90,7 +90,7 @@ def test_two_users_at_once_through_the_app_get_the_bytes_each_gets_alone(tmp_pat
         state = app.new_state().fresh(
             image=request.image, clicks=[p.as_list() for p in (*request.handles, *request.targets)], mask=request.mask
         )
-        *_, last = app.run(state, "", "tiny", "dragdiffusion", *values)
+        *_, last = app.run(state, "", "tiny", "dragdiffusion", "drag", 1.0, *values)
         return Image.open(last[app.DRAG.download]).tobytes()
 
     alone = run_one(requests[0])

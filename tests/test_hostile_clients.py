@@ -103,13 +103,11 @@ ENDPOINTS = {  # endpoint -> (its arguments with `path` as the client's file dic
     "edit image": ("edit", lambda f, scene: [f, "40,48>60,48", None, "", "tiny", SETTINGS]),
     "edit mask": ("edit", lambda f, scene: [scene, "40,48>60,48", f, "", "tiny", SETTINGS]),
     "on_upload": ("on_upload", lambda f, scene: [f]),
-    "dragon_upload": ("dragon_upload", lambda f, scene: [f]),
-    "dragon reference": ("dragon_reference_upload", lambda f, scene: [f]),
+    "reference": ("on_reference_upload", lambda f, scene: [f]),
 }
-EDITORS = {  # an upload handler's reply, by position in its tab's outputs: the editor that gets the image
+EDITORS = {  # an upload handler's reply, by position in the editor's outputs: the editor that gets the image
     "on_upload": app.DRAG.outputs.index(app.DRAG.editor),
-    "dragon_upload": app.DRAGON.outputs.index(app.DRAGON.editor),
-    "dragon_reference_upload": app.DRAGON.outputs.index(app.DRAGON.reference_editor),
+    "on_reference_upload": app.DRAG.outputs.index(app.DRAG.reference_editor),
 }
 
 
@@ -164,10 +162,12 @@ def editor_value(layer: dict) -> dict:
     return {"background": None, "layers": [layer], "composite": None}
 
 
-@pytest.mark.parametrize("endpoint", ["on_mask", "dragon_paint", "on_upload data: URL", "dragon_upload data: URL"])
+@pytest.mark.parametrize(
+    "endpoint", ["on_mask", "on_reference_mask", "on_upload data: URL", "on_reference_upload data: URL"]
+)
 def test_a_bomb_that_gradio_decodes_is_refused_from_its_header(server, bomb, endpoint):
     name = endpoint.split()[0]
-    if name in ("on_mask", "dragon_paint"):
+    if name in ("on_mask", "on_reference_mask"):
         data = [editor_value({"path": upload(server.url, bomb, "layer.png"), "meta": FILE_META})]
     else:
         url = "data:image/png;base64," + base64.b64encode(bomb).decode()

@@ -111,9 +111,9 @@ def test_a_registered_method_is_offered_and_runs_in_the_app(mirror, scene, tmp_p
     import app
 
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
-    assert ("Mirror", "mirror") in app.on_page_load()[app.DRAG.method]["choices"]
+    assert ("Mirror", "mirror") in app.on_page_load("", app.new_state())[app.DRAG.method]["choices"]
     state = app.new_state().fresh(image=scene, clicks=[[40.0, 48.0], [60.0, 48.0]])
-    *_, last = app.run(state, "", "tiny", "mirror", *app.panel_values("tiny"))
+    *_, last = app.run(state, "", "tiny", "mirror", "drag", 1.0, *app.panel_values("tiny"))
     assert "Done" in last[app.DRAG.status]
     assert np.array_equal(np.asarray(Image.open(last[app.DRAG.download])), np.asarray(ImageOps.mirror(scene)))
 
@@ -155,7 +155,7 @@ def _demo_config_via(path: str, tmp_path, image: Image.Image) -> dict:
     for name, value in OVERRIDES.items():
         values[app.PARAMS.index(name)] = value  # ... and what the user then set in it
     state = app.new_state().fresh(image=image, clicks=[[44.0, 64.0], [64.0, 64.0]])
-    *_, last = app.run(state, "", "demo", "dragdiffusion", *values)
+    *_, last = app.run(state, "", "demo", "dragdiffusion", "drag", 1.0, *values)
     return load_session(last[app.DRAG.download]).config.to_dict()
 
 

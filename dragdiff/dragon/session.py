@@ -1,7 +1,7 @@
 """A DragonDiffusion edit as versioned JSON (a .json file, or inside the result PNG under the same text-chunk
 key as DragDiffusion sessions), complete enough to replay:
 
-    {"format": "dragdiff-dragon-session", "version": 1, "mode": "move",
+    {"format": "dragdiff-dragon-session", "version": 1, "mode": "move" | "resize" | "drag" | ...,
      "image": {"png_base64": ...}, "mask": {...} | null, "reference": {...} | null, "reference_mask": {...} | null,
      "offset": [dx, dy] | null, "scale": 1.0, "position": [x, y] | null,
      "points": [{"handle": [x, y], "target": [x, y]}, ...] | null,
@@ -44,6 +44,7 @@ FORMAT = "dragdiff-dragon-session"
 VERSION = 1
 _FIELDS = {  # per mode: the request's fields that the JSON carries, beside format/version/mode/model/config
     "move": ("image", "mask", "offset", "scale", "prompt"),
+    "resize": ("image", "mask", "offset", "scale", "prompt"),  # a move with scale != 1, recorded as the user chose it
     "drag": ("image", "mask", "points", "prompt"),
     "appearance": ("image", "mask", "reference", "reference_mask", "prompt", "reference_prompt"),
     "paste": ("image", "reference", "reference_mask", "position", "scale", "prompt", "reference_prompt"),
@@ -60,8 +61,9 @@ class DragonSession:
 
     def to_dict(self) -> dict[str, Any]:
         request = self.request
-        data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "mode": request.mode, "model": self.model}
-        for name in _FIELDS[request.mode]:
+        mode = session_mode(request)
+        data: dict[str, Any] = {"format": FORMAT, "version": VERSION, "mode": mode, "model": self.model}
+        for name in _FIELDS[mode]:
             if name == "points":
                 pairs = zip(request.handles, request.targets, strict=True)
                 data[name] = [{"handle": point_json(h), "target": point_json(t)} for h, t in pairs]
@@ -81,6 +83,11 @@ class DragonSession:
         return session_json(self.to_dict())
 
 
+def session_mode(request: DragonRequest) -> str:
+    """The mode a user chose: a move that scales is a resize (one request type runs both)."""
+    return "resize" if request.mode == "move" and request.scale != 1 else request.mode
+
+
 def load_dragon_session(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[DragonRequest, str]:
     """(request, model) from a DragonDiffusion session file or result PNG; errors name the field."""
     data = read_session_data(path)
@@ -98,7 +105,8 @@ def request_from_dict(data: Any, folder: Path | None, max_pixels: int = MAX_IMAG
         raise DragError(f"mode: expected one of {list(_FIELDS)}, got {mode!r}")
     required = ("format", "version", "mode", "model", "config", "image")
     check_fields(data, "session", required, (*(f for f in _FIELDS[mode] if f != "image"), "image_check"))
-    config = resolve_config(DragonConfig, mode=mode, session=_object(data["config"], "session.config"))
+    config_mode = "move" if mode == "resize" else mode
+    config = resolve_config(DragonConfig, mode=config_mode, session=_object(data["config"], "session.config"))
     image = _image(data["image"], "session.image", folder, max_pixels)
     values: dict[str, Any] = {"image": image, "config": config}
     if data.get("reference") is not None:
@@ -116,9 +124,8 @@ def request_from_dict(data: Any, folder: Path | None, max_pixels: int = MAX_IMAG
     if mode == "drag":
         values["handles"], values["targets"] = point_pairs_from_json(data.get("points"))
     checks_from_json(data.get("image_check"), "session.image_check", len(values.get("handles", (None,))))
-    request_type = {"move": MoveRequest, "drag": ContentDragRequest, "appearance": AppearanceRequest}.get(
-        mode, PasteRequest
-    )
+    request_types = {"move": MoveRequest, "resize": MoveRequest, "drag": ContentDragRequest}
+    request_type = {**request_types, "appearance": AppearanceRequest}.get(mode, PasteRequest)
     try:
         request = request_type(**values)
     except TypeError as exc:  # a required field of this mode is missing

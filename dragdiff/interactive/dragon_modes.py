@@ -1,5 +1,5 @@
-"""The DragonDiffusion tab's logic: what each mode's clicks mean, its help line, refining a rough painting
-into the object's outline, and the request of the tab's state."""
+"""The DragonDiffusion modes in the editor: what each mode's clicks mean, its help line, refining a rough
+painting into the object's outline, and the request of the editor's state."""
 
 from __future__ import annotations
 
@@ -41,6 +41,15 @@ def dragon_click(mode: str, clicks: list[list[float]], x: float, y: float) -> li
     raise DragError("appearance replacement needs no points: paint the object and the reference's object")
 
 
+def unused_points(mode: str, clicks: list[list[float]]) -> str:
+    """What a mode leaves of the points clicked for another method or mode (they are kept, never deleted)."""
+    used = {"move": 2, "resize": 2, "paste": 1, "appearance": 0}.get(mode, len(clicks))
+    if len(clicks) <= used:
+        return ""
+    what = {2: "the first arrow (pair 1)", 1: "the first point as the object's centre", 0: "no points"}[used]
+    return f"{mode} uses {what}; the other points stay for the other methods and modes."
+
+
 def server_weights(values: dict, image_prompt: str | None, image_encoder: str | None) -> dict:
     """The page's parameters with the image prompt's weight paths the server was started with. A page may not
     name files on the server (it could probe or load any of them); a loaded session's own value is accepted
@@ -76,5 +85,5 @@ def dragon_request(mode: str, state, scale: float, prompt: str, config):
         return AppearanceRequest(image, mask, state.reference, state.reference_mask, prompt, "", config)
     if mode == "move" and len(clicks) < 2:
         raise DragError("move: click on the object, then where it should go.")
-    dx, dy = (clicks[1][0] - clicks[0][0], clicks[1][1] - clicks[0][1]) if len(clicks) == 2 else (0.0, 0.0)
+    dx, dy = (clicks[1][0] - clicks[0][0], clicks[1][1] - clicks[0][1]) if len(clicks) >= 2 else (0.0, 0.0)
     return MoveRequest(image, mask, Point(dx, dy), scale if mode == "resize" else 1.0, prompt, config)
