@@ -15,7 +15,7 @@ import json
 import re
 import tempfile
 import uuid
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -123,11 +123,20 @@ class DragState:
     user: str = ""  # this browser's random id (kept in its local storage): its results are outputs/<user>/
     stop: StopFlag = field(default_factory=StopFlag)
 
+    def update(self, **values: Any) -> DragState:
+        """Change fields in place. A page has one state object that every handler changes and returns: two
+        handlers that run at once (a click while the painted region is read, a click during a drag) then each
+        keep what the other changed, where copies would drop the first one's change."""
+        for name, value in values.items():
+            setattr(self, name, value)
+        return self
+
     def fresh(self, **values: Any) -> DragState:
-        """A new edit's state that keeps this browser's results, id, Stop flag and reference image."""
-        kept = dict(history=self.history, user=self.user, stop=self.stop, reference=self.reference)
-        kept |= dict(reference_mask=self.reference_mask, restored_reference_mask=self.restored_reference_mask)
-        return DragState(**{**kept, **values})
+        """Start a new edit in place: keeps this browser's results, id, Stop flag and reference image."""
+        kept = ("history", "user", "stop", "reference", "reference_mask", "restored_reference_mask")
+        blank = DragState()
+        reset = {f.name: getattr(blank, f.name) for f in fields(self) if f.name not in kept}
+        return self.update(**{**reset, **values})
 
 
 def new_state() -> DragState:
@@ -208,14 +217,21 @@ def runtime_for(model: Any):
 
 # -- messages: the app's own words, one line, no server paths -------------------------------------------
 
-PATH_IN_TEXT = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/]+)+[\\/]([^\s'\"\\/]+)")
-
 
 def message(exc: Exception | str) -> str:
-    """What a user reads of an error: one line of at most 300 characters, each path cut to its file name (a
-    path would tell a client where the server keeps its files)."""
-    text = " ".join(PATH_IN_TEXT.sub(r"\1", str(exc)).split())
+    """What a user reads of an error: one line of at most 300 characters, with the server's folders cut from
+    the paths in it (the file's name stays): they would tell a client where the server keeps its files."""
+    text = str(exc)
+    for folder in server_folders():
+        text = re.sub(re.escape(folder) + r"[\\/](?:[^\s'\"]*[\\/])?", "", text)
+    text = " ".join(text.split())
     return text if len(text) <= 300 else text[:299] + "…"
+
+
+def server_folders() -> list[str]:
+    """The server's folders that messages may mention, longest first (a folder inside another goes first)."""
+    folders = {SETTINGS.uploads, SETTINGS.outputs, Path(tempfile.gettempdir()), ROOT, Path.home()}
+    return sorted({str(f.resolve()) for f in folders} | {str(f) for f in folders}, key=len, reverse=True)
 
 
 def warn(exc: Exception | str) -> str:
@@ -259,7 +275,7 @@ def _new_image(state: DragState, status: str, prompt: str | None = None) -> dict
 def on_mask(value: dict | None, state: DragState) -> dict:
     if state.image is None:
         return {DRAG.state: state}
-    state = replace(state, mask=editable_region(state.restored_mask, value, state.image.size))
+    state = state.update(mask=editable_region(state.restored_mask, value, state.image.size))
     note = NO_MASK if state.mask is None else f"Editable region: {state.mask.mean():.0%} of the image."
     return {DRAG.state: state, DRAG.canvas: overlay(state.image, state.clicks, state.mask), DRAG.status: note}
 
@@ -268,7 +284,7 @@ def on_clear_mask(state: DragState) -> dict:
     """Forget the painted and the restored region: the whole image may change again."""
     if state.image is None:
         return {DRAG.state: state}
-    state = replace(state, mask=None, restored_mask=None)
+    state = state.update(mask=None, restored_mask=None)
     canvas = overlay(state.image, state.clicks, None)
     return {DRAG.state: state, DRAG.editor: editor_value(state.image), DRAG.canvas: canvas, DRAG.status: NO_MASK}
 
@@ -282,7 +298,7 @@ def on_refine(state: DragState) -> dict:
         mask = refine_to_object(state.image, state.mask)
     except DragError as exc:
         return {DRAG.status: warn(exc)}
-    state = replace(state, mask=mask, restored_mask=mask)
+    state = state.update(mask=mask, restored_mask=mask)
     return {
         DRAG.state: state,
         DRAG.editor: editor_value(state.image, mask),
@@ -299,7 +315,7 @@ def on_reference_upload(path: str | None, state: DragState) -> dict:
         image = load_image(uploaded_file(path, "reference"), max_pixels=SETTINGS.max_image_pixels, keep_alpha=True)
     except DragError as exc:
         return {DRAG.state: state, DRAG.reference_editor: None, DRAG.status: warn(exc)}
-    state = replace(state, reference=image, reference_mask=None, restored_reference_mask=None)
+    state = state.update(reference=image, reference_mask=None, restored_reference_mask=None)
     shown = f"Reference: {image.width}×{image.height} px; paint its object."
     return {DRAG.state: state, DRAG.reference_editor: editor_value(image), DRAG.status: shown}
 
@@ -308,7 +324,7 @@ def on_reference_mask(value: dict | None, state: DragState) -> dict:
     if state.reference is None:
         return {DRAG.state: state}
     painted = editable_region(state.restored_reference_mask, value, state.reference.size)
-    return {DRAG.state: replace(state, reference_mask=painted)}
+    return {DRAG.state: state.update(reference_mask=painted)}
 
 
 def on_click(state: DragState, method: str, mode: str, evt: gr.SelectData) -> dict:
@@ -342,7 +358,7 @@ def on_table(rows, state: DragState) -> dict:
 
 
 def _with_clicks(state: DragState, clicks: list) -> dict:
-    state = replace(state, clicks=clicks)
+    state = state.update(clicks=clicks)
     shown = overlay(state.image, clicks, state.mask) if state.image is not None else None
     return {DRAG.state: state, DRAG.canvas: shown, DRAG.table: points_table(clicks)}
 
@@ -558,7 +574,6 @@ def run(state: DragState, prompt: str, model: str, name: str, mode: str, scale: 
     except DragError as exc:
         yield {DRAG.status: warn(exc)}
         return
-    plain = overlay(state.image, state.clicks, state.mask)  # the canvas without a run's tracked handles
     yield {DRAG.status: model_note(model)}
     stop, last, board = state.stop.event, None, StageBoard()
     stop.clear()
@@ -571,12 +586,17 @@ def run(state: DragState, prompt: str, model: str, name: str, mode: str, scale: 
             yield {DRAG.status: board.update(event), DRAG.canvas: preview}
     except DragCancelled:
         where = f" during {last.describe()}" if last else ""
-        yield {DRAG.status: f"Stopped{where}. Nothing was changed; press Drag to run again.", DRAG.canvas: plain}
+        yield {DRAG.status: f"Stopped{where}. Nothing was changed; press Drag to run again.", DRAG.canvas: plain(state)}
         return
     except DragError as exc:  # found once the model is known, e.g. a block the UNet lacks
-        yield {DRAG.status: warn(exc), DRAG.canvas: plain}
+        yield {DRAG.status: warn(exc), DRAG.canvas: plain(state)}
         return
-    yield finished(state, event.value, method) | {DRAG.canvas: plain}
+    yield finished(state, event.value, method) | {DRAG.canvas: plain(state)}
+
+
+def plain(state: DragState):
+    """The canvas without a run's tracked handles, with the points as they are now (clicked during the run too)."""
+    return overlay(state.image, state.clicks, state.mask)
 
 
 def user_outputs(state: DragState) -> Path:
@@ -590,7 +610,7 @@ def finished(state: DragState, result, method) -> dict:
     picture shows (each point arrived or how far short, and what to try), its warnings, before beside after,
     its download and this browser's results."""
     path = autosave(user_outputs(state), result)
-    state = replace(state, result=str(path), history=[*state.history, str(path)])
+    state = state.update(result=str(path), history=[*state.history, str(path)])
     notes = "".join(f"  \n⚠️ {w}" for w in result.warnings)
     outcome = f"  \n{describe(result.image_check, getattr(method, 'advice', ''))}." if result.image_check else ""
     if hasattr(result, "tracker_reached_targets"):  # the latent tracker's own verdict, under its own name
@@ -732,7 +752,7 @@ def on_page_load(user: Any, state: DragState) -> dict:
     results: a refresh or a closed tab loses none of them."""
     user = user if isinstance(user, str) and re.fullmatch(r"[0-9a-f]{32}", user) else uuid.uuid4().hex
     recent = recent_results(SETTINGS.outputs / user)
-    state = replace(state, user=user, history=recent, result=recent[-1] if recent else state.result)
+    state = state.update(user=user, history=recent, result=recent[-1] if recent else state.result)
     method = default_method(SETTINGS.model)
     shown = {
         DRAG.user: user,
@@ -801,10 +821,13 @@ def _json_object(text: str) -> dict:
 
 
 def mask_editor(label: str, **kwargs) -> gr.ImageEditor:
-    """A brush-only editor over the image (no upload, crop or layers) whose painting is a mask."""
+    """A brush-only editor over the image (no upload, crop or layers) whose painting is a mask. Its title is a
+    line above it: the editor's toolbar covers most of its own label."""
+    gr.Markdown(f"**{label}**")
     return gr.ImageEditor(
         type="numpy",
         label=label,
+        show_label=False,
         sources=(),
         transforms=(),
         layers=False,
@@ -866,7 +889,7 @@ def editor() -> None:
                 info="start the app with --model PATH to offer a folder or .safetensors file",
                 elem_id="model",
             )
-            d.model_note = gr.Markdown(model_note(SETTINGS.model), elem_id="model-note")
+            d.model_note = gr.Markdown("", elem_id="model-note")  # on_page_load: the model main() was given
             with gr.Row():
                 d.run = gr.Button("Drag", variant="primary", elem_id="run")
                 d.stop = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -897,7 +920,8 @@ def editor() -> None:
             )
     with gr.Row(visible=False) as d.reference_row:
         d.reference_upload = image_upload(label="Reference image (DragonDiffusion)", height=220, elem_id="reference")
-        d.reference_editor = mask_editor("Paint the reference's object", elem_id="reference-mask")
+        with gr.Column():
+            d.reference_editor = mask_editor("Paint the reference's object", elem_id="reference-mask")
     with gr.Row():
         with gr.Column(scale=2):
             d.result = gr.ImageSlider(
@@ -1042,6 +1066,11 @@ def main(argv: list[str] | None = None) -> None:
     # Pillow, whose limit is process-wide: above twice this it refuses from the header. Between one and two
     # times it only warns, and dragdiff's loaders refuse with their own message.
     PILImage.MAX_IMAGE_PIXELS = SETTINGS.max_image_pixels
+    try:  # a mistake in --config is named now, not as a broken panel on every page load
+        for method in PANEL_CONFIGS:
+            resolved(method, SETTINGS.model)
+    except DragError as exc:
+        raise SystemExit(f"error: --config: {exc}") from None
     for path in remove_stale_temporary_files(SETTINGS.outputs):
         print(f"removed {path}: a result write that a crash interrupted (the finished results are intact)")
     print(f"dragdiff: model {model_summary(SETTINGS.model)}; method {default_method(SETTINGS.model)}", flush=True)

@@ -367,7 +367,7 @@ def test_dragon_moves_with_an_arrow_saves_and_reloads_the_session(scene, disc, t
     assert np.array_equal(state.mask, disc)
     state = dragon_click(dragon_click(state, "move", 40, 48), "move", 70, 40)
     assert state.clicks == [[40.0, 48.0], [70.0, 40.0]]
-    assert dragon_click(state, "move", 5, 5).clicks == [[5.0, 5.0]]  # a third click starts a new arrow
+    assert dragon_click(replace(state), "move", 5, 5).clicks == [[5.0, 5.0]]  # a third click starts a new arrow
     updates = dragon_run(state, "move", 1.0, "a red disc", n_steps=5)
     assert any("guided sampling" in u[DRAG.status] for u in updates)  # progress per stage
     download, history = updates[-1][DRAG.download], updates[-1][DRAG.history]

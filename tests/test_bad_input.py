@@ -218,7 +218,7 @@ def by_upload(make: Callable) -> Callable:
     def shown(env) -> str:
         with warnings.catch_warnings(record=True):
             shown = app.on_upload(make(env), app.new_state())
-        assert shown[DRAG.state].image is None and shown[DRAG.editor] is None
+        assert shown[DRAG.state].image is None and DRAG.editor not in shown  # the editor keeps what it showed
         return shown[DRAG.status]
 
     return shown
@@ -228,7 +228,7 @@ def by_load(make: Callable) -> Callable:
     def shown(env) -> str:
         with warnings.catch_warnings(record=True):
             restored = app.load_saved(make(env), app.new_state())
-        assert restored[DRAG.state].image is None  # nothing restored
+        assert DRAG.state not in restored and restored[DRAG.load] is None  # nothing restored; the loader is free
         return restored[DRAG.status]
 
     return shown
