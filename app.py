@@ -168,25 +168,33 @@ def uploaded_file(value: Any, what: str) -> str:
     raise DragError(f"{what}: not a file uploaded to this server; upload it (gradio_client: handle_file(path))")
 
 
-def image_upload(**kwargs) -> gr.Image:
+RAW_UPLOADS: set[str] = set()  # elem_ids of the image uploads made by image_upload()
+
+
+def image_upload(elem_id: str, **kwargs) -> gr.Image:
     """An image upload (type="filepath") that hands its handler the path a client sent without opening it.
 
     gr.Image accepts a file dict without `meta` and opens whatever server path it names before any handler
-    runs, and its error then tells whether that path exists. Here the handler's uploaded_file() decides first.
-    data: URLs are still decoded by Gradio, under Pillow's pixel limit (main()). (An instance's method, not a
-    subclass: Gradio writes a .pyi stub beside the module of every Image subclass.)
+    runs, and its error then tells whether that path exists, in Gradio's words, with the server's path. Here
+    the handler decides first (uploaded_file(), load_image() with its own messages). data: URLs are still
+    decoded by Gradio, under Pillow's pixel limit (main()).
     """
+    RAW_UPLOADS.add(elem_id)
     # image_mode=None: the file as uploaded; load_image handles modes, EXIF and limits
-    component = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], **kwargs)
-    opening = component.preprocess
+    return gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], elem_id=elem_id, **kwargs)
 
-    def preprocess(payload):
-        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+
+def _path_unopened(component: gr.Image, payload: Any, opening=gr.Image.preprocess):
+    if component.elem_id in RAW_UPLOADS and payload is not None and payload.path:
+        if not (payload.url or "").startswith("data:"):
             return payload.path
-        return opening(payload)
+    return opening(component, payload)
 
-    component.preprocess = preprocess
-    return component
+
+# On the class, not one instance: a component that a handler updates (as "1 · Image" is, to show the image
+# being edited) is copied per user from its constructor's arguments, without an instance's own method. (Not
+# a subclass either: Gradio writes a .pyi stub beside the module of every Image subclass.)
+gr.Image.preprocess = _path_unopened
 
 
 def offered_models() -> list[str]:
@@ -545,17 +553,16 @@ def edit_request(state: DragState, prompt: str, name: str, mode: Any, scale: flo
 
 def prepare(state: DragState, prompt: str, model: str, name: str, mode: str, scale: float, *values):
     """What a method can do before the points (DragDiffusion: LoRA + inversion, cached per image) as soon as an
-    image is there, so that Drag can start at once."""
-    if state.image is None:
-        return
-    stop = state.stop.event
-    stop.clear()
+    image is there, so that Drag can start at once. With nothing to do, the status line keeps what it says (a
+    generator that yields nothing would blank it)."""
     try:
-        method = method_for(model, name)
+        method = method_for(model, name) if state.image is not None else None
         if not hasattr(method, "prepare"):  # optional in the method protocol
+            yield {DRAG.status: gr.skip()}
             return
         config = panel_config(method, values, mode, model)
-        board = StageBoard()
+        stop, board = state.stop.event, StageBoard()
+        stop.clear()
         for event in stream(lambda progress, halt: method.prepare(state.image, prompt, config, progress, halt), stop):
             text = "Ready to drag." if isinstance(event, Finished) else "Preparing…  \n" + board.update(event)
             yield {DRAG.status: text}
@@ -867,7 +874,7 @@ def editor() -> None:
     own = {f.name for f in fields(PANEL_CONFIGS[method])}
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            d.upload = image_upload(label="1 · Image", height=220, elem_id="upload")
+            d.upload = image_upload("upload", label="1 · Image", height=220)
             d.prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photo of ...", elem_id="prompt")
             d.method = gr.Radio(
                 method_choices(),
@@ -919,7 +926,7 @@ def editor() -> None:
                 elem_id="points",
             )
     with gr.Row(visible=False) as d.reference_row:
-        d.reference_upload = image_upload(label="Reference image (DragonDiffusion)", height=220, elem_id="reference")
+        d.reference_upload = image_upload("reference", label="Reference image (DragonDiffusion)", height=220)
         with gr.Column():
             d.reference_editor = mask_editor("Paint the reference's object", elem_id="reference-mask")
     with gr.Row():
@@ -940,7 +947,9 @@ def editor() -> None:
                 label="Your results (kept on the server; a reload lists them)",
                 columns=4,
                 height=300,
+                fit_columns=False,  # else one result fills a square as wide as the column, cut off below
                 object_fit="contain",
+                interactive=False,
                 elem_id="history",
             )
     with gr.Accordion("Advanced settings (the selected method's values for the selected model)", open=False):
@@ -974,29 +983,31 @@ def _wire(d: SimpleNamespace) -> None:
         event.then(prepare, settings, d.status, **GPU)
     d.prompt.submit(prepare, settings, d.status, **GPU)
     d.prompt.blur(prepare, settings, d.status, **GPU)
+    # Quick handlers show no loading cover: Gradio covers every output of a running event, and a cover over the
+    # canvas or the editor swallows the next click or brush stroke.
+    quick = dict(show_progress="hidden")
     # .input: a user's choice only; a loaded session keeps its values
-    d.model.input(on_model, [d.model, d.method, d.mode, d.state], every)
-    # Point edits are instant: no loading cover over the canvas (it would swallow the next click), and clicks
-    # that come while one is handled queue up instead of being dropped (the state is the server's, in order).
-    instant = dict(show_progress="hidden", trigger_mode="multiple")
+    d.model.input(on_model, [d.model, d.method, d.mode, d.state], every, **quick)
+    # Clicks that come while one is handled queue up instead of being dropped (the state is the server's).
+    instant = dict(quick, trigger_mode="multiple")
     d.canvas.select(on_click, [d.state, d.method, d.mode], every, **instant)
     d.undo.click(on_undo, d.state, every, **instant)
     d.clear.click(on_clear, d.state, every, **instant)
-    d.table.input(on_table, [d.table, d.state], every, show_progress="hidden")
+    d.table.input(on_table, [d.table, d.state], every, **quick)
     # Inpaint4Drag's warp, previewed at once: as its own event when the points table changes (a chained step
     # would keep the click event busy, and Gradio drops a click that comes while it is), after the region's.
-    preview = dict(fn=warp_preview, inputs=[d.state, d.method, *d.widgets], outputs=[d.result, d.status])
-    d.table.change(**preview, show_progress="hidden")
+    preview = dict(fn=warp_preview, inputs=[d.state, d.method, *d.widgets], outputs=[d.result, d.status], **quick)
+    d.table.change(**preview)
     for event in (
-        d.editor.change(on_mask, [d.editor, d.state], every, show_progress="hidden"),
-        d.clear_mask.click(on_clear_mask, d.state, every),
-        d.refine.click(on_refine, d.state, every),
-        d.method.input(on_method, [d.model, d.method, d.mode, d.state], every),
+        d.editor.change(on_mask, [d.editor, d.state], every, **quick),
+        d.clear_mask.click(on_clear_mask, d.state, every, **quick),
+        d.refine.click(on_refine, d.state, every, **quick),
+        d.method.input(on_method, [d.model, d.method, d.mode, d.state], every, **quick),
     ):
-        event.then(**preview, show_progress="hidden")
-    d.mode.input(on_method, [d.model, d.method, d.mode, d.state], every)
+        event.then(**preview)
+    d.mode.input(on_method, [d.model, d.method, d.mode, d.state], every, **quick)
     d.reference_upload.upload(on_reference_upload, [d.reference_upload, d.state], every)
-    d.reference_editor.change(on_reference_mask, [d.reference_editor, d.state], every, show_progress="hidden")
+    d.reference_editor.change(on_reference_mask, [d.reference_editor, d.state], every, **quick)
     d.run.click(run, settings, every, **GPU)
     d.stop.click(on_stop, d.state, d.status)
     d.save.click(save_current, settings, d.saved)

@@ -10,7 +10,7 @@ from ..coords import Display
 from ..images import flatten
 from ..types import Point
 
-HANDLE_RGB, TARGET_RGB, MASK_RGB = (230, 40, 40), (40, 90, 235), (255, 210, 60)
+HANDLE_RGB, TARGET_RGB, MASK_RGB = (230, 40, 40), (40, 90, 235), (255, 45, 155)  # MASK_RGB: the brush pink
 
 
 def enlarge(image: Image.Image) -> Image.Image:

@@ -21,7 +21,7 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-STATUS = "document.querySelector('#status').innerText"
+STATUS = "(document.querySelector('#status')?.innerText || '')"  # absent while a page reloads
 
 
 class Editor:
@@ -76,8 +76,19 @@ class Editor:
 
     def table_rows(self) -> list[list[str]]:
         """The points table as its cells' texts, five per row."""
-        cells = [c.strip() for c in self.page.locator("#points [role=gridcell]").all_inner_texts()]
+        texts = self.page.locator("#points [role=gridcell]").all_inner_texts()
+        cells = [text.split("\n")[0].strip() for text in texts]  # below the value: the cell menu's "⋮"
         return [cells[i : i + 5] for i in range(0, len(cells), 5)]
+
+
+def open_page(browser, url: str):
+    """A page with the app loaded, in a new context of `browser` (its own local storage: another browser)."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1300}).new_page()
+    page.goto(url, wait_until="load")
+    # the page is ready once its load event has named the model (app.on_page_load)
+    note = "document.querySelector('#model-note')?.innerText || ''"
+    page.wait_for_function(f"({note}).includes('Model:') && !/\\d\\.\\ds/.test({note})", timeout=60_000)
+    return page
 
 
 @contextmanager
@@ -89,11 +100,7 @@ def open_editor(url: str, shots: Path, name: str) -> Iterator[Editor]:
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         try:
-            page = chromium.new_page(viewport={"width": 1400, "height": 1300})
-            page.goto(url, wait_until="load")
-            # the page is ready once its load event has named the model (app.on_page_load)
-            note = "document.querySelector('#model-note')?.innerText || ''"
-            page.wait_for_function(f"({note}).includes('Model:') && !/\\d\\.\\ds/.test({note})", timeout=60_000)
+            page = open_page(chromium, url)
             yield Editor(page, shots, name)
         finally:
             chromium.close()
