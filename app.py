@@ -81,7 +81,7 @@ class Settings:
     outputs: Path = ROOT / "outputs"
     max_image_pixels: int = MAX_IMAGE_PIXELS
     gpu_jobs: int = 1
-    config: Path | None = None  # a YAML file of DragConfig values, layer 3 of dragdiff.config.resolve_config
+    config: Path | None = None  # layer 3 of dragdiff.config.resolve_config, laid out as server_layer() reads
     image_prompt: str | None = None  # DragonDiffusion's optional IP-Adapter file and its image encoder folder
     image_encoder: str | None = None
     # Files a client names must lie here: the folder where Gradio stores what this server received.
@@ -90,7 +90,7 @@ class Settings:
 
 SETTINGS = Settings()
 RUNTIMES = Runtimes()
-# The point methods whose values the Advanced panel shows (and whose sessions it saves).
+# The methods whose values the Advanced panel shows (a method registered later runs with its model's defaults).
 PANEL_CONFIGS = {
     "dragdiffusion": DragConfig,
     "gooddrag": GoodDragConfig,
@@ -814,11 +814,21 @@ def api_edit(
     return FileData(path=str(autosave(SETTINGS.outputs, result)))
 
 
-def _json_object(text: str) -> dict:
+MAX_SETTINGS_CHARS = 10_000  # every method's parameters written out take about 1,500
+
+
+def _json_object(text: Any) -> dict:
+    if not isinstance(text, str) or len(text) > MAX_SETTINGS_CHARS:
+        what = f"{len(text):,} characters" if isinstance(text, str) else type(text).__name__
+        raise DragError(f"settings: expected a JSON object of at most {MAX_SETTINGS_CHARS:,} characters, got {what}")
     try:
         value = json.loads(text or "{}")
     except json.JSONDecodeError as exc:
         raise DragError(f'settings: not valid JSON ({exc}); give an object such as {{"drag_steps": 40}}') from exc
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number, 100,000 nested brackets
+        raise DragError(
+            'settings: a number too long or nesting too deep; give an object such as {"drag_steps": 40}'
+        ) from exc
     if not isinstance(value, dict):
         raise DragError('settings: give a JSON object such as {"drag_steps": 40}')
     return value

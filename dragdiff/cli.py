@@ -163,6 +163,7 @@ def run_edit(args: argparse.Namespace) -> int:
     from .runtime import Runtime
     from .session_io import save_result
 
+    out = _out_path(args)  # before any work: a wrong --out would fail only after the whole edit
     name, request, spec = _request(args)  # checks what it can before a model loads
     explicit = {**_parameter_flags(args, name), **parse_overrides(args.set)}
     if args.config:
@@ -174,7 +175,6 @@ def run_edit(args: argparse.Namespace) -> int:
     session = request.config.to_dict() if request.config is not None else None
     config = method.default_config(getattr(request, "mode", None), file=args.config, session=session, **explicit)
     result = _with_progress(method.edit, replace(request, config=config), args)
-    out = _out_path(args)
     save_result(result.image, result.session, out)
     summary_path = out.with_suffix(".summary.json")
     summary_path.write_text(json.dumps(summary(result, out), indent=2))
@@ -298,7 +298,19 @@ def _with_progress(edit, request, args: argparse.Namespace):
 
 
 def _out_path(args: argparse.Namespace) -> Path:
+    """--out, checked: a .png file (the session rides in its text chunk; JPEG has none) that overwrites no
+    input (NAME.json is written beside it too). Its folder is created."""
     out = Path(args.out)
+    if out.is_dir():
+        raise DragError(f"--out {args.out}: is a folder; name the PNG file to write, e.g. {out / 'result.png'}")
+    if out.suffix.lower() != ".png":
+        raise DragError(f"--out {args.out}: results are PNG files with the session inside; end the name in .png")
+    written = {out.resolve(), out.with_suffix(".json").resolve(), out.with_suffix(".summary.json").resolve()}
+    for flag in ("image", "mask", "session", "reference", "reference_mask"):
+        given = getattr(args, flag, None)
+        if given and Path(given).resolve() in written:
+            flag = "--" + flag.replace("_", "-")
+            raise DragError(f"--out {args.out}: would overwrite the {flag} input; choose another name")
     out.parent.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -375,14 +387,30 @@ def _load(spec: str, args: argparse.Namespace):
     return load_model(spec, args.device, args.dtype, single_file_config=args.model_config)
 
 
+MAX_VALUE_CHARS = 1000  # one parameter's text: the longest real one (a list of blocks) is a few dozen
+
+
 def parse_value(text: str) -> Any:
-    """A flag's text as YAML (numbers, true/false, null, [2, 3]); the config then checks type and range."""
+    """A flag's or a settings field's text as YAML (numbers, true/false, null, [2, 3]); the config then checks
+    type and range. Text that is no YAML stays text. Aliases are refused: 466 bytes of nested aliases expand
+    to gigabytes."""
     import yaml
 
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise DragError("a parameter's value may not use YAML aliases (*name); write the value itself")
+            return super().compose_node(parent, index)
+
+    if len(text) > MAX_VALUE_CHARS:
+        raise DragError(f"a parameter's value is {len(text):,} characters long; the limit is {MAX_VALUE_CHARS:,}")
+    loader = NoAliases(text)  # what yaml.safe_load does, with the alias check
     try:
-        return yaml.safe_load(text)
+        return loader.get_single_data()
     except yaml.YAMLError:
         return text
+    finally:
+        loader.dispose()
 
 
 def add_set_argument(parser: argparse.ArgumentParser) -> None:

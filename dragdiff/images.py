@@ -25,6 +25,10 @@ from .errors import DragError
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # documented limit; larger inputs are refused from the header, before decoding
 MIN_IMAGE_SIDE = 64  # 8 latent pixels: anything smaller leaves the UNet nothing to work on
+# The long side over the short one. The working width is the model's native size and the height follows the
+# aspect ratio: a 64×200000 strip (190 KB, under the pixel limit) would be worked on at 512×1.6 million and
+# took 9 GB within seconds. 8:1 covers panoramas (at 512 wide: 4096 tall at most).
+MAX_ASPECT_RATIO = 8
 MASK_THRESHOLD = 128  # mask luminance at or above this (of 255) marks a pixel as editable
 # Formats Pillow may open. Others stay closed: EPS, for one, runs Ghostscript on the file's contents.
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "AVIF", "TIFF", "BMP", "GIF")
@@ -207,6 +211,14 @@ def _check_pixels(size: tuple[int, int], label: str, max_pixels: int) -> None:
             f"{label} is {width}×{height} = {width * height:,} pixels, above the limit of "
             f"{_pixel_limit(max_pixels)}; downscale it and try again"
         )
+    check_aspect(size, label)
+
+
+def check_aspect(size: tuple[int, int], label: str) -> None:
+    """Refuse a picture longer than MAX_ASPECT_RATIO times its width (or the other way round)."""
+    width, height = size
+    if max(width, height) > MAX_ASPECT_RATIO * max(min(width, height), 1):
+        raise DragError(f"{label} is {width}×{height}, more than {MAX_ASPECT_RATIO}:1; crop it to the part to edit")
 
 
 def _pixel_limit(max_pixels: int) -> str:

@@ -23,7 +23,7 @@ from .atomic import write_atomic
 from .config import is_finite_number
 from .errors import DragError
 from .images import PNG_SIGNATURE, png_bytes, read_png_text
-from .types import Point, PointCheck
+from .types import MAX_POINT_PAIRS, Point, PointCheck
 
 PNG_TEXT_KEY = "dragdiff-session"
 MAX_EMBEDDED_BASE64_CHARS = 64 * 2**20  # ~48 MB of PNG: enough for any image under the 4096×4096 limit
@@ -134,6 +134,8 @@ def point_pairs_from_json(value: Any) -> tuple[tuple[Point, ...], tuple[Point, .
         raise DragError(
             f'session.points: expected a non-empty list of {{"handle": [x, y], "target": [x, y]}}, got {short(value)}'
         )
+    if len(value) > MAX_POINT_PAIRS:  # before reading any of them
+        raise DragError(f"session.points: {len(value):,} pairs; at most {MAX_POINT_PAIRS} are dragged in one edit")
     handles, targets = [], []
     for index, pair in enumerate(value):
         where = f"session.points[{index}]"

@@ -13,6 +13,10 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+# Handle -> target pairs in one edit: far more than any drag uses. Each pair costs every step of a drag some
+# work, and a session of 100,000 points took 77 s to refuse one by one while other users waited.
+MAX_POINT_PAIRS = 100
+
 
 @dataclass(frozen=True)
 class Point:

@@ -8,6 +8,7 @@ top-left pixel, so a W×H image accepts 0 <= x <= W-1 and 0 <= y <= H-1.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,10 +16,21 @@ from PIL import Image
 
 from .config import is_finite_number
 from .errors import DragError
-from .images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
-from .types import DragRequest, Point
+from .images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE, check_aspect
+from .types import MAX_POINT_PAIRS, DragRequest, Point
 
 POINTS_SYNTAX = "'x,y>x,y' pairs (handle>target) separated by ';', e.g. '120,80>160,80; 40,40>40,60'"
+# A number as typed in ASCII ("120", "-8.5", "1e2"; "nan" and "inf" too, which callers refuse in their own
+# words). Python's float() alone also takes "٤٠", "４０", "४०" and "4_0": nobody means those as pixels.
+DECIMAL = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|nan|inf(?:inity)?)", re.ASCII | re.IGNORECASE)
+
+
+def ascii_float(text: str) -> float:
+    """float(text) for an ASCII decimal number (spaces around it are fine); ValueError for anything else."""
+    text = text.strip()
+    if len(text) > 64 or not DECIMAL.fullmatch(text):
+        raise ValueError(f"not an ASCII decimal number: {text[:64]!r}")
+    return float(text)
 
 
 def parse_points(text: str) -> tuple[tuple[Point, ...], tuple[Point, ...]]:
@@ -27,7 +39,8 @@ def parse_points(text: str) -> tuple[tuple[Point, ...], tuple[Point, ...]]:
         raise DragError(f"points: expected text like {POINTS_SYNTAX}, got {type(text).__name__}")
     pairs = [pair.strip() for pair in text.split(";") if pair.strip()]
     if not pairs:
-        raise DragError(f"no points given in {text!r}; write {POINTS_SYNTAX}")
+        raise DragError(f"no points given in {text[:40]!r}; write {POINTS_SYNTAX}")
+    check_pair_count(len(pairs), "points")
     parsed = [_parse_pair(number, pair) for number, pair in enumerate(pairs, start=1)]
     return tuple(handle for handle, _ in parsed), tuple(target for _, target in parsed)
 
@@ -70,9 +83,10 @@ def _parse_xy(number: int, pair: str, role: str, text: str) -> Point:
     values = []
     for part in parts:
         try:
-            value = float(part)
+            value = ascii_float(part)
         except ValueError:
-            raise _bad_pair(number, pair, f"{part.strip()!r} in the {role} is not a number") from None
+            shown = repr(part.strip()[:40])
+            raise _bad_pair(number, pair, f"{shown} in the {role} is not a number (digits 0-9, e.g. 120.5)") from None
         if not math.isfinite(value):
             raise _bad_pair(number, pair, f"{part.strip()!r} in the {role} is not a finite number")
         values.append(value)
@@ -80,7 +94,8 @@ def _parse_xy(number: int, pair: str, role: str, text: str) -> Point:
 
 
 def _bad_pair(number: int, pair: str, reason: str) -> DragError:
-    return DragError(f"pair {number} '{pair}': {reason}; write {POINTS_SYNTAX}")
+    shown = pair if len(pair) <= 40 else pair[:40] + "…"  # the pair, not a megabyte of what was sent
+    return DragError(f"pair {number} '{shown}': {reason}; write {POINTS_SYNTAX}")
 
 
 def check_image(image: object) -> tuple[int, int]:
@@ -104,6 +119,7 @@ def check_image(image: object) -> tuple[int, int]:
             f"request.image: the image is {width}×{height} = {width * height:,} pixels, above the limit of "
             f"{MAX_IMAGE_PIXELS:,}; downscale it"
         )
+    check_aspect((width, height), "request.image: the image")
     return width, height
 
 
@@ -114,9 +130,15 @@ def check_points(handles: Sequence[Point], targets: Sequence[Point], size: tuple
         raise DragError("no points to drag; give at least one handle -> target pair")
     if len(handles) != len(targets):
         raise DragError(f"{len(handles)} handle(s) but {len(targets)} target(s); every handle needs exactly one target")
+    check_pair_count(len(handles), "points")
     for number, (handle, target) in enumerate(zip(handles, targets, strict=True), start=1):
         check_point(f"handle {number}", handle, size)
         check_point(f"target {number}", target, size)
+
+
+def check_pair_count(count: int, where: str) -> None:
+    if count > MAX_POINT_PAIRS:
+        raise DragError(f"{where}: {count:,} point pairs; at most {MAX_POINT_PAIRS} are dragged in one edit")
 
 
 def check_point(name: str, point: object, size: tuple[int, int]) -> None:

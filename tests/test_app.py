@@ -92,9 +92,11 @@ def test_a_finished_edit_is_saved_automatically_with_its_session(loaded, tmp_pat
     session = load_session(saved[0])
     assert [p.as_list() for p in session.handles] == [[40.0, 48.0]] and session.prompt == "a red disc"
     assert Image.open(saved[0]).size == loaded.image.size
-    # "Edit this result" makes it the new input; the history stays
-    state = app.edit_result(final_state)[DRAG.state]
+    # "Edit this result" makes it the new input, shown in "1 · Image" too; the history stays
+    again = app.edit_result(final_state)
+    state = again[DRAG.state]
     assert state.image.size == loaded.image.size and state.clicks == [] and state.history == history
+    assert np.array_equal(np.asarray(again[DRAG.upload]), np.asarray(Image.open(saved[0])))
 
 
 def test_session_save_and_load_round_trip(loaded, tmp_path):
@@ -213,6 +215,19 @@ def server(tmp_path_factory):
     yield SimpleNamespace(url=url, outputs=outputs)
     process.terminate()
     process.wait(timeout=30)
+
+
+def test_api_errors_name_the_file_but_not_where_the_server_keeps_it(server, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    client = Client(server.url, verbose=False)
+    with pytest.raises(AppError) as error:
+        client.predict(handle_file(str(notes)), "40,48>60,48", None, "", "tiny", "{}", api_name="/edit")
+    assert "image file 'notes.png' cannot be read as an image" in str(error.value)
+    assert "/" not in str(error.value).split("notes.png")[0]  # no folder before the name
 
 
 def test_api_edit_returns_an_image_of_the_input_size(server, scene, tmp_path):

@@ -1,14 +1,14 @@
 """Refactoring guard: a fixed set of edits (DragDiffusion and every DragonDiffusion mode, on the tiny and the
-demo model, fixed seeds) must give the same pixels as when tests/behaviour_hashes.json was recorded.
+demo model, fixed seeds) must give the pictures recorded in tests/behaviour/, within MIN_PSNR.
 
+Not bit for bit: the same code and packages give other last bits on another CPU (its vector kernels sum in
+another order), and a diffusion edit carries them on. A change of behaviour moves pixels far more.
 Record again only for a change that is meant to alter results, and say so in the commit:
     OMP_NUM_THREADS=1 python tests/test_behaviour_unchanged.py
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -16,7 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-HASHES = Path(__file__).with_name("behaviour_hashes.json")
+RECORDED = Path(__file__).with_name("behaviour")  # one PNG per case
+# dB against the recorded picture. Measured when recorded (2026-12-04): the same edits with 2 threads instead of
+# 1 gave 81.8 dB or more (inf for one); a 10% change of one weight (Dragon's energy_scale, DragDiffusion's
+# drag_lr) gave 25.3-37.2 dB.
+MIN_PSNR = 50.0
 # The model's own output (preserve_unmasked off): what the refactor had to keep, before compositing existed.
 DRAG_FAST = dict(lora_steps=2, lora_batch_size=2, n_inference_steps=10, n_inversion_steps=7, drag_steps=4)
 DRAG_FAST |= dict(preserve_unmasked=False)
@@ -69,14 +73,16 @@ def edit(model_name: str, kind: str, cache: Path) -> Image.Image:
     return editor.edit(request).image
 
 
-def digest(image: Image.Image) -> str:
-    return hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    error = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return float("inf") if error == 0 else 10 * np.log10(255**2 / error)
 
 
 @pytest.mark.parametrize(("model_name", "kind"), CASES)
-def test_edit_gives_the_recorded_pixels(model_name, kind, tmp_path, one_thread):
-    expected = json.loads(HASHES.read_text())[f"{model_name}/{kind}"]
-    assert digest(edit(model_name, kind, tmp_path)) == expected
+def test_edit_gives_the_recorded_picture(model_name, kind, tmp_path, one_thread):
+    recorded = Image.open(RECORDED / f"{model_name}-{kind}.png")
+    image = edit(model_name, kind, tmp_path)
+    assert image.size == recorded.size and psnr(image, recorded) >= MIN_PSNR
 
 
 if __name__ == "__main__":
@@ -86,7 +92,8 @@ if __name__ == "__main__":
 
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    RECORDED.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        hashes = {f"{m}/{k}": digest(edit(m, k, Path(folder) / f"{m}-{k}")) for m, k in CASES}
-    HASHES.write_text(json.dumps(hashes, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(hashes, indent=2))
+        for m, k in CASES:
+            edit(m, k, Path(folder) / f"{m}-{k}").save(RECORDED / f"{m}-{k}.png")
+            print(f"recorded {m}-{k}.png")

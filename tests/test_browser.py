@@ -185,7 +185,7 @@ def test_a_reload_lists_this_browsers_results_and_a_new_browser_none(server, edi
     assert other.locator("#history img").count() == 0 and "most recent" not in other.locator("#status").inner_text()
 
 
-def test_stop_ends_a_run_and_the_page_says_so(editor):
+def test_stop_ends_a_dragdiffusion_run_and_the_next_one_finishes(editor):
     ready(editor)
     editor.choose("#method", "DragDiffusion")
     editor.page.get_by_text("Advanced settings").click()
@@ -199,7 +199,11 @@ def test_stop_ends_a_run_and_the_page_says_so(editor):
     editor.wait_status("dragging")
     editor.page.locator("#stop").click()
     assert "Stopped during dragging" in editor.wait_status("Stopped")
-    editor.shot("stopped")
+    editor.shot("1-stopped")
+    steps.fill("3")
+    steps.press("Tab")
+    assert "Done in" in editor.drag()  # the next run works
+    editor.shot("2-dragdiffusion-done")
 
 
 def test_wide_results_are_shown_whole_in_the_gallery(editor, tmp_path):

@@ -104,6 +104,32 @@ def test_bad_parameter_and_mask_are_named(inputs, tmp_path, capsys):
     assert "50×50" in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("out", "words"),
+    [
+        ("in.png", "would overwrite the --image input"),
+        ("in.json", "end the name in .png"),
+        ("folder", "is a folder; name the PNG file to write"),
+        ("x.jpg", "results are PNG files with the session inside"),
+    ],
+)
+def test_a_wrong_out_is_refused_before_any_work(inputs, capsys, monkeypatch, out, words):
+    import dragdiff.cli
+
+    (inputs / "folder").mkdir()
+    before = (inputs / "in.png").read_bytes()
+    monkeypatch.setattr(dragdiff.cli, "_request", lambda args: pytest.fail("the edit began"))
+    assert edit_in(inputs, inputs / out) == 2
+    assert words in capsys.readouterr().err and (inputs / "in.png").read_bytes() == before
+    assert sorted(p.name for p in inputs.iterdir()) == ["folder", "in.png"]  # nothing written
+
+
+def test_an_out_beside_the_session_it_replays_is_refused(inputs, tmp_path, capsys):
+    (inputs / "edit.json").write_text("{}")
+    code = main(["edit", "--session", str(inputs / "edit.json"), "--out", str(inputs / "edit.png")])
+    assert code == 2 and "would overwrite the --session input" in capsys.readouterr().err
+
+
 def test_help_explains_every_parameter(capsys):
     with pytest.raises(SystemExit):
         main(["edit", "--help"])

@@ -179,3 +179,70 @@ def test_a_bomb_that_gradio_decodes_is_refused_from_its_header(server, bomb, end
     assert files_under(server.uploads) == before  # no decoded copy left in Gradio's cache
     assert reply.seconds < 10
     assert_serving(server)
+
+
+# -- 5-7. limits checked before any model work, and messages of bounded length -------------------------
+
+
+def test_a_long_strip_under_the_pixel_limit_is_refused_from_its_header(tmp_path):
+    from dragdiff.errors import DragError
+    from dragdiff.images import load_image
+    from dragdiff.validation import check_image
+
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (64, 20_000)).save(strip)  # 1.28 M pixels: under the limit, 312:1
+    with pytest.raises(DragError, match=r"strip.png' is 64×20000, more than 8:1; crop it"):
+        load_image(strip)
+    with pytest.raises(DragError, match="more than 8:1"):
+        check_image(Image.new("RGB", (64, 600)))
+    assert load_image(Image.new("RGB", (64, 512))).size == (64, 512)  # 8:1 itself is fine
+
+
+def test_point_pairs_are_capped_before_they_are_read(scene):
+    from dragdiff.errors import DragError
+    from dragdiff.session_io import point_pairs_from_json
+    from dragdiff.validation import parse_points
+
+    with pytest.raises(DragError, match="points: 101 point pairs; at most 100") as error:
+        parse_points("; ".join(["1,1>2,2"] * 101))
+    assert len(str(error.value)) < 200
+    many = [{"handle": [1, 1], "target": [2, 2]}] * 2_500_000
+    with pytest.raises(DragError, match="session.points: 2,500,000 pairs; at most 100"):
+        point_pairs_from_json(many)
+    with pytest.raises(DragError) as error:
+        parse_points("x" * 1_000_000 + ",1>2,2")  # a megabyte is not echoed back
+    assert len(str(error.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ("1" * 5000, "a number too long or nesting too deep"),
+        ("[" * 100_000, "expected a JSON object of at most 10,000 characters"),
+        ("[" * 9_000 + "]" * 9_000, "expected a JSON object of at most 10,000 characters"),
+        ("[" * 4_000 + "]" * 4_000, "a number too long or nesting too deep"),
+        (7, "expected a JSON object of at most 10,000 characters, got int"),
+        ("[1, 2]", "give a JSON object"),
+    ],
+)
+def test_settings_that_are_no_small_json_object_get_one_short_message(settings, words):
+    from dragdiff.errors import DragError
+
+    with pytest.raises(DragError, match=words) as error:
+        app._json_object(settings)
+    assert len(str(error.value)) < 200
+
+
+def test_a_yaml_alias_bomb_in_a_settings_field_is_refused_without_expanding():
+    from dragdiff.cli import parse_value
+    from dragdiff.errors import DragError
+
+    bomb = "\n".join(
+        ["a: &a [x, x, x, x, x, x, x, x, x]"]
+        + [f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
+    )
+    assert len(bomb) < 600
+    with pytest.raises(DragError, match="may not use YAML aliases"):
+        parse_value(bomb)
+    with pytest.raises(DragError, match="1,001 characters long; the limit is 1,000"):
+        parse_value("1" * 1001)

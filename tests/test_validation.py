@@ -49,6 +49,11 @@ def test_parse_points_reads_pairs_with_whitespace():
         ("1,nan>4,5", r"'nan' in the handle is not a finite number"),
         ("1,2>inf,5", r"'inf' in the target is not a finite number"),
         ("  ; ", r"no points given"),
+        # float() takes these; nobody types them as pixels (Arabic-Indic, fullwidth, Devanagari, a separator)
+        ("٤٠,٤٨>60,48", r"'٤٠' in the handle is not a number \(digits 0-9"),
+        ("４０,48>60,48", r"'４０' in the handle is not a number"),
+        ("40,48>६०,48", r"'६०' in the target is not a number"),
+        ("4_0,48>60,48", r"'4_0' in the handle is not a number"),
     ],
 )
 def test_parse_points_errors_name_the_pair(text, message):

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import DragError
 from ..types import Point
+from ..validation import ascii_float
 
 
 def add_click(clicks: list[list[float]], x: float, y: float) -> list[list[float]]:
@@ -53,9 +54,10 @@ def clicks_from_table(rows: list[list[Any]]) -> list[list[float]]:
 
 def _cell_number(text: str, where: str) -> float:
     try:
-        value = float(text)
+        value = ascii_float(text)
     except ValueError:
-        raise DragError(f"{where}: {text!r} is not a number; type x and y in pixels of the image") from None
+        shown = repr(text[:40])
+        raise DragError(f"{where}: {shown} is not a number; type x and y in pixels of the image (digits 0-9)") from None
     if not math.isfinite(value):  # "nan" and "inf" parse as floats, but no pixel is there
         raise DragError(f"{where}: {text!r} is not a finite number; type x and y in pixels of the image")
     return value
