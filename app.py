@@ -14,6 +14,7 @@ import argparse
 import json
 import re
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,7 +30,7 @@ from PIL import Image as PILImage
 from dragdiff import DragCancelled, DragConfig, DragError, DragRequest, methods
 from dragdiff.arrival import describe
 from dragdiff.cli import DTYPE_HELP, DTYPE_NAMES, parse_value
-from dragdiff.config import field_help, model_section, read_config_file, resolve_config
+from dragdiff.config import field_help, is_finite_number, model_section, read_config_file, resolve_config
 from dragdiff.coords import Display
 from dragdiff.dragon import DragonConfig
 from dragdiff.dragon.requests import check_dragon_request
@@ -84,6 +85,7 @@ class Settings:
     config: Path | None = None  # layer 3 of dragdiff.config.resolve_config, laid out as server_layer() reads
     image_prompt: str | None = None  # DragonDiffusion's optional IP-Adapter file and its image encoder folder
     image_encoder: str | None = None
+    edit_timeout: float = 900.0  # seconds an /edit API call may run (the page has its Stop button)
     # Files a client names must lie here: the folder where Gradio stores what this server received.
     uploads: Path = Path(get_upload_folder())
 
@@ -98,9 +100,13 @@ PANEL_CONFIGS = {
     "dragon": DragonConfig,
 }
 PARAMS = list(dict.fromkeys(f.name for config in PANEL_CONFIGS.values() for f in fields(config)))
-# Fields that name files on the server: shown, but set only by the server's --config, the model's dragdiff.yaml
-# or its command line (a client naming a path would make the server load any file it names).
-SERVER_PATHS = ("inpaint_model", "tiny_vae", "fast_lora", "image_prompt", "image_encoder")
+# What a client may not set, shown in the panel but set only by the server's --config, the model's dragdiff.yaml
+# or its command line: files on the server (a client naming a path would make the server load any file it
+# names) and torch.compile of the convolutions (minutes of compiling that hold the edit slot).
+SERVER_ONLY = ("inpaint_model", "tiny_vae", "fast_lora", "image_prompt", "image_encoder", "compile_convolutions")
+# The largest working size a page or an API call may ask for (SDXL's native size); the server's own settings
+# may set more. Each doubling of it quadruples every step's work.
+CLIENT_MAX_RESOLUTION = 1024
 DRAGON_MODES = list(DRAGON_HELP)
 DRAG = SimpleNamespace()  # the editor's components, filled in by editor()
 GPU = dict(concurrency_id="gpu", concurrency_limit="default")  # main() sets the queue's default: --gpu-jobs
@@ -398,12 +404,18 @@ def server_files(method: str) -> dict:
 
 def resolved(method: str, model: Any, mode: Any = None, **explicit: Any):
     """The config that runs for a method on an offered model: the built-in defaults, the model's dragdiff.yaml,
-    the server's --config, then `explicit` (dragdiff.config.resolve_config), but SERVER_PATHS stay the
+    the server's --config, then `explicit` (dragdiff.config.resolve_config), but SERVER_ONLY stay the
     server's. Read without loading the model."""
     config_type = PANEL_CONFIGS[method]
     layers = dict(mode=config_mode(method, mode), file=server_layer(config_type), where="settings")
     server = resolve_config(config_type, model_defaults(offered_name(model) or SETTINGS.model), **layers)
-    kept = {n: v for n, v in (server.to_dict() | server_files(method)).items() if n in SERVER_PATHS}
+    kept = {n: v for n, v in (server.to_dict() | server_files(method)).items() if n in SERVER_ONLY}
+    asked = explicit.get("resolution")
+    if is_finite_number(asked) and asked != server.to_dict().get("resolution") and asked > CLIENT_MAX_RESOLUTION:
+        raise DragError(
+            f"settings.resolution: {asked} is above the {CLIENT_MAX_RESOLUTION} px a client may ask for here; "
+            "whoever runs the server can set more in its --config"
+        )
     return server if not explicit and not kept else server.replace(**{**explicit, **kept})
 
 
@@ -451,7 +463,7 @@ def panel_help(method: str) -> dict[str, str]:
     helps = [field_help(config) for config in [*PANEL_CONFIGS.values(), *chosen]]  # the chosen one last: it wins
     comments = {name: comment for own in helps for name, (_, comment) in own.items()}
     comments |= {n: "" for n in PARAMS if n not in comments}
-    return {n: f"{c} (set by the server)" if n in SERVER_PATHS else c for n, c in comments.items()}
+    return {n: f"{c} (set by the server)" if n in SERVER_ONLY else c for n, c in comments.items()}
 
 
 def panel_updates(model: Any, method: Any, mode: Any = None, config=None) -> dict:
@@ -801,14 +813,21 @@ def api_edit(
         picture = load_image(uploaded_file(image, "image"), max_pixels=SETTINGS.max_image_pixels, keep_alpha=True)
         handles, targets = parse_points(points)
         values = _json_object(settings)
-        for name in SERVER_PATHS:
+        for name in SERVER_ONLY:
             if name in values:
                 raise DragError(f"settings.{name}: set on the server (its --config file), not by a client")
         name = values.pop("method", "dragdiffusion")
         editor = method_for(model or SETTINGS.model, name)
         config = resolved(name, model or SETTINGS.model, **values)
         editable = load_mask(uploaded_file(mask, "mask"), picture.size) if mask else None
-        result = editor.edit(DragRequest(picture, handles, targets, editable, prompt, config))
+        deadline = time.monotonic() + SETTINGS.edit_timeout  # an API call has no Stop button
+        request = DragRequest(picture, handles, targets, editable, prompt, config)
+        result = editor.edit(request, None, lambda: time.monotonic() > deadline)
+    except DragCancelled as exc:
+        raise gr.Error(
+            f"the edit ran past this server's limit of {SETTINGS.edit_timeout:g} s per API call; ask for fewer "
+            "steps or a smaller resolution (whoever runs the server sets the limit: --edit-timeout)"
+        ) from exc
     except DragError as exc:
         raise gr.Error(message(exc)) from exc
     return FileData(path=str(autosave(SETTINGS.outputs, result)))
@@ -856,7 +875,7 @@ def mask_editor(label: str, **kwargs) -> gr.ImageEditor:
 
 def param_widget(name: str, default: Any, help_text: str, visible: bool):
     label, shown = name.replace("_", " "), dict(info=help_text, visible=visible)
-    if name in SERVER_PATHS:
+    if name in SERVER_ONLY:
         shown["interactive"] = False
     if isinstance(default, bool):
         return gr.Checkbox(value=default, label=label, **shown)
@@ -1065,6 +1084,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"larger uploads are refused before decoding (default {MAX_IMAGE_PIXELS})",
     )
     parser.add_argument(
+        "--edit-timeout",
+        type=float,
+        default=900.0,
+        help="seconds an /edit API call may run before it is stopped (default 900; the page has a Stop button)",
+    )
+    parser.add_argument(
         "--gpu-jobs", type=int, default=1, help="edits run at once on the device (default 1; others wait in the queue)"
     )
     parser.add_argument(
@@ -1082,6 +1107,7 @@ def main(argv: list[str] | None = None) -> None:
     SETTINGS.model, SETTINGS.device, SETTINGS.outputs = args.model, args.device, args.outputs
     SETTINGS.max_image_pixels, SETTINGS.gpu_jobs, SETTINGS.config = args.max_image_pixels, args.gpu_jobs, args.config
     SETTINGS.image_prompt, SETTINGS.image_encoder = args.image_prompt, args.image_encoder
+    SETTINGS.edit_timeout = args.edit_timeout
     RUNTIMES.device, RUNTIMES.dtype = args.device, args.dtype
     # Gradio decodes some inputs before any handler runs (mask-editor layers, data: URLs, upload headers) with
     # Pillow, whose limit is process-wide: above twice this it refuses from the header. Between one and two

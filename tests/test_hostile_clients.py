@@ -246,3 +246,27 @@ def test_a_yaml_alias_bomb_in_a_settings_field_is_refused_without_expanding():
         parse_value(bomb)
     with pytest.raises(DragError, match="1,001 characters long; the limit is 1,000"):
         parse_value("1" * 1001)
+
+
+def test_costly_settings_from_a_client_are_refused_and_an_api_edit_has_a_deadline(scene, tmp_path, monkeypatch):
+    import gradio as gr
+
+    monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
+    path = tmp_path / "in.png"
+    scene.save(path)
+
+    def edit(**settings):
+        with pytest.raises(gr.Error) as error:
+            app.api_edit({"path": str(path)}, "40,48>60,48", None, "", "tiny", json.dumps({**FAST, **settings}))
+        return str(error.value)
+
+    assert "settings.resolution: 2048 is above the 1024 px a client may ask for" in edit(resolution=2048)
+    assert "settings.compile_convolutions: set on the server" in edit(compile_convolutions=True)
+    assert "a model has at most 17 blocks" in edit(feature_blocks=[1] * 1000)
+    monkeypatch.setattr(app.SETTINGS, "edit_timeout", 0.0)
+    assert "ran past this server's limit of 0 s per API call" in edit()
+    assert not (tmp_path / "outputs").exists()  # nothing written for any of them
+    widgets = app.panel_values("tiny", "dragdiffusion")
+    widgets[app.PARAMS.index("resolution")] = 4096
+    with pytest.raises(app.DragError, match="above the 1024 px"):
+        app.config_from(widgets, "dragdiffusion", None, "tiny")
