@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import tempfile
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -823,17 +825,28 @@ def api_edit(
         deadline = time.monotonic() + SETTINGS.edit_timeout  # an API call has no Stop button
         request = DragRequest(picture, handles, targets, editable, prompt, config)
         result = editor.edit(request, None, lambda: time.monotonic() > deadline)
-    except DragCancelled as exc:
-        raise gr.Error(
+    except DragCancelled:
+        raise refused(
             f"the edit ran past this server's limit of {SETTINGS.edit_timeout:g} s per API call; ask for fewer "
             "steps or a smaller resolution (whoever runs the server sets the limit: --edit-timeout)"
-        ) from exc
+        ) from None
     except DragError as exc:
-        raise gr.Error(message(exc)) from exc
+        raise refused(exc) from None
+    except Exception:  # a bug: its traceback for the log, a short word for the client
+        traceback.print_exc()
+        raise refused("the server failed on this request (the details are in its log)") from None
     return FileData(path=str(autosave(SETTINGS.outputs, result)))
 
 
 MAX_SETTINGS_CHARS = 10_000  # every method's parameters written out take about 1,500
+
+
+def refused(problem: Exception | str) -> gr.Error:
+    """An API call's error: the client's one-line message, and one line in the server's log instead of
+    Gradio's two tracebacks per refused request."""
+    text = message(problem)
+    print(f"refused /edit: {text}", file=sys.stderr, flush=True)
+    return gr.Error(text, print_exception=False)
 
 
 def _json_object(text: Any) -> dict:

@@ -270,3 +270,12 @@ def test_costly_settings_from_a_client_are_refused_and_an_api_edit_has_a_deadlin
     widgets[app.PARAMS.index("resolution")] = 4096
     with pytest.raises(app.DragError, match="above the 1024 px"):
         app.config_from(widgets, "dragdiffusion", None, "tiny")
+
+
+def test_a_refused_request_is_one_line_in_the_log(server, scene_png):
+    before = server.log.read_text(errors="replace")
+    reply = call(server.url, "edit", [scene_png, "x" * 1_000_000, None, "", "tiny", SETTINGS])
+    assert reply.event == "error" and len(reply.message) <= 300
+    added = server.log.read_text(errors="replace")[len(before) :]
+    assert "Traceback" not in added and [line[:15] for line in added.splitlines()] == ["refused /edit: "]
+    assert len(added) < 400  # not the megabyte that was sent
