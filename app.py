@@ -665,10 +665,13 @@ def edit_result(state: DragState) -> dict:
 # -- sessions: one file holds a whole edit, of any method --------------------------------------------
 
 
-def save_current(state: DragState, prompt: str, model: str, method: str, mode: str, scale: float, *values):
+def save_current(state: DragState, prompt: str, model: str, method: str, mode: str, scale: float, *values) -> dict:
+    """The edit as it stands, as a session file to download; what is missing is said in the status line."""
     try:
         if state.image is None:
             raise DragError("Upload an image first: a session holds the image, points, mask and settings.")
+        if method not in PANEL_CONFIGS:
+            raise DragError(f"sessions record the settings of {', '.join(PANEL_CONFIGS)}; choose one of them")
         config = config_from(values, method, mode, model)
         if method == "dragon":
             session = DragonSession(edit_request(state, prompt, method, mode, scale, config), model)
@@ -676,11 +679,10 @@ def save_current(state: DragState, prompt: str, model: str, method: str, mode: s
             handles, targets = pairs(state.clicks) if state.clicks else ((), ())
             session = Session(state.image, handles, targets, state.mask, prompt, model, config)
     except DragError as exc:
-        warn(exc)
-        return None
+        return {DRAG.saved: None, DRAG.status: warn(exc)}
     path = Path(tempfile.mkdtemp()) / "dragdiff-session.json"
     save_session(session, path)
-    return str(path)
+    return {DRAG.saved: str(path), DRAG.status: "Session saved: download it from Session JSON."}
 
 
 def load_saved(path: str | None, state: DragState) -> dict:
@@ -1052,7 +1054,7 @@ def _wire(d: SimpleNamespace) -> None:
     d.reference_editor.change(on_reference_mask, [d.reference_editor, d.state], every, **quick)
     d.run.click(run, settings, every, **GPU)
     d.stop.click(on_stop, d.state, d.status)
-    d.save.click(save_current, settings, d.saved)
+    d.save.click(save_current, settings, [d.saved, d.status])
     gr.api(api_edit, api_name="edit", **GPU)
 
 
@@ -1135,8 +1137,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"removed {path}: a result write that a crash interrupted (the finished results are intact)")
     print(f"dragdiff: model {model_summary(SETTINGS.model)}; method {default_method(SETTINGS.model)}", flush=True)
     demo.queue(default_concurrency_limit=SETTINGS.gpu_jobs)  # the "gpu" events' shared limit: --gpu-jobs
+    # show_error=False: a client reads the app's own messages (gr.Error, gr.Warning, the status line), never the
+    # text of another exception (Gradio's checks of a malformed request, a bug), which can name the server's
+    # files and internals; those go to the log.
     demo.launch(
-        server_name=args.host, server_port=args.port, share=args.share, theme=gr.themes.Soft(), css=CSS, show_error=True
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        theme=gr.themes.Soft(),
+        css=CSS,
+        show_error=False,
     )
 
 

@@ -104,7 +104,9 @@ def test_session_save_and_load_round_trip(loaded, tmp_path):
     mask = np.zeros((96, 128), bool)
     mask[30:60, 20:90] = True
     state = replace(state, mask=mask)
-    path = app.save_current(state, "a red disc", "tiny", "dragdiffusion", "drag", 1.0, *widget_values(drag_steps=33))
+    saved = app.save_current(state, "a red disc", "tiny", "dragdiffusion", "drag", 1.0, *widget_values(drag_steps=33))
+    path = saved[DRAG.saved]
+    assert "Session saved" in saved[DRAG.status]
     uploaded = shutil.copy(path, tmp_path)  # downloaded, then uploaded again
     restored = app.load_saved(uploaded, app.new_state())
     new_state, editor, table = restored[DRAG.state], restored[DRAG.editor], restored[DRAG.table]

@@ -114,7 +114,8 @@ def run_user(user: User, url: str, start: threading.Barrier) -> None:
         if user.ui:  # the image and the points live in this user's state on the server
             client.predict(handle_file(str(user.image)), api_name="/on_upload")
             client.predict(table_rows(user.points), api_name="/on_table")
-            inputs, endpoint = (user.prompt, "tiny", "dragdiffusion", *widget_values(user.settings)), "/run"
+            method = ("tiny", "dragdiffusion", "drag", 1.0)  # model, method, DragonDiffusion's mode and scale
+            inputs, endpoint = (user.prompt, *method, *widget_values(user.settings)), "/run"
         else:
             mask = handle_file(str(user.mask)) if user.mask else None
             inputs = (handle_file(str(user.image)), user.points, mask, user.prompt, "tiny", json.dumps(user.settings))
