@@ -71,7 +71,11 @@ class Editor:
         self.page.locator(f"{group} label", has_text=label).first.click()
 
     def drag(self, timeout: float = 240) -> str:
+        """Press Drag and wait for the run's end: done, refused or stopped (a new status line, not the last)."""
+        before = self.status().strip()  # gone once the run says its first line (a timer may come before)
         self.page.locator("#run").click()
+        if before:
+            self.page.wait_for_function(f"!{STATUS}.includes({before!r})", timeout=60_000)
         return self.wait_status("Done in", "⚠️", "Stopped", timeout=timeout)
 
     def table_rows(self) -> list[list[str]]:
