@@ -366,3 +366,84 @@ def test_twenty_concurrent_edits_all_finish_and_the_page_answers(server, scene_p
     assert all(r.event == "complete" for r in replies), [r.message for r in replies if r.event != "complete"]
     assert max(pages) < 5.0  # the page keeps answering while the edits queue
     assert_serving(server)
+
+
+# -- 5-7 through the server: each refused before any model work, in one short line ----------------------
+
+
+def strip_png(server) -> dict:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 1000)).save(buffer, "PNG")  # 64,000 pixels, 15.6:1
+    return {"path": upload(server.url, buffer.getvalue(), "strip.png"), "meta": FILE_META}
+
+
+def session_file(server, pairs: int) -> dict:
+    data = {"format": "dragdiff-session", "version": 1, "image": {"path": "in.png"}, "mask": None, "prompt": ""}
+    data |= {"model": "tiny", "config": {}, "points": [{"handle": [1, 1], "target": [2, 2]}] * pairs}
+    return {"path": upload(server.url, json.dumps(data).encode(), "many.json"), "meta": FILE_META}
+
+
+LIMITS = {  # case -> (endpoint, its arguments, words the one-line message holds)
+    "an 8:1+ strip": ("edit", lambda s, scene: [strip_png(s), "4,4>8,8", None, "", "tiny", SETTINGS], "more than 8:1"),
+    "101 point pairs": (
+        "edit",
+        lambda s, scene: [scene, "; ".join(["4,4>8,8"] * 101), None, "", "tiny", SETTINGS],
+        "at most 100",
+    ),
+    "a megabyte of points": (
+        "edit",
+        lambda s, scene: [scene, "x" * 1_000_000, None, "", "tiny", SETTINGS],
+        "expected exactly one '>'",
+    ),
+    "Arabic-Indic digits": (
+        "edit",
+        lambda s, scene: [scene, "٤٠,٤٨>60,48", None, "", "tiny", SETTINGS],
+        "is not a number (digits 0-9",
+    ),
+    "a 5000-digit number": (
+        "edit",
+        lambda s, scene: [scene, "4,4>8,8", None, "", "tiny", "1" * 5000],
+        "a number too long",
+    ),
+    "deep JSON": (
+        "edit",
+        lambda s, scene: [scene, "4,4>8,8", None, "", "tiny", "[" * 4000 + "]" * 4000],
+        "nesting too deep",
+    ),
+    "settings as a number": ("edit", lambda s, scene: [scene, "4,4>8,8", None, "", "tiny", "7"], "give a JSON object"),
+    "a 4096 px working size": (
+        "edit",
+        lambda s, scene: [scene, "4,4>8,8", None, "", "tiny", json.dumps({"resolution": 4096})],
+        "above the 1024 px",
+    ),
+    "1000 feature blocks": (
+        "edit",
+        lambda s, scene: [scene, "4,4>8,8", None, "", "tiny", json.dumps({"feature_blocks": [1] * 1000})],
+        "at most 17",
+    ),
+    "compiling from a client": (
+        "edit",
+        lambda s, scene: [scene, "4,4>8,8", None, "", "tiny", json.dumps({"compile_convolutions": True})],
+        "set on the server",
+    ),
+    "a 100,000-character model": (
+        "edit",
+        lambda s, scene: [scene, "4,4>8,8", None, "", "x" * 100_000, SETTINGS],
+        "is not offered by this server",
+    ),
+    "a session of 2,000 pairs": ("load_saved", lambda s, scene: [session_file(s, 2000)], "at most 100"),
+}
+
+
+@pytest.mark.parametrize("case", LIMITS)
+def test_each_limit_is_refused_in_one_short_line_before_any_work(server, scene_png, matrix, case):
+    name, arguments, words = LIMITS[case]
+    data = arguments(server, scene_png)
+    before = files_under(server.outputs)
+    reply = call(server.url, name, data)
+    matrix.append(reply.seconds)
+    said = reply.data if reply.event == "error" else reply.data[STATUS]
+    assert isinstance(said, str) and words in said, reply.message[:300]
+    assert len(said) <= 300 and "\n" not in said and str(server.uploads) not in said
+    assert reply.seconds < REPLY_SECONDS and files_under(server.outputs) == before
+    assert_serving(server)
