@@ -411,9 +411,10 @@ def resolved(method: str, model: Any, mode: Any = None, **explicit: Any):
     config_type = PANEL_CONFIGS[method]
     layers = dict(mode=config_mode(method, mode), file=server_layer(config_type), where="settings")
     server = resolve_config(config_type, model_defaults(offered_name(model) or SETTINGS.model), **layers)
-    kept = {n: v for n, v in (server.to_dict() | server_files(method)).items() if n in SERVER_ONLY}
+    values = server.to_dict()
+    kept = {n: v for n, v in (values | server_files(method)).items() if n in SERVER_ONLY}
     asked = explicit.get("resolution")
-    if is_finite_number(asked) and asked != server.to_dict().get("resolution") and asked > CLIENT_MAX_RESOLUTION:
+    if is_finite_number(asked) and asked != values.get("resolution") and asked > CLIENT_MAX_RESOLUTION:
         raise DragError(
             f"settings.resolution: {asked} is above the {CLIENT_MAX_RESOLUTION} px a client may ask for here; "
             "whoever runs the server can set more in its --config"

@@ -170,32 +170,32 @@ def _coerce(name: str, value: Any, rule: tuple) -> Any:
     if kind is str:  # low holds the allowed values; None: any text (a path)
         if low is None:
             if not isinstance(value, str) or not value.strip():
-                raise DragError(f"{name}: expected text (a path), got {_short(value)}")
+                raise DragError(f"{name}: expected text (a path), got {short(value)}")
             return value
         if value not in low:
-            raise DragError(f"{name}: {_short(value)} is not one of {list(low)}")
+            raise DragError(f"{name}: {short(value)} is not one of {list(low)}")
         return value
     if kind is tuple:
         if not isinstance(value, (list, tuple)) or not value:
-            raise DragError(f"{name}: expected a non-empty list of block indices, got {_short(value)}")
+            raise DragError(f"{name}: expected a non-empty list of block indices, got {short(value)}")
         if len(value) > high + 1:  # more entries than there are blocks: each costs every step some work
             raise DragError(f"{name}: {len(value):,} block indices; a model has at most {high + 1} blocks")
         return tuple(_coerce(f"{name}[{i}]", v, (int, low, high, False)) for i, v in enumerate(value))
     if kind is bool:
         if not isinstance(value, bool):
-            raise DragError(f"{name}: expected true or false, got {_short(value)}")
+            raise DragError(f"{name}: expected true or false, got {short(value)}")
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DragError(f"{name}: expected a number, got {_short(value)}")
+        raise DragError(f"{name}: expected a number, got {short(value)}")
     if kind is int and value != int(value):
-        raise DragError(f"{name}: expected a whole number, got {_short(value)}")
+        raise DragError(f"{name}: expected a whole number, got {short(value)}")
     value = kind(value)
     if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
-        raise DragError(f"{name}: {_short(value)} is out of range [{low}, {high}]")
+        raise DragError(f"{name}: {short(value)} is out of range [{low}, {high}]")
     return value
 
 
-def _short(value: Any) -> str:
-    """A value in a message: its repr, cut at 60 characters (a client may send megabytes)."""
+def short(value: Any, limit: int = 60) -> str:
+    """A value in a message: its repr, cut at `limit` characters (a client may send megabytes)."""
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."

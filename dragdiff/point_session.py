@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .config import MethodConfig, resolve_config
+from .config import MethodConfig, resolve_config, short
 from .errors import DragError
 from .images import MAX_IMAGE_PIXELS, load_image, load_mask, mask_to_image
 from .session_io import (
@@ -55,7 +55,6 @@ from .session_io import (
     point_pairs_from_json,
     read_session_data,
     session_json,
-    short,
     within,
 )
 from .types import DragRequest, Point, PointCheck

@@ -20,10 +20,11 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from .atomic import write_atomic
-from .config import is_finite_number
+from .config import is_finite_number, short
 from .errors import DragError
 from .images import PNG_SIGNATURE, png_bytes, read_png_text
-from .types import MAX_POINT_PAIRS, Point, PointCheck
+from .types import Point, PointCheck
+from .validation import check_pair_count
 
 PNG_TEXT_KEY = "dragdiff-session"
 MAX_EMBEDDED_BASE64_CHARS = 64 * 2**20  # ~48 MB of PNG: enough for any image under the 4096×4096 limit
@@ -134,8 +135,7 @@ def point_pairs_from_json(value: Any) -> tuple[tuple[Point, ...], tuple[Point, .
         raise DragError(
             f'session.points: expected a non-empty list of {{"handle": [x, y], "target": [x, y]}}, got {short(value)}'
         )
-    if len(value) > MAX_POINT_PAIRS:  # before reading any of them
-        raise DragError(f"session.points: {len(value):,} pairs; at most {MAX_POINT_PAIRS} are dragged in one edit")
+    check_pair_count(len(value), "session.points")  # before reading any of them
     handles, targets = [], []
     for index, pair in enumerate(value):
         where = f"session.points[{index}]"
@@ -243,8 +243,3 @@ def _check_from_json(data: Any, name: str) -> PointCheck:
 def json_kind(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}
     return names.get(type(value), "a number")
-
-
-def short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

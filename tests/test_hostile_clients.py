@@ -207,7 +207,7 @@ def test_point_pairs_are_capped_before_they_are_read(scene):
         parse_points("; ".join(["1,1>2,2"] * 101))
     assert len(str(error.value)) < 200
     many = [{"handle": [1, 1], "target": [2, 2]}] * 2_500_000
-    with pytest.raises(DragError, match="session.points: 2,500,000 pairs; at most 100"):
+    with pytest.raises(DragError, match="session.points: 2,500,000 point pairs; at most 100"):
         point_pairs_from_json(many)
     with pytest.raises(DragError) as error:
         parse_points("x" * 1_000_000 + ",1>2,2")  # a megabyte is not echoed back

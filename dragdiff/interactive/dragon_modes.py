@@ -50,18 +50,6 @@ def unused_points(mode: str, clicks: list[list[float]]) -> str:
     return f"{mode} uses {what}; the other points stay for the other methods and modes."
 
 
-def server_weights(values: dict, image_prompt: str | None, image_encoder: str | None) -> dict:
-    """The page's parameters with the image prompt's weight paths the server was started with. A page may not
-    name files on the server (it could probe or load any of them); a loaded session's own value is accepted
-    when it is null or the server's."""
-    own = {"image_prompt": image_prompt, "image_encoder": image_encoder}
-    for name, path in own.items():
-        if values.get(name) not in (None, path):
-            flag = "--" + name.replace("_", "-")
-            raise DragError(f"{name}: weight files are chosen when the app starts (python app.py {flag} PATH)")
-    return {**values, **own}
-
-
 def dragon_request(mode: str, state, scale: float, prompt: str, config):
     """The DragonDiffusion request of the tab's state (image, mask, clicks, reference, reference_mask);
     what is missing is named with what to do."""
