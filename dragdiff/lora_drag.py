@@ -152,7 +152,7 @@ class LoraDragMethod:
         geometry, m = prepared.geometry, self.model
         self.runtime.use_lora(prepared.lora_key, prepared.lora)
         # 3-4. The method's own drag of the inverted latent, and its denoising to z_0.
-        handles, targets = geometry.to_grid(job.handles), geometry.to_grid(job.targets)
+        handles, targets = (geometry.to_grid(points).to(m.device) for points in (job.handles, job.targets))
         dragged = self._drag(prepared, mask, handles, targets, on_progress, should_stop)
         # 5. Decode at the working size, back to the input's (or crop's) size; outside the mask (and its seam)
         # the input's own pixels are kept (preserve_unmasked); a crop goes back in its place.

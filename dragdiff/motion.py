@@ -85,11 +85,13 @@ def mask_loss(latent_prev: torch.Tensor, latent_prev_original: torch.Tensor, kee
     return ((latent_prev.float() - latent_prev_original.float()) * keep).abs().sum()
 
 
-def latent_keep_mask(mask: np.ndarray | None, weight: float, latent_size: tuple[int, int]) -> torch.Tensor | None:
-    """1 − M on the latent grid, (1, 1, h, w): the share of each latent cell that must not change; None when
-    there is no mask term (no mask: everything may change, or its weight λ is 0)."""
+def latent_keep_mask(
+    mask: np.ndarray | None, weight: float, latent_size: tuple[int, int], device: torch.device
+) -> torch.Tensor | None:
+    """1 − M on the latent grid, (1, 1, h, w) on `device`: the share of each latent cell that must not change;
+    None when there is no mask term (no mask: everything may change, or its weight λ is 0)."""
     if mask is None or weight == 0:
         return None
     editable = torch.from_numpy(mask.astype(np.float32))[None, None]
     width, height = latent_size
-    return 1.0 - F.interpolate(editable, (height, width), mode="area")
+    return (1.0 - F.interpolate(editable, (height, width), mode="area")).to(device)

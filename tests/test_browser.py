@@ -70,9 +70,7 @@ def test_upload_paint_points_drag_download(editor, tmp_path):
     editor.wait_status("Editable region")
     for x, y in [(40, 48), (70, 48)]:  # right after painting: no click may be lost
         editor.click_image(x, y, 128)
-    editor.page.wait_for_function("document.querySelectorAll('#points [role=gridcell]').length === 5")
-    editor.page.wait_for_timeout(1000)
-    assert editor.table_rows() == [["1", "40", "48", "70", "48"]]
+    editor.wait_rows([["1", "40", "48", "70", "48"]])
     editor.shot("2-points")
     assert "Done in" in editor.drag()
     editor.shot("3-result")
@@ -100,22 +98,19 @@ def test_undo_leaves_blank_targets_and_a_bad_cell_is_refused(editor):
     ready(editor)
     for x, y in [(40, 48), (70, 48)]:
         editor.click_image(x, y, 128)
-    editor.page.wait_for_function("document.querySelectorAll('#points [role=gridcell]').length === 5")
-    editor.page.wait_for_timeout(1000)
+    editor.wait_rows([["1", "40", "48", "70", "48"]])
     editor.page.locator("#undo").click()
-    editor.page.wait_for_timeout(1500)
-    assert editor.table_rows() == [["1", "40", "48", "", ""]]
+    editor.wait_rows([["1", "40", "48", "", ""]])
     editor.shot("1-undone")
     editor.click_image(70, 48, 128)
-    editor.page.wait_for_timeout(1500)
+    editor.wait_rows([["1", "40", "48", "70", "48"]])
     cell = editor.page.locator("#points [role=gridcell]").nth(1)
     cell.dblclick()
     editor.page.keyboard.press("Control+A")
     editor.page.keyboard.type("abc")
     editor.page.keyboard.press("Enter")
     editor.wait_status("is not a number")
-    editor.page.wait_for_timeout(1500)
-    assert editor.table_rows() == [["1", "40", "48", "70", "48"]]  # the points that stay, which Drag uses
+    editor.wait_rows([["1", "40", "48", "70", "48"]])  # the points that stay, which Drag uses
     editor.shot("2-bad-cell")
 
 
@@ -160,8 +155,8 @@ def test_sessions_save_load_and_a_result_png_restores_its_session(editor, tmp_pa
     editor.page.wait_for_timeout(1000)
     editor.upload(result, "#load")
     editor.wait_status("Session loaded: 1 point pair")
-    editor.page.wait_for_timeout(1000)
-    assert editor.table_rows() == [["1", "40", "48", "60", "48"]] and editor.page.locator("#load a").count() == 0
+    editor.wait_rows([["1", "40", "48", "60", "48"]])
+    assert editor.page.locator("#load a").count() == 0
     editor.shot("2-restored")
 
 
@@ -173,7 +168,7 @@ def test_a_reload_lists_this_browsers_results_and_a_new_browser_none(server, edi
     editor.wait_status("Editable region")
     for x, y in [(40, 48), (70, 48)]:
         editor.click_image(x, y, 128)
-    editor.page.wait_for_timeout(1000)
+    editor.wait_rows([["1", "40", "48", "70", "48"]])
     assert "Done in" in editor.drag()
     editor.shot("1-dragon-move")
     editor.page.reload(wait_until="load")
@@ -194,7 +189,7 @@ def test_stop_ends_a_dragdiffusion_run_and_the_next_one_finishes(editor):
     steps.press("Tab")
     for x, y in [(40, 48), (70, 48)]:
         editor.click_image(x, y, 128)
-    editor.page.wait_for_timeout(1000)
+    editor.wait_rows([["1", "40", "48", "70", "48"]])
     editor.page.locator("#run").click()
     editor.wait_status("dragging")
     editor.page.locator("#stop").click()

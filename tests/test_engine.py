@@ -82,7 +82,7 @@ def test_mask_term_keeps_the_latent_outside_the_mask(engine, scene, fast_config,
     """With λ = 0.1 the latent outside the mask changes < 35% as much as inside (measured ≈ 19%);
     without the term both change alike (measured ≈ 90%)."""
     mask = disc_mask()
-    keep = latent_keep_mask(mask, 1.0, (16, 12))[0, 0] > 0.5
+    keep = latent_keep_mask(mask, 1.0, (16, 12), torch.device("cpu"))[0, 0] > 0.5
 
     def change_ratio(config):
         engine.edit(DragRequest(scene, (Point(40, 48),), (Point(70, 48),), mask, "", config))

@@ -51,7 +51,7 @@ class DragDiffusion(LoraDragMethod):
     def _optimise(self, prepared, scheduler, t, mask, handles, targets, on_progress, should_stop):
         m, config, geometry, text = self.model, prepared.config, prepared.geometry, prepared.text
         autocast = torch.autocast(m.device.type, dtype=m.dtype, enabled=m.dtype != torch.float32)
-        keep = latent_keep_mask(mask, config.mask_weight, geometry.latent_size)
+        keep = latent_keep_mask(mask, config.mask_weight, geometry.latent_size, m.device)
         if keep is not None:  # z⁰_{t-1}: one DDIM step from the unedited z_t, the anchor of the mask term
             with torch.no_grad(), autocast:
                 noise = m.unet(prepared.inverted, t, encoder_hidden_states=text).sample

@@ -65,7 +65,7 @@ class GoodDrag(LoraDragMethod):
         path, originals = self._original_path(prepared, scheduler, timesteps[:window], handles, should_stop)
         # 3b. AlDD (ref pipeline.py good_drag): at each timestep of the window a drag phase, then one DDIM
         # step of the dragged latent, until the window ends, every handle arrives or tracking stalls.
-        keep = latent_keep_mask(mask, config.mask_weight, prepared.geometry.latent_size)
+        keep = latent_keep_mask(mask, config.mask_weight, prepared.geometry.latent_size, self.model.device)
         state = DragState(handles, [handles])
         latent, k = prepared.inverted.float(), 0
         while k < window and not state.done:

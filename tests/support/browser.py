@@ -78,6 +78,16 @@ class Editor:
             self.page.wait_for_function(f"!{STATUS}.includes({before!r})", timeout=60_000)
         return self.wait_status("Done in", "⚠️", "Stopped", timeout=timeout)
 
+    def wait_rows(self, rows: list[list[str]], timeout: float = 60) -> None:
+        """Wait until the points table shows `rows` (clicks are handled in turn, later under load); fail with
+        what it shows (and a screenshot)."""
+        for _ in range(int(timeout * 4)):
+            if self.table_rows() == rows:
+                return
+            self.page.wait_for_timeout(250)
+        self.shot("failed")
+        assert self.table_rows() == rows
+
     def table_rows(self) -> list[list[str]]:
         """The points table as its cells' texts, five per row."""
         texts = self.page.locator("#points [role=gridcell]").all_inner_texts()
