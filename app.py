@@ -58,6 +58,19 @@ MODELS = ["auto", "demo", "sd15", "tiny"]
 CSS = """
 #canvas img { cursor: crosshair; }
 """
+# Each click redraws the canvas, and while the browser loads the new picture the <img> has no size: Gradio
+# then computes no position and drops the click (seen after painting, and with quick clicks under load).
+# A click on the canvas in that moment is held and replayed, at the same spot, once the picture has loaded.
+HEAD = """<script>
+document.addEventListener("click", (event) => {
+  const img = event.target.closest && event.target.closest("#canvas") && document.querySelector("#canvas img");
+  if (!img || img.naturalWidth > 0 || !event.isTrusted) return;
+  event.stopPropagation();
+  const { clientX, clientY } = event;
+  img.addEventListener("load", () => (document.elementFromPoint(clientX, clientY) || img).dispatchEvent(
+    new MouseEvent("click", { bubbles: true, cancelable: true, clientX, clientY })), { once: true });
+}, true);
+</script>"""
 POINT_HELP = (
     "Paint the region that may change, then click a **handle** (red) and its **target** (blue) on the right; "
     "more pairs drag more points."
@@ -1147,6 +1160,7 @@ def main(argv: list[str] | None = None) -> None:
         share=args.share,
         theme=gr.themes.Soft(),
         css=CSS,
+        head=HEAD,
         show_error=False,
     )
 

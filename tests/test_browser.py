@@ -94,6 +94,21 @@ def test_an_example_fills_every_part_of_the_editor(editor):
     editor.shot("loaded")
 
 
+def test_a_click_while_the_canvas_picture_loads_is_kept(editor):
+    ready(editor)
+    held: list = []  # the canvas's new pictures, held back: the browser is loading one at the second click
+    editor.page.route("**/file=**", lambda route: route.continue_() if held is None else held.append(route))
+    editor.click_image(40, 48, 128)
+    editor.page.wait_for_function("document.querySelector('#canvas img')?.naturalWidth === 0")
+    editor.click_image(70, 48, 128)
+    editor.page.wait_for_timeout(1000)
+    waiting, held = held, None
+    for route in waiting:
+        route.continue_()
+    editor.wait_rows([["1", "40", "48", "70", "48"]])
+    editor.shot("both-clicks")
+
+
 def test_undo_leaves_blank_targets_and_a_bad_cell_is_refused(editor):
     ready(editor)
     for x, y in [(40, 48), (70, 48)]:
