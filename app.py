@@ -47,14 +47,14 @@ from dragdiff.interactive.dragon_modes import DRAGON_HELP, dragon_click, dragon_
 from dragdiff.interactive.jobs import Finished, Runtimes, StageBoard, StopFlag, stream
 from dragdiff.interactive.overlay import editable_region, enlarge, hatched, overlay, tint
 from dragdiff.interactive.points import add_click, clicks_from_table, pairs, points_table
-from dragdiff.models import HUB_ALIASES, model_defaults, model_summary
+from dragdiff.models import HUB_ALIASES, choice_label, model_defaults, model_summary
 from dragdiff.point_session import Session, load_session
 from dragdiff.session_io import read_session_data, save_session
 from dragdiff.validation import check_request
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = sorted((ROOT / "assets" / "examples").glob("*.json"))
-MODELS = ["auto", "demo", "sd15", "tiny"]
+MODELS = ["auto", "demo", "sd15", "sd21", "sd21-base", "tiny", "tiny-sd2"]
 CSS = """
 #canvas img { cursor: crosshair; }
 """
@@ -947,7 +947,7 @@ def editor() -> None:
             d.instructions = gr.Markdown(POINT_HELP, elem_id="instructions")
             d.scale = gr.Slider(0.2, 5.0, value=1.0, step=0.05, label="Scale", visible=False, elem_id="scale")
             d.model = gr.Dropdown(
-                offered_models(),
+                [(choice_label(name), name) for name in offered_models()],
                 value=SETTINGS.model,
                 label="Model",
                 allow_custom_value=True,  # a value a client sends is checked by runtime_for

@@ -512,7 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dragdiff.bench", description="Time and measure one complete drag edit, stage by stage."
     )
-    parser.add_argument("--model", default="tiny", help="tiny, demo, sd15-random (SD 1.5's size, random weights), …")
+    parser.add_argument(
+        "--model",
+        default="tiny",
+        help="tiny, demo, sd15-random or sd21-random (SD 1.5's or 2.1's size, random weights), …",
+    )
     parser.add_argument("--size", type=int, default=256, help="image and working size in px (default 256)")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="default: fp16 on CUDA, fp32 on CPU")

@@ -1,11 +1,12 @@
 """Load the parts of a Stable-Diffusion-shaped model from any spec, on the right device and dtype.
 
-Specs: "tiny" (seeded random test model from configs/tiny); "sd15-random" (SD 1.5's architecture from
-configs/sd15 with seeded random weights: real-size costs for the benchmark); "demo" (the bundled model, package data
-in dragdiff/demo_model); "sd15" or a hub id (from the local Hugging Face cache; downloaded only when the hub is
-allowed); a local diffusers folder; or a single ".safetensors" checkpoint. Only safetensors weights are ever
-read, never a pickle. Everything size-related (VAE factor, latent channels, native resolution) is read from
-the model's own configs.
+Specs: "tiny" and "tiny-sd2" (seeded random test models from configs/tiny and configs/tiny-sd2, shaped like
+SD 1.5 (ε-prediction) and SD 2.x (v-prediction)); "sd15-random" and "sd21-random" (SD 1.5's and SD 2.1's
+architectures from configs/sd15 and configs/sd21 with seeded random weights: real-size costs for the
+benchmark); "demo" (the bundled model, package data in dragdiff/demo_model); "sd15", "sd21", "sd21-base" or a
+hub id (from the local Hugging Face cache; downloaded only when the hub is allowed); a local diffusers folder;
+or a single ".safetensors" checkpoint. Only safetensors weights are ever read, never a pickle. Everything
+size-related (VAE factor, latent channels, native resolution) is read from the model's own configs.
 """
 
 from __future__ import annotations
@@ -27,10 +28,21 @@ from .config import CONFIG_DIR, read_config_file
 from .errors import DragError
 
 SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-HUB_ALIASES = {"sd15": SD15_HUB_ID, "runwayml/stable-diffusion-v1-5": SD15_HUB_ID}
+HUB_ALIASES = {
+    "sd15": SD15_HUB_ID,
+    "runwayml/stable-diffusion-v1-5": SD15_HUB_ID,
+    "sd21": "stabilityai/stable-diffusion-2-1",  # 768 px, v-prediction
+    "sd21-base": "stabilityai/stable-diffusion-2-1-base",  # 512 px, ε-prediction
+}
 DEMO_MODEL_DIR = Path(str(resources.files("dragdiff") / "demo_model"))
-# Random-weight models built from architecture configs: "tiny" for tests, "sd15-random" for real-size costs.
-RANDOM_MODELS = {"tiny": CONFIG_DIR / "tiny", "sd15-random": CONFIG_DIR / "sd15"}
+# Random-weight models built from architecture configs: "tiny" and "tiny-sd2" (v-prediction) for tests,
+# "sd15-random" and "sd21-random" for real-size costs.
+RANDOM_MODELS = {
+    "tiny": CONFIG_DIR / "tiny",
+    "tiny-sd2": CONFIG_DIR / "tiny-sd2",
+    "sd15-random": CONFIG_DIR / "sd15",
+    "sd21-random": CONFIG_DIR / "sd21",
+}
 MODEL_DEFAULTS_FILE = "dragdiff.yaml"  # each method's values tuned for a model, beside its weights
 # What a hub download may fetch: configs, tokenizer files and safetensors weights; never .bin/.ckpt pickles.
 HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "scheduler/*.json", "tokenizer/*"]
@@ -194,6 +206,13 @@ def model_summary(spec: str) -> str:
         where = "in the local Hugging Face cache" if _hub_snapshot(repo) else "not in the local cache yet"
         return f"{spec}: {repo} from the Hugging Face hub, {where}"
     return f"{Path(spec).name}: the model file or folder this server was started with"
+
+
+def choice_label(spec: str) -> str:
+    """How a model menu names `spec`: a hub model says whether it is in the local cache (reads no weights)."""
+    if spec in HUB_ALIASES:
+        return f"{spec} ({'in the local cache' if _hub_snapshot(spec) else 'not downloaded'})"
+    return spec
 
 
 def resolve_spec(spec: str) -> tuple[Path, str]:

@@ -12,6 +12,7 @@ from diffusers import DDIMScheduler, UNet2DConditionModel
 
 from ..errors import DragCancelled
 from ..inversion import ddim_invert
+from ..prediction import x0_and_eps
 from .image_prompt import ImagePromptState
 from .memory import MemoryControl
 
@@ -102,6 +103,10 @@ class GuidedSampler:
             if self.image_prompt is not None:
                 self.image_prompt.scale = 0.0  # guidance features and time travel read text only
 
+    def eps(self, output: torch.Tensor, z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """ε̂ of the UNet's output at z (noise level ᾱ = alpha), whatever the model predicts (ε or v)."""
+        return x0_and_eps(output, z, alpha, self.scheduler.config.prediction_type)[1]
+
     def alphas(self, t) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.scheduler
         previous = int(t) - s.config.num_train_timesteps // s.num_inference_steps
@@ -110,8 +115,8 @@ class GuidedSampler:
 
     def step(self, z, t, guidance_grad=None, eta_map=None, generator=None, image_scale=0.0) -> torch.Tensor:
         """z_t -> z_{t-1}; eta_map: (1, 1, h, w) DDIM eta per latent cell (None: deterministic)."""
-        eps = self.noise(z, t, image_scale).float()
         a_t, a_prev = self.alphas(t)
+        eps = self.eps(self.noise(z, t, image_scale).float(), z.float(), a_t)
         shifted = eps if guidance_grad is None else eps + guidance_grad
         x0 = (z.float() - (1 - a_t).sqrt() * shifted) / a_t.sqrt()
         deterministic = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
@@ -125,7 +130,8 @@ class GuidedSampler:
     def renoise(self, z_prev, t) -> torch.Tensor:
         """One DDIM inversion step z_{t-1} -> z_t (time travel)."""
         a_t, a_prev = self.alphas(t)
-        eps = self.unet(z_prev, t, encoder_hidden_states=self.text[1:]).sample.float()
+        output = self.unet(z_prev, t, encoder_hidden_states=self.text[1:]).sample.float()
+        eps = self.eps(output, z_prev.float(), a_prev)  # as diffusers' inverse step: at the current level
         x0 = (z_prev.float() - (1 - a_prev).sqrt() * eps) / a_prev.sqrt()
         return (a_t.sqrt() * x0 + (1 - a_t).sqrt() * eps).to(z_prev.dtype)
 
