@@ -54,7 +54,7 @@ from dragdiff.validation import check_request
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = sorted((ROOT / "assets" / "examples").glob("*.json"))
-MODELS = ["auto", "demo", "sd15", "sd21", "sd21-base", "tiny", "tiny-sd2"]
+MODELS = ["auto", "demo", "sd15", "sd21", "sd21-base", "sdxl", "tiny", "tiny-sd2", "tiny-sdxl"]
 CSS = """
 #canvas img { cursor: crosshair; }
 """

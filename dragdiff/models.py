@@ -1,12 +1,13 @@
 """Load the parts of a Stable-Diffusion-shaped model from any spec, on the right device and dtype.
 
-Specs: "tiny" and "tiny-sd2" (seeded random test models from configs/tiny and configs/tiny-sd2, shaped like
-SD 1.5 (ε-prediction) and SD 2.x (v-prediction)); "sd15-random" and "sd21-random" (SD 1.5's and SD 2.1's
-architectures from configs/sd15 and configs/sd21 with seeded random weights: real-size costs for the
-benchmark); "demo" (the bundled model, package data in dragdiff/demo_model); "sd15", "sd21", "sd21-base" or a
-hub id (from the local Hugging Face cache; downloaded only when the hub is allowed); a local diffusers folder;
-or a single ".safetensors" checkpoint. Only safetensors weights are ever read, never a pickle. Everything
-size-related (VAE factor, latent channels, native resolution) is read from the model's own configs.
+Specs: "tiny", "tiny-sd2" and "tiny-sdxl" (seeded random test models from configs/<name>, shaped like SD 1.5
+(ε-prediction), SD 2.x (v-prediction) and SDXL (two text encoders)); "sd15-random", "sd21-random" and
+"sdxl-random" (the real architectures from configs/sd15, sd21, sdxl with seeded random weights: real-size costs
+for the benchmark); "demo" (the bundled model, package data in dragdiff/demo_model); "sd15", "sd21",
+"sd21-base", "sdxl" or a hub id (from the local Hugging Face cache; downloaded only when the hub is allowed);
+a local diffusers folder; or a single ".safetensors" checkpoint. Only safetensors weights are ever read, never
+a pickle. Everything size-related (VAE factor, latent channels, native resolution) is read from the model's
+own configs.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from . import conditioning
 from .config import CONFIG_DIR, read_config_file
 from .errors import DragError
 
@@ -33,6 +35,7 @@ HUB_ALIASES = {
     "runwayml/stable-diffusion-v1-5": SD15_HUB_ID,
     "sd21": "stabilityai/stable-diffusion-2-1",  # 768 px, v-prediction
     "sd21-base": "stabilityai/stable-diffusion-2-1-base",  # 512 px, ε-prediction
+    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",  # 1024 px, two text encoders
 }
 DEMO_MODEL_DIR = Path(str(resources.files("dragdiff") / "demo_model"))
 # Random-weight models built from architecture configs: "tiny" and "tiny-sd2" (v-prediction) for tests,
@@ -40,9 +43,14 @@ DEMO_MODEL_DIR = Path(str(resources.files("dragdiff") / "demo_model"))
 RANDOM_MODELS = {
     "tiny": CONFIG_DIR / "tiny",
     "tiny-sd2": CONFIG_DIR / "tiny-sd2",
+    "tiny-sdxl": CONFIG_DIR / "tiny-sdxl",
     "sd15-random": CONFIG_DIR / "sd15",
     "sd21-random": CONFIG_DIR / "sd21",
+    "sdxl-random": CONFIG_DIR / "sdxl",
 }
+# Values of the methods' settings that depend on the UNet's architecture (layer 2 of the config resolver for a
+# model without a dragdiff.yaml of its own): SDXL's decoder has 3 blocks, not 4.
+ARCHITECTURE_DEFAULTS = {"sdxl": CONFIG_DIR / "sdxl.yaml"}
 MODEL_DEFAULTS_FILE = "dragdiff.yaml"  # each method's values tuned for a model, beside its weights
 # What a hub download may fetch: configs, tokenizer files and safetensors weights; never .bin/.ckpt pickles.
 HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "scheduler/*.json", "tokenizer/*"]
@@ -69,6 +77,19 @@ class DiffusionModel:
     dtype: torch.dtype
     defaults: dict = field(default_factory=dict)  # its dragdiff.yaml: layer 2 of dragdiff.config.resolve_config
     note: str = ""  # why this model was chosen (for `auto`), for logs and the UI
+    text_encoder_2: CLIPTextModelWithProjection | None = None  # SDXL's second text encoder (pooled embedding)
+    tokenizer_2: CLIPTokenizer | None = None
+
+    @property
+    def architecture(self) -> str:
+        """ "sdxl" for an SDXL-shaped UNet (pooled text and sizes in its time embedding), else "sd"."""
+        return "sdxl" if conditioning.needs_pooled_text(self.unet) else "sd"
+
+    @property
+    def vae_dtype(self) -> torch.dtype:
+        """SDXL's autoencoder overflows in fp16 (its config says force_upcast): it runs in fp32 there."""
+        upcast = self.architecture == "sdxl" and self.dtype == torch.float16 and self.vae.config.force_upcast
+        return torch.float32 if upcast else self.dtype
 
     @property
     def vae_factor(self) -> int:
@@ -96,25 +117,36 @@ class DiffusionModel:
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """(1, 77, D) CLIP hidden states of the prompt, as SD conditions its cross-attention."""
-        ids = self.tokenizer(
-            prompt,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
+        """(1, 77, D) CLIP hidden states of the prompt, as SD conditions its cross-attention. SDXL: both
+        encoders' penultimate hidden states side by side, with the pooled embedding packed in front
+        (dragdiff.conditioning), (1, 78, D1 + D2)."""
+        if self.text_encoder_2 is None:
+            return self.text_encoder(self._token_ids(self.tokenizer, prompt))[0].to(self.dtype)
+        first = self.text_encoder(self._token_ids(self.tokenizer, prompt), output_hidden_states=True)
+        second = self.text_encoder_2(self._token_ids(self.tokenizer_2, prompt), output_hidden_states=True)
+        tokens = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+        return conditioning.pack(tokens, second.text_embeds).to(self.dtype)
+
+    def _token_ids(self, tokenizer: CLIPTokenizer, prompt: str) -> torch.Tensor:
+        return tokenizer(
+            prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
         ).input_ids.to(self.device)
-        return self.text_encoder(ids)[0].to(self.dtype)
+
+    @property
+    def text_width(self) -> int:
+        """Width of the text tokens the UNet reads (SDXL: both encoders')."""
+        second = self.text_encoder_2.config.hidden_size if self.text_encoder_2 is not None else 0
+        return self.text_encoder.config.hidden_size + second
 
     @torch.no_grad()
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> scaled latent (B, C, H/f, W/f): posterior mean, as the reference inverts."""
-        latent = self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mean
-        return (latent - self.latent_shift) * self.vae.config.scaling_factor
+        latent = self.vae.encode(pixels.to(self.device, self.vae_dtype)).latent_dist.mean
+        return ((latent - self.latent_shift) * self.vae.config.scaling_factor).to(self.dtype)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Scaled latent -> (B, 3, H, W) pixels in [-1, 1], fp32."""
-        latent = latent.to(self.dtype) / self.vae.config.scaling_factor + self.latent_shift
+        latent = latent.to(self.vae_dtype) / self.vae.config.scaling_factor + self.latent_shift
         return self.vae.decode(latent).sample.float().clamp(-1, 1)
 
     @property
@@ -144,16 +176,18 @@ def load_model(
     spec, note = choose_auto() if spec.strip() == "auto" else (spec.strip(), "")
     if spec in RANDOM_MODELS:
         parts = build_random_parts(RANDOM_MODELS[spec])
-        model = DiffusionModel(spec, f"{spec}-v1-seed0", *parts, device=device, dtype=dtype)
+        model = DiffusionModel(spec, f"{spec}-v1-seed0", **parts, device=device, dtype=dtype)
     else:
         folder, fingerprint = resolve_spec(spec)
         if folder.is_file():
             parts = _load_single_file(folder, single_file_config)
         else:
             parts = _load_folder(folder, spec)
-        model = DiffusionModel(spec, fingerprint, *parts, device=device, dtype=dtype)
+        model = DiffusionModel(spec, fingerprint, **parts, device=device, dtype=dtype)
         if folder.is_dir() and (folder / MODEL_DEFAULTS_FILE).is_file():
             model.defaults = read_config_file(folder / MODEL_DEFAULTS_FILE)
+    if not model.defaults and model.architecture in ARCHITECTURE_DEFAULTS:
+        model.defaults = read_config_file(ARCHITECTURE_DEFAULTS[model.architecture])
     model.note = note
     return _prepare(model)
 
@@ -163,12 +197,24 @@ def model_defaults(spec: str) -> dict:
     is not on this machine): what the app's settings show before the model is loaded."""
     spec = choose_auto()[0] if spec.strip() == "auto" else spec.strip()
     if spec in RANDOM_MODELS:
-        return {}
+        return _architecture_defaults(RANDOM_MODELS[spec] / "unet.json")
     folder = DEMO_MODEL_DIR if spec == "demo" else Path(spec).expanduser()
     if not folder.is_dir() and not folder.is_file():
         folder = _hub_snapshot(spec) or Path()
     file = folder / MODEL_DEFAULTS_FILE
-    return read_config_file(file) if folder.is_dir() and file.is_file() else {}
+    if folder.is_dir() and file.is_file():
+        return read_config_file(file)
+    return _architecture_defaults(folder / "unet" / "config.json") if folder.is_dir() else {}
+
+
+def _architecture_defaults(unet_config: Path) -> dict:
+    """ARCHITECTURE_DEFAULTS for the UNet config file `unet_config` ({} for SD 1.x/2.x or when it is missing)."""
+    try:
+        config = json.loads(unet_config.read_text())
+    except (OSError, ValueError):
+        return {}
+    sdxl = config.get("addition_embed_type") == "text_time"
+    return read_config_file(ARCHITECTURE_DEFAULTS["sdxl"]) if sdxl else {}
 
 
 def choose_auto() -> tuple[str, str]:
@@ -290,19 +336,33 @@ def _load_folder(folder: Path, spec: str):
         text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", use_safetensors=True)
         tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
         scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+        second = {}
+        if (folder / "text_encoder_2").is_dir():  # SDXL
+            second = {
+                "text_encoder_2": CLIPTextModelWithProjection.from_pretrained(
+                    folder, subfolder="text_encoder_2", use_safetensors=True
+                ),
+                "tokenizer_2": CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2"),
+            }
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         raise DragError(
             f"cannot load model {spec!r} from {folder}: {exc}. It needs unet/, vae/, text_encoder/ "
             "with .safetensors weights, tokenizer/ and scheduler/"
         ) from exc
-    return unet, vae, text_encoder, tokenizer, scheduler_config
+    return dict(
+        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler_config=scheduler_config, **second
+    )
 
 
 def _load_single_file(path: Path, config: str | Path | None):
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from safetensors import safe_open
 
+    with safe_open(str(path), "pt") as checkpoint:  # SDXL's second text encoder is conditioner.embedders.1
+        sdxl = any(key.startswith("conditioner.embedders.1.") for key in checkpoint.keys())
+    family = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
     try:
-        pipe = StableDiffusionPipeline.from_single_file(
+        pipe = family.from_single_file(
             str(path),
             config=str(config) if config else None,
             local_files_only=config is not None,
@@ -314,15 +374,22 @@ def _load_single_file(path: Path, config: str | Path | None):
             f"cannot load the checkpoint {path}: {exc}. Give a complete Stable Diffusion .safetensors checkpoint "
             "and, offline, the diffusers folder with its configs (--model-config)"
         ) from exc
-    return pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, dict(pipe.scheduler.config)
+    parts = dict(unet=pipe.unet, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
+    if sdxl:
+        parts.update(text_encoder_2=pipe.text_encoder_2, tokenizer_2=pipe.tokenizer_2)
+    return {**parts, "scheduler_config": dict(pipe.scheduler.config)}
 
 
 def _prepare(model: DiffusionModel) -> DiffusionModel:
     """Frozen, eval-mode weights on the target device; SDPA attention (diffusers' default processor)."""
-    for module in (model.unet, model.vae, model.text_encoder):
+    for module in (model.unet, model.vae, model.text_encoder, model.text_encoder_2):
+        if module is None:
+            continue
         module.requires_grad_(False).eval().to(model.device)
-        if module.dtype != model.dtype:
-            module.to(model.dtype)
+        wanted = model.vae_dtype if module is model.vae else model.dtype
+        if module.dtype != wanted:
+            module.to(wanted)
+    conditioning.install(model.unet, model.vae_factor)
     return model
 
 
@@ -347,7 +414,11 @@ def build_random_parts(config_dir: Path = RANDOM_MODELS["tiny"], seed: int = 0):
     unet = UNet2DConditionModel(**read("unet"))
     vae = AutoencoderKL(**read("vae"))
     text_encoder = CLIPTextModel(CLIPTextConfig(**read("text_encoder")))
-    return unet, vae, text_encoder, char_tokenizer(), read("scheduler")
+    parts = dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=char_tokenizer())
+    if (config_dir / "text_encoder_2.json").is_file():  # SDXL
+        second = CLIPTextModelWithProjection(CLIPTextConfig(**read("text_encoder_2")))
+        parts.update(text_encoder_2=second, tokenizer_2=char_tokenizer())
+    return {**parts, "scheduler_config": read("scheduler")}
 
 
 def char_tokenizer() -> CLIPTokenizer:
@@ -363,18 +434,16 @@ def char_tokenizer() -> CLIPTokenizer:
 
 def save_model(model: DiffusionModel, folder: str | Path) -> None:
     """Write the model as a diffusers folder (safetensors weights), loadable by `load_model(folder)`."""
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    pipe = StableDiffusionPipeline(
-        vae=model.vae,
-        text_encoder=model.text_encoder,
-        tokenizer=model.tokenizer,
-        unet=model.unet,
-        scheduler=model.scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    common = dict(vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer, unet=model.unet)
+    common["scheduler"] = model.scheduler()
+    if model.text_encoder_2 is not None:
+        pipe = StableDiffusionXLPipeline(**common, text_encoder_2=model.text_encoder_2, tokenizer_2=model.tokenizer_2)
+    else:
+        pipe = StableDiffusionPipeline(
+            **common, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        )
     pipe.save_pretrained(folder, safe_serialization=True)
 
 
@@ -404,12 +473,13 @@ def load_inpainting_unet(spec: str, model: DiffusionModel) -> UNet2DConditionMod
             f"{where}: its UNet takes {channels} input channels, not 9, so it is not an inpainting model; give "
             "one such as stable-diffusion-v1-5/stable-diffusion-inpainting, or null to fill with the loaded model"
         )
-    if unet.config.out_channels != model.latent_channels or unet.config.cross_attention_dim != _text_width(model):
+    if unet.config.out_channels != model.latent_channels or unet.config.cross_attention_dim != model.text_width:
         raise DragError(
             f"{where}: it does not fit the loaded model {model.spec!r} (latent channels {unet.config.out_channels}, "
-            f"text width {unet.config.cross_attention_dim}, against {model.latent_channels} and {_text_width(model)}); "
+            f"text width {unet.config.cross_attention_dim}, against {model.latent_channels} and {model.text_width}); "
             "give the inpainting model of the same family"
         )
+    conditioning.install(unet, model.vae_factor)  # an SDXL inpainting UNet reads the same packed text
     return unet.requires_grad_(False).eval().to(model.device, model.dtype)
 
 
@@ -468,7 +538,3 @@ def load_fast_lora(spec: str, model: DiffusionModel) -> tuple[dict, dict | None]
     except Exception as exc:  # noqa: BLE001 - diffusers raises many types for a file that is not a LoRA
         raise DragError(f"fast_lora {spec!r}: not a LoRA file diffusers can read ({type(exc).__name__})") from exc
     return state, alphas
-
-
-def _text_width(model: DiffusionModel) -> int:
-    return model.text_encoder.config.hidden_size

@@ -1,7 +1,8 @@
 """Model families beyond SD 1.5, on tiny random models of their shape: SD 2.x (`tiny-sd2`: v-prediction,
-OpenCLIP-shaped text encoder of another width, linear projections, per-block head sizes). Each is saved in
-the diffusers layout and loaded back, and every method and DragonDiffusion mode runs on it end to end, with
-a session that replays to the same picture."""
+OpenCLIP-shaped text encoder of another width, linear projections, per-block head sizes) and SDXL
+(`tiny-sdxl`: two text encoders, pooled text and sizes in the time embedding, 3 decoder blocks). Each is saved
+in the diffusers layout and loaded back, and every method and DragonDiffusion mode runs on it end to end, with
+progress, Stop and a session that replays to the same picture."""
 
 import os
 import subprocess
@@ -12,57 +13,86 @@ import pytest
 import torch
 from PIL import Image
 
-from dragdiff import DragRequest, Point
+from dragdiff import DragError, DragRequest, Point
+from dragdiff.errors import DragCancelled
 from dragdiff.models import choice_label, load_model, model_summary, save_model
 from dragdiff.point_session import load_session
 from dragdiff.runtime import Runtime
 from tests.test_half_precision import FAST, mask_box, run_dragon_modes
 
-
-@pytest.fixture(scope="module")
-def sd2():
-    return load_model("tiny-sd2", "cpu")
+FAMILIES = {"tiny-sd2": "v_prediction", "tiny-sdxl": "epsilon"}
 
 
-def test_an_sd2_model_saved_as_a_diffusers_folder_loads_back_as_v_prediction(sd2, tmp_path):
-    save_model(sd2, tmp_path / "sd2")
-    loaded = load_model(str(tmp_path / "sd2"), "cpu")
-    assert loaded.scheduler().config.prediction_type == "v_prediction"
-    assert loaded.text_encoder.config.hidden_act == "gelu" and loaded.unet.config.use_linear_projection
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def model(request):
+    return load_model(request.param, "cpu")
+
+
+def unet_output(model, text: torch.Tensor) -> torch.Tensor:
     latent = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        outputs = [m.unet(latent, 500, encoder_hidden_states=m.encode_prompt("a star")).sample for m in (sd2, loaded)]
-    assert torch.allclose(*outputs, atol=1e-5)  # the same weights (upcast attention rounds apart by ~1e-6)
-    assert "tiny-sd2: random weights" in model_summary("tiny-sd2")
-    assert choice_label("sd21") == "sd21 (not downloaded)"  # the app's model menu, offline
+        return model.unet(latent, 500, encoder_hidden_states=text).sample
 
 
-def test_every_method_and_mode_runs_on_sd2(sd2, scene, tmp_path, one_thread):
-    runtime = Runtime(sd2, cache_dir=str(tmp_path))
+def test_a_model_saved_as_a_diffusers_folder_loads_back_the_same(model, tmp_path):
+    save_model(model, tmp_path / "saved")
+    loaded = load_model(str(tmp_path / "saved"), "cpu")
+    assert loaded.scheduler().config.prediction_type == FAMILIES[model.spec]
+    assert loaded.architecture == model.architecture and loaded.defaults == model.defaults
+    text = model.encode_prompt("a star")
+    assert torch.equal(loaded.encode_prompt("a star"), text)
+    # the same weights (upcast attention rounds apart by ~1e-6)
+    assert torch.allclose(unet_output(loaded, text), unet_output(model, text), atol=1e-5)
+    assert f"{model.spec}: random weights" in model_summary(model.spec)
+
+
+def test_sdxl_reads_both_text_encoders_the_pooled_text_and_its_own_blocks():
+    model = load_model("tiny-sdxl", "cpu")
+    star, disc = model.encode_prompt("a star"), model.encode_prompt("a disc")
+    assert star.shape == (1, 78, 96)  # the pooled embedding in front of 77 tokens of both encoders (32 + 64)
+    pooled_only = torch.cat([disc[:, :1], star[:, 1:]], dim=1)  # the tokens of one prompt, the pooled of another
+    assert not torch.allclose(unet_output(model, pooled_only), unet_output(model, star))
+    assert model.defaults["feature_blocks"] == [1] and model.defaults["dragon"]["feature_blocks"] == [0, 1]
+    method = Runtime(model).method("dragdiffusion")
+    with pytest.raises(DragError, match=r"up_blocks 0-2, not \[3\]"):  # SD 1.5's index on SDXL's 3 blocks
+        method.edit(
+            DragRequest(
+                Image.new("RGB", (64, 64)),
+                (Point(8, 8),),
+                (Point(20, 8),),
+                config=method.default_config(feature_blocks=(3,)),
+            )
+        )
+
+
+def test_the_model_menu_names_the_new_families_and_says_they_are_not_downloaded():
+    assert choice_label("sd21") == "sd21 (not downloaded)" and choice_label("sdxl") == "sdxl (not downloaded)"
+    assert "stabilityai/stable-diffusion-xl-base-1.0" in model_summary("sdxl")
+
+
+def test_every_method_and_mode_runs_with_progress_and_stop(model, scene, tmp_path, one_thread):
+    runtime = Runtime(model, cache_dir=str(tmp_path))
     mask = mask_box()
     for name, fast in FAST.items():
         method = runtime.method(name)
-        result = method.edit(
-            DragRequest(scene, (Point(40, 48),), (Point(60, 48),), mask, "", method.default_config(**fast))
-        )
-        assert result.image.size == scene.size and result.session.model == "tiny-sd2", name
-        assert np.asarray(result.image).std() > 0, name
+        request = DragRequest(scene, (Point(40, 48),), (Point(60, 48),), mask, "", method.default_config(**fast))
+        progress = []
+        result = method.edit(request, on_progress=progress.append)
+        assert result.image.size == scene.size and result.session.model == model.spec, name
+        assert progress and np.asarray(result.image).std() > 0, name
+        with pytest.raises(DragCancelled):
+            method.edit(request, should_stop=lambda: True)
     run_dragon_modes(runtime.method("dragon"), scene, mask)
 
 
-def test_an_sd2_edit_from_the_cli_replays_to_the_same_picture(scene, tmp_path, one_thread):
+def test_an_sdxl_edit_from_the_cli_replays_to_the_same_picture(scene, tmp_path):
     scene.save(tmp_path / "in.png")
-    edit = [sys.executable, "-m", "dragdiff", "edit", "--model", "tiny-sd2", "--device", "cpu"]
+    edit = [sys.executable, "-m", "dragdiff", "edit", "--model", "tiny-sdxl", "--device", "cpu"]
     first = [*edit, "--image", str(tmp_path / "in.png"), "--points", "40,48>60,48", "--out", str(tmp_path / "a.png")]
     first += ["--method", "dragdiffusion", "--lora-steps", "2", "--drag-steps", "3"]
     for command in (first, [*edit, "--session", str(tmp_path / "a.png"), "--out", str(tmp_path / "b.png")]):
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
         assert done.returncode == 0, done.stderr[-2000:]
-    assert load_session(tmp_path / "a.png").model == "tiny-sd2"
+    assert load_session(tmp_path / "a.png").model == "tiny-sdxl"
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
