@@ -18,6 +18,7 @@ from dragdiff.errors import DragCancelled
 from dragdiff.models import choice_label, load_model, model_summary, save_model
 from dragdiff.point_session import load_session
 from dragdiff.runtime import Runtime
+from tests.support.ldm_export import export_single_file
 from tests.test_half_precision import FAST, mask_box, run_dragon_modes
 
 FAMILIES = {"tiny-sd2": "v_prediction", "tiny-sdxl": "epsilon"}
@@ -44,6 +45,17 @@ def test_a_model_saved_as_a_diffusers_folder_loads_back_the_same(model, tmp_path
     # the same weights (upcast attention rounds apart by ~1e-6)
     assert torch.allclose(unet_output(loaded, text), unet_output(model, text), atol=1e-5)
     assert f"{model.spec}: random weights" in model_summary(model.spec)
+
+
+def test_an_sdxl_single_file_checkpoint_loads_back_the_same(tmp_path):
+    model = load_model("tiny-sdxl", "cpu")
+    save_model(model, tmp_path / "configs")  # offline, the single file's component configs come from here
+    export_single_file(model, tmp_path / "tiny-sdxl.safetensors")
+    loaded = load_model(str(tmp_path / "tiny-sdxl.safetensors"), "cpu", single_file_config=tmp_path / "configs")
+    assert loaded.architecture == "sdxl" and loaded.defaults["feature_blocks"] == [1]
+    text = model.encode_prompt("a star")
+    assert torch.allclose(loaded.encode_prompt("a star"), text, atol=1e-5)
+    assert torch.allclose(unet_output(loaded, text), unet_output(model, text), atol=1e-5)
 
 
 def test_sdxl_reads_both_text_encoders_the_pooled_text_and_its_own_blocks():

@@ -3,8 +3,10 @@
 Why this exists: the model loader must open single ``.safetensors`` SD checkpoints through
 ``StableDiffusionPipeline.from_single_file``. Tests cannot download real SD weights, so they build a tiny
 random pipeline and use :func:`export_single_file` to write it in the key layout of real SD 1.x checkpoints
-(``model.diffusion_model.*``, ``first_stage_model.*``, ``cond_stage_model.transformer.*``; the SD 2.x
-OpenCLIP text-encoder layout ``cond_stage_model.model.*`` is not produced).
+(``model.diffusion_model.*``, ``first_stage_model.*``, ``cond_stage_model.transformer.*``), or of SDXL
+checkpoints for a pipeline with a second text encoder (``conditioner.embedders.0.transformer.*`` and the
+OpenCLIP layout ``conditioner.embedders.1.model.*``). The SD 2.x text-encoder layout
+``cond_stage_model.model.*`` is not produced.
 This is the inverse of diffusers' LDM -> diffusers conversion (``diffusers/loaders/single_file_utils.py``),
 so a round trip must reproduce every tensor exactly.
 
@@ -25,6 +27,8 @@ from safetensors.torch import save_file
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer.text_model."
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer.text_model."
+SDXL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."
 
 # diffusers ResnetBlock2D parameter -> LDM ResBlock parameter (UNet).
 _UNET_RESNET = {
@@ -41,6 +45,16 @@ _UNET_FIXED = {
     "conv_in": "input_blocks.0.0",
     "conv_norm_out": "out.0",
     "conv_out": "out.2",
+    "add_embedding.linear_1": "label_emb.0.0",  # SDXL: the pooled text and sizes
+    "add_embedding.linear_2": "label_emb.0.2",
+}
+# diffusers CLIP encoder layer parameter -> OpenCLIP resblock parameter (q/k/v are fused into in_proj).
+_OPENCLIP_LAYER = {
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "self_attn.out_proj": "attn.out_proj",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
 }
 # diffusers VAE Attention parameter -> LDM AttnBlock parameter.
 _VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
@@ -166,13 +180,41 @@ def clip_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
     return {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
 
 
+def openclip_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
+    """CLIPTextModelWithProjection state dict -> OpenCLIP keys (SDXL's ``conditioner.embedders.1.model.``):
+    q/k/v fused into ``in_proj``, and the projection stored transposed, as OpenCLIP multiplies by it."""
+    sd = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
+    out = {
+        "token_embedding.weight": sd.pop("embeddings.token_embedding.weight"),
+        "positional_embedding": sd.pop("embeddings.position_embedding.weight"),
+        "ln_final.weight": sd.pop("final_layer_norm.weight"),
+        "ln_final.bias": sd.pop("final_layer_norm.bias"),
+        "text_projection": sd.pop("text_projection.weight").T,
+    }
+    for layer in range(text_encoder.config.num_hidden_layers):
+        source, target = f"encoder.layers.{layer}.", f"transformer.resblocks.{layer}."
+        for param in ("weight", "bias"):
+            fused = [sd.pop(f"{source}self_attn.{p}_proj.{param}") for p in "qkv"]
+            out[f"{target}attn.in_proj_{param}"] = torch.cat(fused)
+            for name, ldm in _OPENCLIP_LAYER.items():
+                out[f"{target}{ldm}.{param}"] = sd.pop(f"{source}{name}.{param}")
+    if sd:
+        raise ValueError(f"no OpenCLIP location for {sorted(sd)}")
+    return out
+
+
 def export_single_file(pipe, path: str | Path) -> None:
-    """Write ``pipe``'s UNet, VAE and CLIP text encoder as one LDM-layout ``.safetensors`` file."""
+    """Write ``pipe``'s UNet, VAE and text encoder(s) as one LDM-layout ``.safetensors`` file (SDXL's layout
+    when it has a second text encoder)."""
     tensors: dict[str, torch.Tensor] = {}
+    second = getattr(pipe, "text_encoder_2", None)
+    texts = [(CLIP_PREFIX, clip_to_ldm(pipe.text_encoder))]
+    if second is not None:
+        texts = [(SDXL_CLIP_PREFIX, clip_to_ldm(pipe.text_encoder)), (SDXL_OPENCLIP_PREFIX, openclip_to_ldm(second))]
     for prefix, part in (
         (UNET_PREFIX, unet_to_ldm(pipe.unet)),
         (VAE_PREFIX, vae_to_ldm(pipe.vae)),
-        (CLIP_PREFIX, clip_to_ldm(pipe.text_encoder)),
+        *texts,
     ):
         for key, tensor in part.items():
             # clone: safetensors refuses tensors that share storage, and views must be contiguous
