@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from diffusers import UNet2DConditionModel
 from PIL import Image
 
 from dragdiff import DragError, DragRequest, Point
@@ -20,6 +21,7 @@ from dragdiff.point_session import load_session
 from dragdiff.runtime import Runtime
 from tests.support.ldm_export import export_single_file
 from tests.test_half_precision import FAST, mask_box, run_dragon_modes
+from tests.test_inpaint4drag import red_square_request, shifted
 
 FAMILIES = {"tiny-sd2": "v_prediction", "tiny-sdxl": "epsilon"}
 
@@ -108,3 +110,18 @@ def test_an_sdxl_edit_from_the_cli_replays_to_the_same_picture(scene, tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
     assert load_session(tmp_path / "a.png").model == "tiny-sdxl"
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
+
+
+def test_an_inpainting_unet_of_the_family_fills_and_one_of_another_is_named(model, tmp_path):
+    method = Runtime(model, cache_dir=str(tmp_path)).method("inpaint4drag")
+    nine = UNet2DConditionModel.from_config({**dict(model.unet.config), "in_channels": 9})
+    nine.save_pretrained(tmp_path / "inpainting")
+    request, region = red_square_request(method, inpaint_model=str(tmp_path / "inpainting"), n_steps=2)
+    result = method.edit(request)
+    hole = region & ~shifted(region, 24, 0)
+    assert not (np.asarray(result.image)[hole] == (255, 0, 0)).all(axis=-1).any()  # the revealed hole repainted
+    sd15 = UNet2DConditionModel.from_config({**dict(load_model("tiny", "cpu").unet.config), "in_channels": 9})
+    sd15.save_pretrained(tmp_path / "sd15-inpainting")
+    request, _ = red_square_request(method, inpaint_model=str(tmp_path / "sd15-inpainting"))
+    with pytest.raises(DragError, match="does not fit the loaded model"):
+        method.edit(request)
