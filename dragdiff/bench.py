@@ -214,6 +214,44 @@ def run_methods(model: DiffusionModel, size: int, names: list[str], own: dict[st
     return reports
 
 
+def run_architectures(args: argparse.Namespace, overrides: dict) -> dict:
+    """The --methods drag on each model of --architectures in turn (one loaded at a time): each method's time
+    per stage and peak memory, and their ratios to the first architecture's."""
+    own = methods.split_overrides(overrides, methods.names())
+    device = torch.device(args.device) if args.device else None
+    names = args.methods or ["inpaint4drag"]
+    reports = {}
+    for spec in args.architectures:
+        print(f"[bench] architecture {spec} ...", file=sys.stderr, flush=True)
+        model = load_model(spec, device, args.dtype)
+        reports[spec] = {"dtype": str(model.dtype).removeprefix("torch."), "device": str(model.device)}
+        reports[spec]["methods"] = run_methods(model, args.size, names, own)
+        del model
+    first = reports[args.architectures[0]]["methods"]
+    for report in reports.values():
+        for name, m in report["methods"].items():
+            base = first[name]
+            m["total_vs_first_architecture"] = round(m["total_s"] / max(base["total_s"], 1e-9), 3)
+            m["peak_vs_first_architecture"] = round(m["peak_mb"] / max(base["peak_mb"], 1e-9), 3)
+            shared = [k for k in m["stages"] if k in base["stages"]]
+            m["stages_vs_first_architecture"] = {
+                k: round(m["stages"][k] / max(base["stages"][k], 1e-9), 3) for k in shared
+            }
+    return {"size": args.size, "architectures": reports, "overrides": overrides}
+
+
+def architectures_table(summary: dict) -> str:
+    lines = [f"each architecture at {summary['size']} px (ratios to the first architecture's)"]
+    for spec, report in summary["architectures"].items():
+        for name, m in report["methods"].items():
+            stages = ", ".join(f"{k} {v:.2f}" for k, v in m["stages"].items())
+            lines.append(
+                f"{spec} {name}: {m['total_s']:.2f} s ({m['total_vs_first_architecture']:.3g}×), "
+                f"peak {m['peak_mb']:.0f} MiB ({m['peak_vs_first_architecture']:.3g}×); s per stage: {stages}"
+            )
+    return "\n".join(lines)
+
+
 def time_warp_preview(size: int = 512, repeats: int = 5) -> dict:
     """Inpaint4Drag's warp alone (what the app draws while the points move, the moving object refined) on the
     benchmark's drag at size×size with a second, pinned handle (a deformation, not the translation one pair
@@ -546,14 +584,25 @@ def main(argv: list[str] | None = None) -> int:
         help="time the same point drag with each of these methods of the registry (ratios to the first; alone, "
         f"without --compare or --try, only they run): {', '.join(methods.names())}",
     )
+    parser.add_argument(
+        "--architectures",
+        nargs="+",
+        default=[],
+        metavar="MODEL",
+        help="instead: the --methods drag (default inpaint4drag) on each of these models, e.g. sd15-random "
+        "sd21-random sdxl-random, with per-stage time and peak memory as ratios to the first",
+    )
     add_set_argument(parser)
     args = parser.parse_args(argv)
     try:
-        summary = run(args, parse_overrides(args.set))
+        if args.architectures:
+            summary = run_architectures(args, parse_overrides(args.set))
+        else:
+            summary = run(args, parse_overrides(args.set))
     except DragError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(table(summary))
+    print(architectures_table(summary) if args.architectures else table(summary))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=2))

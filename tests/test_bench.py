@@ -88,3 +88,17 @@ def test_methods_are_timed_side_by_side_stage_by_stage(tmp_path):
     assert fast["total_s"] == pytest.approx(fast["total_vs_first"] * timed["dragdiffusion"]["total_s"], rel=0.01)
     preview = report["warp_preview"]
     assert preview["size"] == 512 and preview["pairs"] == 2 and preview["median_ms"] > 0
+
+
+def test_architectures_are_timed_side_by_side_with_ratios_to_the_first(tmp_path):
+    """--architectures: the same drag on SD 1.5-, SD 2.x- and SDXL-shaped models, per stage and peak memory,
+    as ratios to the first architecture's."""
+    out = tmp_path / "bench.json"
+    args = ["--architectures", "tiny", "tiny-sd2", "tiny-sdxl", "--size", "64", "--device", "cpu"]
+    args += ["--methods", "inpaint4drag", "--set", "n_steps=2", "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads(out.read_text())["architectures"]
+    assert list(report) == ["tiny", "tiny-sd2", "tiny-sdxl"]
+    assert report["tiny"]["methods"]["inpaint4drag"]["total_vs_first_architecture"] == 1.0
+    sdxl = report["tiny-sdxl"]["methods"]["inpaint4drag"]
+    assert set(sdxl["stages_vs_first_architecture"]) == {"warp", "inpaint", "check"} and sdxl["peak_mb"] > 0
