@@ -19,7 +19,9 @@ FAST = dict(lora_steps=2, lora_batch_size=2, n_inference_steps=10, n_inversion_s
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long-running tests (run by .ci/run, skip with -m 'not slow')")
+    config.addinivalue_line(
+        "markers", "slow: long-running tests, left out of the default run; python -m pytest -m slow runs them"
+    )
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU (scripts/gpu_check.sh runs them); skipped elsewhere")
 
 

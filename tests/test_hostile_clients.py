@@ -351,7 +351,6 @@ def test_every_file_endpoint_in_every_request_shape(server, scene_png, earlier_r
     assert_serving(server)
 
 
-@pytest.mark.slow
 def test_twenty_concurrent_edits_all_finish_and_the_page_answers(server, scene_png):
     from concurrent.futures import ThreadPoolExecutor
 
