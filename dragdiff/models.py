@@ -38,8 +38,7 @@ HUB_ALIASES = {
     "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",  # 1024 px, two text encoders
 }
 DEMO_MODEL_DIR = Path(str(resources.files("dragdiff") / "demo_model"))
-# Random-weight models built from architecture configs: "tiny" and "tiny-sd2" (v-prediction) for tests,
-# "sd15-random" and "sd21-random" for real-size costs.
+# Random-weight models built from architecture configs: the tiny ones for tests, the others for real-size costs.
 RANDOM_MODELS = {
     "tiny": CONFIG_DIR / "tiny",
     "tiny-sd2": CONFIG_DIR / "tiny-sd2",
@@ -53,7 +52,7 @@ RANDOM_MODELS = {
 ARCHITECTURE_DEFAULTS = {"sdxl": CONFIG_DIR / "sdxl.yaml"}
 MODEL_DEFAULTS_FILE = "dragdiff.yaml"  # each method's values tuned for a model, beside its weights
 # What a hub download may fetch: configs, tokenizer files and safetensors weights; never .bin/.ckpt pickles.
-HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "scheduler/*.json", "tokenizer/*"]
+HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "scheduler/*.json", "tokenizer*/*"]
 HUB_IGNORE = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx*", "*fp16*", "*non_ema*", "*.h5"]
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")  # torch.load formats: unpickling can run code
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -82,7 +81,8 @@ class DiffusionModel:
 
     @property
     def architecture(self) -> str:
-        """ "sdxl" for an SDXL-shaped UNet (pooled text and sizes in its time embedding), else "sd"."""
+        """The family that decides the defaults: sdxl for an SDXL-shaped UNet (pooled text and sizes in its time
+        embedding), else sd."""
         return "sdxl" if conditioning.needs_pooled_text(self.unet) else "sd"
 
     @property
@@ -358,10 +358,10 @@ def _load_single_file(path: Path, config: str | Path | None):
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from safetensors import safe_open
 
-    with safe_open(str(path), "pt") as checkpoint:  # SDXL's second text encoder is conditioner.embedders.1
-        sdxl = any(key.startswith("conditioner.embedders.1.") for key in checkpoint.keys())
-    family = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
     try:
+        with safe_open(str(path), "pt") as checkpoint:  # SDXL's second text encoder is conditioner.embedders.1
+            sdxl = any(key.startswith("conditioner.embedders.1.") for key in checkpoint.keys())
+        family = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
         pipe = family.from_single_file(
             str(path),
             config=str(config) if config else None,
