@@ -125,3 +125,11 @@ def test_an_inpainting_unet_of_the_family_fills_and_one_of_another_is_named(mode
     request, _ = red_square_request(method, inpaint_model=str(tmp_path / "sd15-inpainting"))
     with pytest.raises(DragError, match="does not fit the loaded model"):
         method.edit(request)
+
+
+def test_dragbench_shapes_evaluates_an_sdxl_model(tmp_path, one_thread):
+    from dragdiff.eval.run_shapes import run
+
+    summary = run("tiny-sdxl", 1, 0, tmp_path, {}, "cpu", ["inpaint4drag"], log=lambda line: None)
+    assert {"no edit", "naive warp"} < set(summary) and (tmp_path / "results.json").is_file()
+    assert summary["Inpaint4Drag"]["handle_error"] >= 0
