@@ -5,8 +5,8 @@ Why this exists: the model loader must open single ``.safetensors`` SD checkpoin
 random pipeline and use :func:`export_single_file` to write it in the key layout of real SD 1.x checkpoints
 (``model.diffusion_model.*``, ``first_stage_model.*``, ``cond_stage_model.transformer.*``), or of SDXL
 checkpoints for a pipeline with a second text encoder (``conditioner.embedders.0.transformer.*`` and the
-OpenCLIP layout ``conditioner.embedders.1.model.*``). The SD 2.x text-encoder layout
-``cond_stage_model.model.*`` is not produced.
+OpenCLIP layout ``conditioner.embedders.1.model.*``), or of SD 2.x checkpoints (``openclip=True``: the text
+encoder in the OpenCLIP layout ``cond_stage_model.model.*``).
 This is the inverse of diffusers' LDM -> diffusers conversion (``diffusers/loaders/single_file_utils.py``),
 so a round trip must reproduce every tensor exactly.
 
@@ -29,6 +29,7 @@ VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer.text_model."
 SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer.text_model."
 SDXL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."
+SD2_OPENCLIP_PREFIX = "cond_stage_model.model."
 
 # diffusers ResnetBlock2D parameter -> LDM ResBlock parameter (UNet).
 _UNET_RESNET = {
@@ -181,16 +182,18 @@ def clip_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
 
 
 def openclip_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
-    """CLIPTextModelWithProjection state dict -> OpenCLIP keys (SDXL's ``conditioner.embedders.1.model.``):
-    q/k/v fused into ``in_proj``, and the projection stored transposed, as OpenCLIP multiplies by it."""
+    """CLIP text model state dict -> OpenCLIP keys (SD 2.x's ``cond_stage_model.model.``, SDXL's
+    ``conditioner.embedders.1.model.``): q/k/v fused into ``in_proj``, and a projection (SDXL's) stored
+    transposed, as OpenCLIP multiplies by it."""
     sd = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
     out = {
         "token_embedding.weight": sd.pop("embeddings.token_embedding.weight"),
         "positional_embedding": sd.pop("embeddings.position_embedding.weight"),
         "ln_final.weight": sd.pop("final_layer_norm.weight"),
         "ln_final.bias": sd.pop("final_layer_norm.bias"),
-        "text_projection": sd.pop("text_projection.weight").T,
     }
+    if "text_projection.weight" in sd:
+        out["text_projection"] = sd.pop("text_projection.weight").T
     for layer in range(text_encoder.config.num_hidden_layers):
         source, target = f"encoder.layers.{layer}.", f"transformer.resblocks.{layer}."
         for param in ("weight", "bias"):
@@ -203,12 +206,14 @@ def openclip_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
     return out
 
 
-def export_single_file(pipe, path: str | Path) -> None:
+def export_single_file(pipe, path: str | Path, openclip: bool = False) -> None:
     """Write ``pipe``'s UNet, VAE and text encoder(s) as one LDM-layout ``.safetensors`` file (SDXL's layout
-    when it has a second text encoder)."""
+    when it has a second text encoder; SD 2.x's OpenCLIP text encoder with ``openclip``)."""
     tensors: dict[str, torch.Tensor] = {}
     second = getattr(pipe, "text_encoder_2", None)
     texts = [(CLIP_PREFIX, clip_to_ldm(pipe.text_encoder))]
+    if openclip:
+        texts = [(SD2_OPENCLIP_PREFIX, openclip_to_ldm(pipe.text_encoder))]
     if second is not None:
         texts = [(SDXL_CLIP_PREFIX, clip_to_ldm(pipe.text_encoder)), (SDXL_OPENCLIP_PREFIX, openclip_to_ldm(second))]
     for prefix, part in (
