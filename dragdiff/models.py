@@ -200,11 +200,11 @@ def model_defaults(spec: str) -> dict:
         return _architecture_defaults(RANDOM_MODELS[spec] / "unet.json")
     folder = DEMO_MODEL_DIR if spec == "demo" else Path(spec).expanduser()
     if not folder.is_dir() and not folder.is_file():
-        folder = _hub_snapshot(spec) or Path()
+        folder = _hub_snapshot(spec)  # None when not cached: no defaults to show (never the working folder's)
+    if folder is None or not folder.is_dir():
+        return {}
     file = folder / MODEL_DEFAULTS_FILE
-    if folder.is_dir() and file.is_file():
-        return read_config_file(file)
-    return _architecture_defaults(folder / "unet" / "config.json") if folder.is_dir() else {}
+    return read_config_file(file) if file.is_file() else _architecture_defaults(folder / "unet" / "config.json")
 
 
 def _architecture_defaults(unet_config: Path) -> dict:

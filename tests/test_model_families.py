@@ -16,7 +16,7 @@ from PIL import Image
 
 from dragdiff import DragError, DragRequest, Point
 from dragdiff.errors import DragCancelled
-from dragdiff.models import choice_label, load_model, model_summary, save_model
+from dragdiff.models import choice_label, load_model, model_defaults, model_summary, save_model
 from dragdiff.point_session import load_session
 from dragdiff.runtime import Runtime
 from tests.support.ldm_export import export_single_file
@@ -133,3 +133,9 @@ def test_dragbench_shapes_evaluates_an_sdxl_model(tmp_path, one_thread):
     summary = run("tiny-sdxl", 1, 0, tmp_path, {}, "cpu", ["inpaint4drag"], log=lambda line: None)
     assert {"no edit", "naive warp"} < set(summary) and (tmp_path / "results.json").is_file()
     assert summary["Inpaint4Drag"]["handle_error"] >= 0
+
+
+def test_an_uncached_hub_model_shows_no_defaults_not_the_working_folders(tmp_path, monkeypatch):
+    (tmp_path / "dragdiff.yaml").write_text("drag_lr: 9.0\n")
+    monkeypatch.chdir(tmp_path)
+    assert model_defaults("sdxl") == {} and model_defaults("tiny-sdxl")["feature_blocks"] == [1]
