@@ -106,6 +106,7 @@ def test_a_click_while_the_canvas_picture_loads_is_kept(editor):
     for route in waiting:
         route.continue_()
     editor.wait_rows([["1", "40", "48", "70", "48"]])
+    editor.page.wait_for_timeout(2000)
     editor.shot("both-clicks")
 
 
