@@ -208,10 +208,18 @@ def run_methods(model: DiffusionModel, size: int, names: list[str], own: dict[st
             reports[name]["drag_updates"] = result.steps_used
     first = reports[names[0]]
     for report in reports.values():
-        report["total_vs_first"] = round(report["total_s"] / max(first["total_s"], 1e-9), 3)
-        shared = [s for s in report["stages"] if s in first["stages"]]
-        report["stages_vs_first"] = {s: round(report["stages"][s] / max(first["stages"][s], 1e-9), 3) for s in shared}
+        report["total_vs_first"] = ratio(report["total_s"], first["total_s"])
+        report["stages_vs_first"] = stage_ratios(report["stages"], first["stages"])
     return reports
+
+
+def ratio(value: float, base: float) -> float:
+    return round(value / max(base, 1e-9), 3)
+
+
+def stage_ratios(stages: dict, base: dict) -> dict:
+    """Each stage's seconds against the same stage of `base` (the stages both have)."""
+    return {name: ratio(seconds, base[name]) for name, seconds in stages.items() if name in base}
 
 
 def run_architectures(args: argparse.Namespace, overrides: dict) -> dict:
@@ -226,17 +234,14 @@ def run_architectures(args: argparse.Namespace, overrides: dict) -> dict:
         model = load_model(spec, device, args.dtype)
         reports[spec] = {"dtype": str(model.dtype).removeprefix("torch."), "device": str(model.device)}
         reports[spec]["methods"] = run_methods(model, args.size, names, own)
-        del model
+        del model  # freed before the next one loads: two real-size models need not fit at once
     first = reports[args.architectures[0]]["methods"]
     for report in reports.values():
         for name, m in report["methods"].items():
             base = first[name]
-            m["total_vs_first_architecture"] = round(m["total_s"] / max(base["total_s"], 1e-9), 3)
-            m["peak_vs_first_architecture"] = round(m["peak_mb"] / max(base["peak_mb"], 1e-9), 3)
-            shared = [k for k in m["stages"] if k in base["stages"]]
-            m["stages_vs_first_architecture"] = {
-                k: round(m["stages"][k] / max(base["stages"][k], 1e-9), 3) for k in shared
-            }
+            m["total_vs_first_architecture"] = ratio(m["total_s"], base["total_s"])
+            m["peak_vs_first_architecture"] = ratio(m["peak_mb"], base["peak_mb"])
+            m["stages_vs_first_architecture"] = stage_ratios(m["stages"], base["stages"])
     return {"size": args.size, "architectures": reports, "overrides": overrides}
 
 
@@ -440,7 +445,7 @@ def run(args: argparse.Namespace, overrides: dict) -> dict:
         summary["warp_preview"] = time_warp_preview()
     if args.compare:  # each variant against naive: per-stage speed-up and how far its result is from naive's
         summary["speedups"] = {
-            name: {s: round(reports["naive"]["seconds"][s] / max(r["seconds"][s], 1e-9), 3) for s in STAGES}
+            name: {s: ratio(reports["naive"]["seconds"][s], r["seconds"][s]) for s in STAGES}
             for name, r in reports.items()
             if name != "naive"
         }
@@ -553,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model",
         default="tiny",
-        help="tiny, demo, sd15-random or sd21-random (SD 1.5's or 2.1's size, random weights), …",
+        help="tiny, demo, sd15-random, sd21-random or sdxl-random (a real size, random weights), …",
     )
     parser.add_argument("--size", type=int, default=256, help="image and working size in px (default 256)")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")

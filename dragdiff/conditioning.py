@@ -12,6 +12,8 @@ crop, as SDXL's pipelines do for an image generated at its own size. SD 1.x/2.x 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
@@ -19,9 +21,10 @@ from diffusers import UNet2DConditionModel
 MICRO_CONDITIONS = 6  # original height, width; crop top, left; target height, width
 
 
-def needs_pooled_text(unet: UNet2DConditionModel) -> bool:
-    """An SDXL-shaped UNet: it adds the pooled text and the sizes to its time embedding."""
-    return unet.config.get("addition_embed_type") == "text_time"
+def needs_pooled_text(unet_config: Mapping) -> bool:
+    """An SDXL-shaped UNet (its config, loaded or read from a file): it adds the pooled text and the sizes to
+    its time embedding."""
+    return unet_config.get("addition_embed_type") == "text_time"
 
 
 def pooled_width(unet: UNet2DConditionModel) -> int:
@@ -38,7 +41,7 @@ def pack(tokens: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
 
 def install(unet: UNet2DConditionModel, vae_factor: int):
     """Unpack the text of every call of an SDXL-shaped `unet` (nothing for others); returns the hook handle."""
-    if not needs_pooled_text(unet):
+    if not needs_pooled_text(unet.config):
         return None
     width = pooled_width(unet)
 

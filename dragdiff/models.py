@@ -81,9 +81,8 @@ class DiffusionModel:
 
     @property
     def architecture(self) -> str:
-        """The family that decides the defaults: sdxl for an SDXL-shaped UNet (pooled text and sizes in its time
-        embedding), else sd."""
-        return "sdxl" if conditioning.needs_pooled_text(self.unet) else "sd"
+        """architecture() of its UNet: sdxl or sd."""
+        return architecture(self.unet.config)
 
     @property
     def vae_dtype(self) -> torch.dtype:
@@ -186,8 +185,7 @@ def load_model(
         model = DiffusionModel(spec, fingerprint, **parts, device=device, dtype=dtype)
         if folder.is_dir() and (folder / MODEL_DEFAULTS_FILE).is_file():
             model.defaults = read_config_file(folder / MODEL_DEFAULTS_FILE)
-    if not model.defaults and model.architecture in ARCHITECTURE_DEFAULTS:
-        model.defaults = read_config_file(ARCHITECTURE_DEFAULTS[model.architecture])
+    model.defaults = model.defaults or architecture_defaults(model.unet.config)
     model.note = note
     return _prepare(model)
 
@@ -197,24 +195,34 @@ def model_defaults(spec: str) -> dict:
     is not on this machine): what the app's settings show before the model is loaded."""
     spec = choose_auto()[0] if spec.strip() == "auto" else spec.strip()
     if spec in RANDOM_MODELS:
-        return _architecture_defaults(RANDOM_MODELS[spec] / "unet.json")
+        return _architecture_defaults_of(RANDOM_MODELS[spec] / "unet.json")
     folder = DEMO_MODEL_DIR if spec == "demo" else Path(spec).expanduser()
     if not folder.is_dir() and not folder.is_file():
         folder = _hub_snapshot(spec)  # None when not cached: no defaults to show (never the working folder's)
     if folder is None or not folder.is_dir():
         return {}
     file = folder / MODEL_DEFAULTS_FILE
-    return read_config_file(file) if file.is_file() else _architecture_defaults(folder / "unet" / "config.json")
+    return read_config_file(file) if file.is_file() else _architecture_defaults_of(folder / "unet" / "config.json")
 
 
-def _architecture_defaults(unet_config: Path) -> dict:
-    """ARCHITECTURE_DEFAULTS for the UNet config file `unet_config` ({} for SD 1.x/2.x or when it is missing)."""
+def architecture(unet_config) -> str:
+    """The family that decides a model's defaults: sdxl for an SDXL-shaped UNet config, else sd."""
+    return "sdxl" if conditioning.needs_pooled_text(unet_config) else "sd"
+
+
+def architecture_defaults(unet_config) -> dict:
+    """ARCHITECTURE_DEFAULTS of a UNet config's family ({} for SD 1.x/2.x)."""
+    file = ARCHITECTURE_DEFAULTS.get(architecture(unet_config))
+    return read_config_file(file) if file else {}
+
+
+def _architecture_defaults_of(unet_config_file: Path) -> dict:
+    """architecture_defaults() of a UNet config file ({} when it is missing or unreadable)."""
     try:
-        config = json.loads(unet_config.read_text())
+        config = json.loads(unet_config_file.read_text())
     except (OSError, ValueError):
         return {}
-    sdxl = config.get("addition_embed_type") == "text_time"
-    return read_config_file(ARCHITECTURE_DEFAULTS["sdxl"]) if sdxl else {}
+    return architecture_defaults(config)
 
 
 def choose_auto() -> tuple[str, str]:

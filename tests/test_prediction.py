@@ -133,9 +133,9 @@ def test_inversion_then_denoising_gives_the_image_back(model):
 def test_the_conversions_agree_with_diffusers_and_refuse_an_unknown_type():
     torch.manual_seed(0)
     z, output = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    tiny = load_model("tiny", "cpu").scheduler()
     for kind in ("epsilon", "v_prediction", "sample"):
-        scheduler = load_model("tiny", "cpu").scheduler()
-        scheduler = type(scheduler).from_config(scheduler.config, prediction_type=kind)
+        scheduler = type(tiny).from_config(tiny.config, prediction_type=kind)
         scheduler.set_timesteps(20)
         t = scheduler.timesteps[5]
         x0, _ = x0_and_eps(output, z, scheduler.alphas_cumprod[int(t)], kind)

@@ -211,11 +211,12 @@ def export_single_file(pipe, path: str | Path, openclip: bool = False) -> None:
     when it has a second text encoder; SD 2.x's OpenCLIP text encoder with ``openclip``)."""
     tensors: dict[str, torch.Tensor] = {}
     second = getattr(pipe, "text_encoder_2", None)
-    texts = [(CLIP_PREFIX, clip_to_ldm(pipe.text_encoder))]
-    if openclip:
-        texts = [(SD2_OPENCLIP_PREFIX, openclip_to_ldm(pipe.text_encoder))]
     if second is not None:
         texts = [(SDXL_CLIP_PREFIX, clip_to_ldm(pipe.text_encoder)), (SDXL_OPENCLIP_PREFIX, openclip_to_ldm(second))]
+    elif openclip:
+        texts = [(SD2_OPENCLIP_PREFIX, openclip_to_ldm(pipe.text_encoder))]
+    else:
+        texts = [(CLIP_PREFIX, clip_to_ldm(pipe.text_encoder))]
     for prefix, part in (
         (UNET_PREFIX, unet_to_ldm(pipe.unet)),
         (VAE_PREFIX, vae_to_ldm(pipe.vae)),
