@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
@@ -28,6 +29,9 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from . import conditioning
 from .config import CONFIG_DIR, read_config_file
 from .errors import DragError
+
+if TYPE_CHECKING:
+    from diffusers import FluxFillPipeline
 
 SD15_HUB_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 HUB_ALIASES = {
@@ -52,7 +56,9 @@ RANDOM_MODELS = {
 ARCHITECTURE_DEFAULTS = {"sdxl": CONFIG_DIR / "sdxl.yaml"}
 MODEL_DEFAULTS_FILE = "dragdiff.yaml"  # each method's values tuned for a model, beside its weights
 # What a hub download may fetch: configs, tokenizer files and safetensors weights; never .bin/.ckpt pickles.
-HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "scheduler/*.json", "tokenizer*/*"]
+# (A large model's weights come in shards, listed by an index file.)
+HUB_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "*/*.safetensors.index.json"]
+HUB_PATTERNS += ["scheduler/*.json", "tokenizer*/*"]
 HUB_IGNORE = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx*", "*fp16*", "*non_ema*", "*.h5"]
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")  # torch.load formats: unpickling can run code
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -313,7 +319,8 @@ def _hub_snapshot(repo: str) -> Path | None:
         )
     except Exception:  # noqa: BLE001 - any failure here just means "not in the cache"
         return None
-    return path if any(path.glob("unet/*.safetensors")) else None
+    # a UNet model, or FLUX.1 Fill (a transformer), which Inpaint4Drag can fill with
+    return path if any(path.glob("unet/*.safetensors")) or any(path.glob("transformer/*.safetensors")) else None
 
 
 def _download(repo: str) -> Path:
@@ -335,6 +342,11 @@ def _download(repo: str) -> Path:
 
 
 def _load_folder(folder: Path, spec: str):
+    if (folder / "transformer").is_dir() and not (folder / "unet").is_dir():
+        raise DragError(
+            f"model {spec!r} is a transformer model (such as FLUX), not a Stable Diffusion UNet model: the drag "
+            "methods run on SD 1.x, 2.x and SDXL. FLUX.1 Fill can fill Inpaint4Drag's edits: set inpaint_model to it"
+        )
     pickled = sorted(str(f.relative_to(folder)) for f in folder.rglob("*") if f.suffix in PICKLE_SUFFIXES)
     if pickled:
         log.warning("model %r: ignoring pickled weights %s; only .safetensors files are loaded", spec, pickled)
@@ -455,11 +467,12 @@ def save_model(model: DiffusionModel, folder: str | Path) -> None:
     pipe.save_pretrained(folder, safe_serialization=True)
 
 
-def load_inpainting_unet(spec: str, model: DiffusionModel) -> UNet2DConditionModel:
-    """The UNet of an SD inpainting model (9 input channels: latent, mask, masked-image latent) for `model`'s
-    autoencoder and text encoder: a hub id (from the local cache, downloaded only when the hub is allowed),
-    a diffusers pipeline folder, a UNet folder (config.json + safetensors) or a single .safetensors checkpoint.
-    Errors name the spec and what is wrong with it."""
+def load_inpainter(spec: str, model: DiffusionModel) -> UNet2DConditionModel | FluxFillPipeline:
+    """The inpainting model `spec` names, for Inpaint4Drag's fill: the UNet of an SD inpainting model (9 input
+    channels: latent, mask, masked-image latent) of `model`'s family, run with `model`'s autoencoder and text
+    encoder; or a whole FLUX.1 Fill pipeline, which brings its own. `spec`: a hub id (from the local cache,
+    downloaded only when the hub is allowed), a diffusers pipeline folder, a UNet folder (config.json +
+    safetensors) or a single .safetensors UNet checkpoint. Errors name the spec and what is wrong with it."""
     where = f"inpaint_model {spec!r}"
     path = Path(spec).expanduser()
     try:
@@ -467,6 +480,8 @@ def load_inpainting_unet(spec: str, model: DiffusionModel) -> UNet2DConditionMod
             unet = UNet2DConditionModel.from_pretrained(path, use_safetensors=True)
         else:
             folder, _ = resolve_spec(spec)
+            if (folder / "transformer" / "config.json").is_file():
+                return _flux_fill(folder, where, model)
             if folder.is_file():
                 unet = _single_file_inpainting_unet(folder, model)
             else:
@@ -474,7 +489,9 @@ def load_inpainting_unet(spec: str, model: DiffusionModel) -> UNet2DConditionMod
     except DragError as exc:
         raise DragError(f"{where}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - diffusers raises many types for a bad model
-        raise DragError(f"{where}: cannot load its UNet ({type(exc).__name__}); give an SD inpainting model") from exc
+        raise DragError(
+            f"{where}: cannot load it ({type(exc).__name__}); give an SD inpainting model or FLUX.1 Fill"
+        ) from exc
     channels = unet.config.in_channels
     if channels != 9:
         raise DragError(
@@ -489,6 +506,27 @@ def load_inpainting_unet(spec: str, model: DiffusionModel) -> UNet2DConditionMod
         )
     conditioning.install(unet, model.vae_factor)  # an SDXL inpainting UNet reads the same packed text
     return unet.requires_grad_(False).eval().to(model.device, model.dtype)
+
+
+def _flux_fill(folder: Path, where: str, model: DiffusionModel) -> FluxFillPipeline:
+    """FLUX.1 Fill from a diffusers folder, whole (its transformer, CLIP and T5 text encoders, 16-channel
+    autoencoder, flow-matching scheduler), on `model`'s device: in bf16 where `model` runs in fp16, FLUX's own
+    precision (its activations overflow fp16)."""
+    from diffusers import FluxFillPipeline
+
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    channels = config.get("in_channels")
+    latent = config.get("out_channels") or channels
+    if not channels or channels <= 2 * latent:  # Fill reads the latent, the masked image's latent and the mask
+        raise DragError(
+            f"its transformer takes {channels} input channels, so it is not an inpainting model (FLUX.1 "
+            f"Fill takes more than twice its {latent} latent channels: the latent, the masked image's and the mask); "
+            "give black-forest-labs/FLUX.1-Fill-dev, or null to fill with the loaded model"
+        )
+    dtype = torch.bfloat16 if model.dtype == torch.float16 else model.dtype
+    pipe = FluxFillPipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(model.device)
 
 
 def _single_file_inpainting_unet(path: Path, model: DiffusionModel) -> UNet2DConditionModel:

@@ -19,7 +19,9 @@ from dragdiff.errors import DragCancelled
 from dragdiff.models import choice_label, load_model, model_defaults, model_summary, save_model
 from dragdiff.point_session import load_session
 from dragdiff.runtime import Runtime
+from tests.support.hub import hub_snapshot
 from tests.support.ldm_export import export_single_file
+from tests.support.tiny_flux import save_tiny_flux
 from tests.test_half_precision import FAST, mask_box, run_dragon_modes
 from tests.test_inpaint4drag import red_square_request, shifted
 
@@ -139,3 +141,54 @@ def test_an_uncached_hub_model_shows_no_defaults_not_the_working_folders(tmp_pat
     (tmp_path / "dragdiff.yaml").write_text("drag_lr: 9.0\n")
     monkeypatch.chdir(tmp_path)
     assert model_defaults("sdxl") == {} and model_defaults("tiny-sdxl")["feature_blocks"] == [1]
+
+
+@pytest.fixture(scope="module")
+def flux_fill(tmp_path_factory):
+    return save_tiny_flux(tmp_path_factory.mktemp("flux") / "flux-fill")
+
+
+def test_flux_fill_fills_the_revealed_hole_with_progress_and_stop(model, flux_fill, tmp_path, one_thread):
+    method = Runtime(model, cache_dir=str(tmp_path)).method("inpaint4drag")
+    request, region = red_square_request(method, inpaint_model=str(flux_fill), n_steps=3, resolution=128)
+    progress = []
+    result = method.edit(request, on_progress=progress.append)
+    before, after = np.asarray(request.image), np.asarray(result.image)
+    assert np.array_equal(after[~request.mask], before[~request.mask])  # outside the painted region: bit for bit
+    hole = region & ~shifted(region, 24, 0)
+    assert not (after[hole] == (255, 0, 0)).all(axis=-1).any()  # the revealed hole repainted
+    assert [(p.step, p.total) for p in progress if p.stage == "inpaint"] == [(1, 3), (2, 3), (3, 3)]
+    assert np.array_equal(np.asarray(method.edit(request).image), after)  # seeded: the same picture again
+    own = method.edit(red_square_request(method, n_steps=3, resolution=128)[0]).image  # the loaded model fills
+    assert not np.array_equal(np.asarray(own)[hole], after[hole])
+    stop_after_one = iter([False, False, True])
+    with pytest.raises(DragCancelled, match="while inpainting"):
+        method.edit(request, should_stop=lambda: next(stop_after_one))
+
+
+def test_flux_fill_names_what_it_does_not_use_and_what_is_not_a_fill_model(model, flux_fill, tmp_path):
+    method = Runtime(model, cache_dir=str(tmp_path)).method("inpaint4drag")
+    request, _ = red_square_request(method, inpaint_model=str(flux_fill), n_steps=1, resolution=64, guidance_scale=7)
+    assert any("guidance_scale 7 was not used" in w for w in method.edit(request).warnings)
+    request, _ = red_square_request(method, inpaint_model=str(flux_fill), tiny_vae="madebyollin/taesd")
+    with pytest.raises(DragError, match="tiny_vae speeds up a Stable Diffusion fill, not FLUX.1 Fill"):
+        method.edit(request)
+    save_tiny_flux(tmp_path / "flux-dev", fill=False)  # FLUX.1 itself: its transformer reads the latent alone
+    request, _ = red_square_request(method, inpaint_model=str(tmp_path / "flux-dev"))
+    with pytest.raises(DragError, match="takes 64 input channels, so it is not an inpainting model"):
+        method.edit(request)
+    with pytest.raises(DragError, match="a transformer model .* FLUX.1 Fill can fill Inpaint4Drag's edits"):
+        load_model(str(flux_fill), "cpu")  # FLUX.1 Fill cannot be the drag methods' model
+
+
+def test_flux_fill_loads_by_its_hub_id_from_the_local_cache(model, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from dragdiff.models import load_inpainter
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = "black-forest-labs/FLUX.1-Fill-dev"
+    with pytest.raises(DragError, match=f"inpaint_model '{repo}': model '{repo}' is not in the local Hugging Face"):
+        load_inpainter(repo, model)
+    save_tiny_flux(hub_snapshot(tmp_path, repo))  # tiny weights standing in for FLUX.1 Fill's
+    assert load_inpainter(repo, model).transformer.config.in_channels == 384

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from dragdiff import DragError
-from dragdiff.models import load_model
+from dragdiff.models import load_model, save_model
+from tests.support.hub import hub_snapshot
 from tests.support.ldm_export import export_single_file
 
 
@@ -92,17 +93,6 @@ def test_dtype_can_be_chosen_by_name_from_the_command_line():
         load_model("tiny", "cpu", "fp64")
 
 
-def fake_hub_cache(folder, repo: str, model) -> None:
-    """A Hugging Face cache holding `model` as `repo`'s snapshot, laid out as huggingface_hub writes it."""
-    from dragdiff.models import save_model
-
-    revision = "0" * 40
-    entry = folder / f"models--{repo.replace('/', '--')}"
-    (entry / "refs").mkdir(parents=True)
-    (entry / "refs" / "main").write_text(revision)
-    save_model(model, entry / "snapshots" / revision)
-
-
 def test_sd15_loads_stable_diffusion_from_the_local_hub_cache(tiny_model, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
@@ -111,7 +101,7 @@ def test_sd15_loads_stable_diffusion_from_the_local_hub_cache(tiny_model, tmp_pa
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(DragError, match="not in the local Hugging Face cache and HF_HUB_OFFLINE is set"):
         load_model("sd15", device="cpu")  # the alias is known, its weights are not here yet
-    fake_hub_cache(tmp_path, SD15_HUB_ID, tiny_model)  # tiny weights standing in for SD 1.5's
+    save_model(tiny_model, hub_snapshot(tmp_path, SD15_HUB_ID))  # tiny weights standing in for SD 1.5's
     loaded = load_model("sd15", device="cpu")
     assert loaded.fingerprint.startswith(f"hub:{SD15_HUB_ID}:")
     assert torch.equal(noise_prediction(loaded), noise_prediction(tiny_model))

@@ -23,7 +23,7 @@ from ..config import resolve_config
 from ..coords import Geometry
 from ..errors import DragError
 from ..images import MAX_IMAGE_PIXELS
-from ..models import DiffusionModel, load_fast_lora, load_inpainting_unet, load_tiny_vae
+from ..models import DiffusionModel, load_fast_lora, load_inpainter, load_tiny_vae
 from ..pixels import image_to_tensor, tensor_to_image
 from ..point_session import Session, session_from_dict
 from ..runtime import Runtime
@@ -32,6 +32,7 @@ from ..validation import check_request
 from ..work_area import work_area
 from .config import SESSION_FORMAT, Inpaint4DragConfig
 from .fill import Fill, prefilled, run_fill
+from .flux import FLUX_RESOLUTION, FLUX_SIZE_STEP, is_flux_fill, run_flux_fill
 from .warp import Warp, warp_request
 
 FAST_ADAPTER = "inpaint4drag-fast"  # the few-step LoRA's adapter name while a fill runs
@@ -74,9 +75,13 @@ class Inpaint4Drag:
         warp = warp_request(job, config.band_px, config.refine_region)
         warnings += warp.notes
         t1 = time.perf_counter()
-        # 3. Fill the revealed area (and the seam band) with the model, at its working size.
-        self.runtime.use_lora(None)  # the plain UNet: another method may have left its adapter on
-        filled = self._fill(job, warp, config, on_progress, should_stop)
+        # 3. Fill the revealed area (and the seam band) at the filler's working size: the inpainting model when
+        # one is configured, else the loaded model's own UNet (the plain one: another method may have left its
+        # adapter on).
+        self.runtime.use_lora(None)
+        inpainter = self._inpainter(config)
+        warnings += filler_notes(inpainter, config)
+        filled = self._fill(job, warp, inpainter, config, on_progress, should_stop)
         t2 = time.perf_counter()
         # 4. Paste: the fill inside the inpaint mask, the warped image elsewhere (ref ui_utils.py:271); outside
         # the painted region the input's own pixels, with the seam every method has.
@@ -99,16 +104,25 @@ class Inpaint4Drag:
             image_check=checks,
         )
 
-    def _fill(self, job: DragRequest, warp: Warp, config, on_progress, should_stop) -> Image.Image:
+    def _fill(self, job: DragRequest, warp: Warp, inpainter, config, on_progress, should_stop) -> Image.Image:
         """The image (the job's size) whose inpaint-mask part replaces the warped image's there."""
         m = self.model
-        geometry = Geometry.for_image(job.image.size, config.resolution or m.native_resolution, m.vae_factor, 1.0)
+        flux = is_flux_fill(inpainter)
+        size_step, native = (FLUX_SIZE_STEP, FLUX_RESOLUTION) if flux else (m.vae_factor, m.native_resolution)
+        geometry = Geometry.for_image(job.image.size, config.resolution or native, size_step, 1.0)
         base = prefilled(warp.image, warp.inpaint, warp.moved) if config.prefill else warp.image
-        pixels = image_to_tensor(Image.fromarray(base), geometry.work_size).to(m.device)
         hole = Image.fromarray(warp.inpaint.astype(np.uint8) * 255).resize(geometry.work_size, Image.Resampling.BOX)
-        hole = torch.from_numpy(np.asarray(hole) > 0).float()[None, None].to(m.device)
+        hole = np.asarray(hole) > 0  # a working pixel the hole touches at all is repainted
+        prompt = job.prompt if config.fill_prompt else ""
         report = (lambda k, n: on_progress(Progress("inpaint", k, n))) if on_progress else None
-        fill = self._filler(job.prompt, config)
+        if flux:
+            image = Image.fromarray(base).resize(geometry.work_size, Image.Resampling.LANCZOS)
+            steps = (config.n_steps, config.strength, config.seed)
+            filled = run_flux_fill(inpainter, image, hole, prompt, *steps, report, should_stop)
+            return filled.resize(job.image.size, Image.Resampling.LANCZOS)
+        pixels = image_to_tensor(Image.fromarray(base), geometry.work_size).to(m.device)
+        hole = torch.from_numpy(hole).float()[None, None].to(m.device)
+        fill = self._unet_fill(inpainter or m.unet, prompt, config)
         with self._fast_lora(fill.unet, config):
             decoded = run_fill(
                 fill,
@@ -138,20 +152,31 @@ class Inpaint4Drag:
         finally:
             unet.delete_adapters(FAST_ADAPTER)
 
-    def _filler(self, prompt: str, config: Inpaint4DragConfig) -> Fill:
-        """The fill's parts: the inpainting UNet when one is configured (loaded once per runtime), else the
-        model's own; the tiny autoencoder when configured, else the model's."""
+    def _inpainter(self, config: Inpaint4DragConfig):
+        """The configured inpainting model (loaded once per runtime), or None: the loaded model fills."""
+        if not config.inpaint_model:
+            return None
+        inpainter = self.runtime.component(("inpaint_model", config.inpaint_model), load_inpainter, self.model)
+        if is_flux_fill(inpainter):
+            for name in ("tiny_vae", "fast_lora"):
+                if getattr(config, name):
+                    raise DragError(
+                        f"{name} speeds up a Stable Diffusion fill, not FLUX.1 Fill (inpaint_model "
+                        f"{config.inpaint_model!r}); set {name} to null"
+                    )
+        return inpainter
+
+    def _unet_fill(self, unet, prompt: str, config: Inpaint4DragConfig) -> Fill:
+        """A UNet fill's parts: the tiny autoencoder when configured, else the model's; its text; its
+        scheduler (LCM's with the few-step LoRA)."""
         m, runtime = self.model, self.runtime
-        unet = m.unet
-        if config.inpaint_model:
-            unet = runtime.component(("inpaint_model", config.inpaint_model), load_inpainting_unet, m)
         encode, decode = m.encode_image, m.decode
         if config.tiny_vae:
             vae = runtime.component(("tiny_vae", config.tiny_vae), load_tiny_vae, m)
             encode = lambda pixels: vae.encode(pixels.to(m.device, m.dtype)).latents * vae.config.scaling_factor  # noqa: E731
             decode = lambda latent: vae.decode(latent.to(m.dtype) / vae.config.scaling_factor).sample.clamp(-1, 1)  # noqa: E731
         empty = m.encode_prompt("")
-        text = m.encode_prompt(prompt) if config.fill_prompt else empty
+        text = m.encode_prompt(prompt) if prompt else empty
         scheduler = LCMScheduler.from_config(m.scheduler_config) if config.fast_lora else m.scheduler()
         return Fill(unet, encode, decode, scheduler, text, empty, m.dtype)
 
@@ -169,3 +194,13 @@ class Inpaint4Drag:
         """(request, model spec) of a parsed Inpaint4Drag session; errors name the field."""
         session = session_from_dict(data, folder, Inpaint4DragConfig, max_pixels=max_pixels)
         return session.to_request(), session.model
+
+
+def filler_notes(inpainter, config: Inpaint4DragConfig) -> list[str]:
+    """What the user should know about the filler: a setting it does not use."""
+    if is_flux_fill(inpainter) and config.guidance_scale > 1.0:
+        return [
+            f"guidance_scale {config.guidance_scale:g} was not used: FLUX.1 Fill has no classifier-free guidance "
+            "(it runs at its distilled guidance, 30)"
+        ]
+    return []
