@@ -122,7 +122,7 @@ class Inpaint4Drag:
             return filled.resize(job.image.size, Image.Resampling.LANCZOS)
         pixels = image_to_tensor(Image.fromarray(base), geometry.work_size).to(m.device)
         hole = torch.from_numpy(hole).float()[None, None].to(m.device)
-        fill = self._unet_fill(inpainter or m.unet, prompt, config)
+        fill = self._unet_fill(m.unet if inpainter is None else inpainter, prompt, config)
         with self._fast_lora(fill.unet, config):
             decoded = run_fill(
                 fill,
