@@ -29,6 +29,7 @@ from .validation import check_pair_count
 PNG_TEXT_KEY = "dragdiff-session"
 MAX_EMBEDDED_BASE64_CHARS = 64 * 2**20  # ~48 MB of PNG: enough for any image under the 4096×4096 limit
 MAX_SESSION_BYTES = 2 * MAX_EMBEDDED_BASE64_CHARS + 2**20  # image + mask + the rest
+MAX_SESSION_VALUES = 100_000  # JSON values in a session: the points (at most 2 x 2 x MAX_POINT_PAIRS) and settings
 
 
 class SessionRecord(Protocol):
@@ -113,12 +114,22 @@ def utf8(raw: bytes, name: str) -> str:
 
 
 def parse_json(text: str, name: str) -> Any:
+    """The parsed session text. Its values are counted first: a session's bulk is its images' base64 text,
+    while a text of millions of tiny values ({},{},...) would cost ~20x its size in memory to parse."""
+    values = text.count(",") + text.count("[") + text.count("{")  # an upper bound: base64 has none of these
+    if values > MAX_SESSION_VALUES:
+        raise DragError(
+            f"{name} is not a session: it holds about {values:,} JSON values, above {MAX_SESSION_VALUES:,} "
+            "(a session's points and settings take a few hundred)"
+        )
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DragError(f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from exc
     except RecursionError as exc:
         raise DragError(f"{name} is not a session: its JSON is nested too deeply") from exc
+    except ValueError as exc:  # a number of thousands of digits
+        raise DragError(f"{name} is not a session: it holds a number too long to read") from exc
 
 
 def check_fields(data: dict[str, Any], where: str, required: tuple[str, ...], optional: tuple[str, ...]) -> None:

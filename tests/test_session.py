@@ -282,6 +282,24 @@ def test_invalid_json(tmp_path):
         load_session(path)
 
 
+def test_millions_of_tiny_values_are_refused_before_parsing(tmp_path, monkeypatch):
+    def parse(*args, **kwargs):
+        raise AssertionError("the text was parsed")
+
+    path = tmp_path / "values.json"
+    path.write_text("[" + ",".join(["{}"] * 3_000_000) + "]", encoding="utf-8")  # 9 MB: ~200 MB once parsed
+    monkeypatch.setattr(json, "loads", parse)
+    with pytest.raises(DragError, match="not a session: it holds about 6,000,000 JSON values, above 100,000"):
+        load_session(path)
+
+
+def test_a_number_of_thousands_of_digits_is_named(tmp_path):
+    path = tmp_path / "digits.json"
+    path.write_text('{"seed": ' + "1" * 5000 + "}", encoding="utf-8")
+    with pytest.raises(DragError, match="not a session: it holds a number too long to read"):
+        load_session(path)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DragError, match="session file '.*nope.json' does not exist"):
         load_session(tmp_path / "nope.json")
