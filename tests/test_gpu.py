@@ -1,6 +1,7 @@
 """The GPU tier (pytest -m gpu; scripts/gpu_check.sh runs it): every method in fp16 on CUDA on `tiny` and on
-`sd15-random` at 512 px, fp16 against fp32, peak memory per method, Stop freeing what an edit took, and two
-users at once through the app getting the bytes each gets alone. Skipped, with the reason, without CUDA."""
+`sd15-random` at 512 px, fp16 against fp32, peak memory per method, a tiny FLUX.1 Fill beside an fp16 model,
+Stop freeing what an edit took, and two users at once through the app getting the bytes each gets alone.
+Skipped, with the reason, without CUDA."""
 
 import threading
 
@@ -58,6 +59,17 @@ def test_fp16_agrees_with_fp32_on_cuda(name, tmp_path):
         method = Runtime(load_model("demo", "cuda", dtype), cache_dir=str(tmp_path / dtype)).method(name)
         images[dtype] = method.edit(drag_request(128, method, image_check=False, **FAST[name])).image
     assert psnr(images["fp16"], images["fp32"]) >= 30.0
+
+
+def test_flux_fill_fills_on_cuda_in_bf16_beside_an_fp16_model(tmp_path):
+    from tests.support.tiny_flux import save_tiny_flux
+
+    folder = save_tiny_flux(tmp_path / "flux-fill")
+    method = Runtime(load_model("tiny", "cuda", "fp16"), cache_dir=str(tmp_path)).method("inpaint4drag")
+    request = drag_request(128, method, inpaint_model=str(folder), n_steps=4, image_check=False)
+    result = method.edit(request)
+    assert method._inpainter(request.config).transformer.dtype == torch.bfloat16
+    assert result.image.size == (128, 128) and np.asarray(result.image).std() > 0
 
 
 def test_stop_mid_edit_frees_the_gpu_memory_it_took(tmp_path):

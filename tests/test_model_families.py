@@ -192,3 +192,12 @@ def test_flux_fill_loads_by_its_hub_id_from_the_local_cache(model, tmp_path, mon
         load_inpainter(repo, model)
     save_tiny_flux(hub_snapshot(tmp_path, repo))  # tiny weights standing in for FLUX.1 Fill's
     assert load_inpainter(repo, model).transformer.config.in_channels == 384
+
+
+def test_flux_fill_runs_in_bf16_beside_an_fp16_model(flux_fill, tmp_path, one_thread):
+    method = Runtime(load_model("tiny-sdxl", "cpu", "fp16"), cache_dir=str(tmp_path)).method("inpaint4drag")
+    request, region = red_square_request(method, inpaint_model=str(flux_fill), n_steps=2, resolution=128)
+    after = np.asarray(method.edit(request).image)
+    assert method._inpainter(request.config).transformer.dtype == torch.bfloat16  # FLUX's precision, not fp16
+    hole = region & ~shifted(region, 24, 0)
+    assert after[hole].std() > 0 and not (after[hole] == (255, 0, 0)).all(axis=-1).any()
