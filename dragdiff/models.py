@@ -275,8 +275,11 @@ def choice_label(spec: str) -> str:
     return spec
 
 
-def resolve_spec(spec: str) -> tuple[Path, str]:
-    """Map a spec to a local folder or file and a fingerprint of its weights; raises DragError if unavailable."""
+def resolve_spec(
+    spec: str, otherwise: str = "use --model demo, the small model bundled with dragdiff"
+) -> tuple[Path, str]:
+    """Map a spec to a local folder or file and a fingerprint of its weights; raises DragError if unavailable,
+    ending with `otherwise`: what else the user can do."""
     if spec == "demo":
         if not (DEMO_MODEL_DIR / "model_index.json").is_file():
             raise DragError(f"the bundled demo model is missing from {DEMO_MODEL_DIR}; use --model tiny for a test run")
@@ -304,7 +307,7 @@ def resolve_spec(spec: str) -> tuple[Path, str]:
             "sd15, tiny, sd15-random, a hub id such as stable-diffusion-v1-5/stable-diffusion-v1-5, a folder or "
             "a .safetensors file"
         )
-    snapshot = _hub_snapshot(spec) or _hub_snapshot(repo) or _download(repo)
+    snapshot = _hub_snapshot(spec) or _hub_snapshot(repo) or _download(repo, otherwise)
     return snapshot, f"hub:{repo}:{snapshot.name}"
 
 
@@ -323,13 +326,10 @@ def _hub_snapshot(repo: str) -> Path | None:
     return path if any(path.glob("unet/*.safetensors")) or any(path.glob("transformer/*.safetensors")) else None
 
 
-def _download(repo: str) -> Path:
+def _download(repo: str, otherwise: str) -> Path:
     from huggingface_hub import snapshot_download
 
-    hint = (
-        f"Get it on a connected machine with `huggingface-cli download {repo}` (or `python -m dragdiff "
-        f"edit --model {repo}` with the network on), or use --model demo, the small model bundled with dragdiff."
-    )
+    hint = f"Get it on a connected machine with `huggingface-cli download {repo}`, or {otherwise}."
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         raise DragError(f"model {repo!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set. {hint}")
     try:
@@ -479,7 +479,7 @@ def load_inpainter(spec: str, model: DiffusionModel) -> UNet2DConditionModel | F
         if path.is_dir() and (path / "config.json").is_file():  # a UNet folder
             unet = UNet2DConditionModel.from_pretrained(path, use_safetensors=True)
         else:
-            folder, _ = resolve_spec(spec)
+            folder, _ = resolve_spec(spec, otherwise="set inpaint_model to null to fill with the loaded model")
             if (folder / "transformer" / "config.json").is_file():
                 return _flux_fill(folder, where, model)
             if folder.is_file():

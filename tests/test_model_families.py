@@ -188,8 +188,11 @@ def test_flux_fill_loads_by_its_hub_id_from_the_local_cache(model, tmp_path, mon
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     repo = "black-forest-labs/FLUX.1-Fill-dev"
-    with pytest.raises(DragError, match=f"inpaint_model '{repo}': model '{repo}' is not in the local Hugging Face"):
+    with pytest.raises(
+        DragError, match=f"inpaint_model '{repo}': model '{repo}' is not in the local Hugging Face"
+    ) as error:
         load_inpainter(repo, model)
+    assert str(error.value).endswith("or set inpaint_model to null to fill with the loaded model.")
     save_tiny_flux(hub_snapshot(tmp_path, repo))  # tiny weights standing in for FLUX.1 Fill's
     assert load_inpainter(repo, model).transformer.config.in_channels == 384
 
