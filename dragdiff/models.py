@@ -63,6 +63,7 @@ HUB_IGNORE = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx*", "*fp16
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")  # torch.load formats: unpickling can run code
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 LDM_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"  # a single-file UNet's first convolution
+FLUX_FILE_KEY = "img_in.weight"  # a FLUX transformer's first layer in Black Forest Labs' single-file layout
 
 log = logging.getLogger(__name__)
 
@@ -481,7 +482,7 @@ def load_inpainter(spec: str, model: DiffusionModel) -> UNet2DConditionModel | F
         else:
             folder, _ = resolve_spec(spec, otherwise="set inpaint_model to null to fill with the loaded model")
             if (folder / "transformer" / "config.json").is_file():
-                return _flux_fill(folder, where, model)
+                return _flux_fill(folder, model)
             if folder.is_file():
                 unet = _single_file_inpainting_unet(folder, model)
             else:
@@ -508,7 +509,7 @@ def load_inpainter(spec: str, model: DiffusionModel) -> UNet2DConditionModel | F
     return unet.requires_grad_(False).eval().to(model.device, model.dtype)
 
 
-def _flux_fill(folder: Path, where: str, model: DiffusionModel) -> FluxFillPipeline:
+def _flux_fill(folder: Path, model: DiffusionModel) -> FluxFillPipeline:
     """FLUX.1 Fill from a diffusers folder, whole (its transformer, CLIP and T5 text encoders, 16-channel
     autoencoder, flow-matching scheduler), on `model`'s device: in bf16 where `model` runs in fp16, FLUX's own
     precision (its activations overflow fp16)."""
@@ -533,8 +534,18 @@ def _single_file_inpainting_unet(path: Path, model: DiffusionModel) -> UNet2DCon
     """The UNet of a single-file (original LDM layout) inpainting checkpoint, offline: the loaded model's UNet
     architecture with 9 input channels (an inpainting model is its base model with a wider first layer)."""
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
+    with safe_open(str(path), "pt") as file:
+        keys = set(file.keys())
+    if LDM_CONV_IN not in keys:
+        if FLUX_FILE_KEY in keys:
+            raise DragError(
+                "a FLUX transformer alone in one file; FLUX.1 Fill needs its text encoders and autoencoder too: "
+                "give its diffusers folder or hub id (black-forest-labs/FLUX.1-Fill-dev)"
+            )
+        raise DragError(f"not a Stable Diffusion UNet checkpoint (it has no {LDM_CONV_IN})")
     checkpoint = load_file(str(path))
     config = {**dict(model.unet.config), "in_channels": int(checkpoint[LDM_CONV_IN].shape[1])}
     unet = UNet2DConditionModel.from_config(config)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 from PIL import Image
+from safetensors.torch import save_file
 
 from dragdiff import DragError, DragRequest, Point
 from dragdiff.errors import DragCancelled
@@ -176,6 +177,10 @@ def test_flux_fill_names_what_it_does_not_use_and_what_is_not_a_fill_model(model
     save_tiny_flux(tmp_path / "flux-dev", fill=False)  # FLUX.1 itself: its transformer reads the latent alone
     request, _ = red_square_request(method, inpaint_model=str(tmp_path / "flux-dev"))
     with pytest.raises(DragError, match="takes 64 input channels, so it is not an inpainting model"):
+        method.edit(request)
+    save_file({"img_in.weight": torch.zeros(8, 384)}, str(tmp_path / "flux1-fill-dev.safetensors"))  # BFL's layout
+    request, _ = red_square_request(method, inpaint_model=str(tmp_path / "flux1-fill-dev.safetensors"))
+    with pytest.raises(DragError, match="a FLUX transformer alone in one file; .* give its diffusers folder"):
         method.edit(request)
     with pytest.raises(DragError, match="a transformer model .* FLUX.1 Fill can fill Inpaint4Drag's edits"):
         load_model(str(flux_fill), "cpu")  # FLUX.1 Fill cannot be the drag methods' model
