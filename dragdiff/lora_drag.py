@@ -30,7 +30,7 @@ from .models import DiffusionModel
 from .motion import DragTrace
 from .pixels import image_to_tensor, tensor_to_image
 from .point_session import Session, session_from_dict
-from .runtime import Runtime
+from .runtime import Runtime, gradient_checkpointing
 from .types import DragRequest, DragResult, Progress, ProgressCallback, StopCallback
 from .validation import check_request, effective_mask
 from .work_area import work_area
@@ -67,7 +67,7 @@ def one_at_a_time(method):
 
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
-        with self.runtime.lock:
+        with self.runtime.editing():
             return method(self, *args, **kwargs)
 
     return locked
@@ -245,21 +245,22 @@ class LoraDragMethod:
                 on_progress(Progress("lora", step, total))
 
         self.runtime.lora_replaced(None)  # training replaces the adapter: stopped, the UNet holds a partial one
-        weights = train_lora(
-            self.model,
-            pixels,
-            text,
-            steps=config.lora_steps,
-            rank=config.lora_rank,
-            lr=config.lora_lr,
-            batch_size=config.lora_batch_size,
-            seed=config.seed,
-            size=pixels.shape[-1] // self.model.vae_factor * self.model.vae_factor,  # the working width
-            encode_once=config.lora_encode_once,
-            fused=config.fused_optimizers,
-            on_step=report,
-            should_stop=should_stop,
-        )
+        with gradient_checkpointing(self.model.unet, config.gradient_checkpointing):
+            weights = train_lora(
+                self.model,
+                pixels,
+                text,
+                steps=config.lora_steps,
+                rank=config.lora_rank,
+                lr=config.lora_lr,
+                batch_size=config.lora_batch_size,
+                seed=config.seed,
+                size=pixels.shape[-1] // self.model.vae_factor * self.model.vae_factor,  # the working width
+                encode_once=config.lora_encode_once,
+                fused=config.fused_optimizers,
+                on_step=report,
+                should_stop=should_stop,
+            )
         self.runtime.counts["lora_trained"] += 1
         self.runtime.lora_replaced(key)  # training left the adapter attached
         self.runtime.cache.save("lora", key, weights)

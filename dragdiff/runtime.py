@@ -7,6 +7,7 @@ each other's. Methods (dragdiff.methods) are peers over a Runtime: none of them 
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import Counter
 from contextlib import contextmanager
@@ -69,6 +70,35 @@ class Runtime:
         from .methods import default_method
 
         return self.method(method or default_method(self.model.spec)).edit(request, on_progress, should_stop)
+
+    @contextmanager
+    def editing(self):
+        """Hold the lock for one edit. Running out of memory ends the edit with what to change, not a crash,
+        and what it took is freed before the next."""
+        with self.lock:
+            try:
+                yield
+                return
+            except (torch.OutOfMemoryError, MemoryError):
+                pass  # leave the handler first: the error's traceback holds the stage's tensors
+            except RuntimeError as exc:
+                if "can't allocate memory" not in str(exc):  # the CPU allocator's words
+                    raise
+            gc.collect()
+            if self.model.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise DragError(self._out_of_memory())
+
+    def _out_of_memory(self) -> str:
+        device = self.model.device
+        where = "the CPU's memory"
+        if device.type == "cuda":
+            where = f"the GPU's memory ({torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)"
+        precision = " or load the model in fp16 (--dtype fp16)" if self.model.dtype == torch.float32 else ""
+        return (
+            f"the edit ran out of {where}; nothing was changed. Lower resolution, set work_area to region, turn "
+            f"gradient_checkpointing on (DragDiffusion, GoodDrag){precision}"
+        )
 
     def component(self, key: Any, load, *args: Any):
         """A part loaded beside the model (an inpainting UNet, a tiny autoencoder): `load(spec, *args)` the first

@@ -294,3 +294,36 @@ def test_temporary_files_a_crash_left_are_removed_at_startup_once_old(tmp_path):
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     assert remove_stale_temporary_files(tmp_path / "outputs") == [old]
     assert not old.exists() and fresh.exists() and result.exists()  # a write in progress elsewhere is kept
+
+
+# The UNet call that runs out of memory: mid-LoRA training, in the inversion, in the fill, in the editing.
+@pytest.mark.parametrize(
+    "name, failing_call", [("dragdiffusion", 2), ("gooddrag", 6), ("inpaint4drag", 2), ("dragon", 9)]
+)
+def test_running_out_of_memory_mid_edit_is_a_message_and_the_next_edit_is_unaffected(
+    name, failing_call, scene, tmp_path
+):
+    from dragdiff import DragError
+    from dragdiff.runtime import Runtime
+    from tests.test_half_precision import FAST, mask_box
+
+    def edit(runtime):
+        method = runtime.method(name)
+        config = method.default_config(image_check=False, **FAST[name])
+        return method.edit(DragRequest(scene, (Point(40, 48),), (Point(60, 48),), mask_box(), "", config))
+
+    runtime = Runtime(load_model("tiny", "cpu"), cache_dir=str(tmp_path / "a"))
+    unet, calls = runtime.model.unet, []
+
+    def forward(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == failing_call:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return type(unet).forward(unet, *args, **kwargs)
+
+    unet.forward = forward
+    with pytest.raises(DragError, match="the edit ran out of the CPU's memory; nothing was changed. Lower resolution"):
+        edit(runtime)
+    del unet.forward
+    clean = edit(Runtime(load_model("tiny", "cpu"), cache_dir=str(tmp_path / "b"))).image
+    assert np.array_equal(np.asarray(edit(runtime).image), np.asarray(clean))

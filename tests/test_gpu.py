@@ -39,17 +39,49 @@ def drag_request(size: int, method, **config) -> DragRequest:
     return DragRequest(Image.fromarray(image), (handle,), (target,), mask, "", method.default_config(**config))
 
 
+class StagePeaks:
+    """on_progress that records the GPU's peak allocated memory (GiB) of each stage of an edit."""
+
+    def __init__(self):
+        self.stage, self.peaks = "prepare", {}
+        torch.cuda.reset_peak_memory_stats()
+
+    def __call__(self, progress) -> None:
+        if progress.stage != self.stage:
+            self.close()
+            self.stage = progress.stage
+
+    def close(self) -> dict[str, float]:
+        peak = torch.cuda.max_memory_allocated() / 2**30
+        self.peaks[self.stage] = round(max(self.peaks.get(self.stage, 0.0), peak), 2)
+        torch.cuda.reset_peak_memory_stats()
+        return self.peaks
+
+
+def peak_edit(spec: str, size: int, name: str, folder, **config) -> tuple[object, dict[str, float]]:
+    """A FAST edit of `name` on `spec` at `size` px in fp16, and its peak memory per stage."""
+    method = Runtime(load_model(spec, "cuda", "fp16"), cache_dir=str(folder)).method(name)
+    sized = {"resolution": size} if "resolution" in method.default_config().to_dict() else {}
+    peaks = StagePeaks()
+    result = method.edit(drag_request(size, method, **FAST[name], **sized, **config), on_progress=peaks)
+    return result, peaks.close()
+
+
 @pytest.mark.parametrize("spec, size", [("tiny", 128), ("sd15-random", 512)])
 @pytest.mark.parametrize("name", list(FAST))
 def test_each_method_runs_in_fp16_on_cuda_within_the_memory_goal(spec, size, name, tmp_path):
-    runtime = Runtime(load_model(spec, "cuda", "fp16"), cache_dir=str(tmp_path))
-    method = runtime.method(name)
-    sized = {"resolution": size} if "resolution" in method.default_config().to_dict() else {}
-    torch.cuda.reset_peak_memory_stats()
-    result = method.edit(drag_request(size, method, **FAST[name], **sized))
-    peak = torch.cuda.max_memory_allocated() / 2**30
-    print(f"{name} on {spec} at {size} px, fp16: {result.timings['total']:.2f} s, peak {peak:.2f} GiB")
+    result, peaks = peak_edit(spec, size, name, tmp_path)
+    peak = max(peaks.values())
+    print(f"{name} on {spec} at {size} px, fp16: {result.timings['total']:.2f} s, peak {peak:.2f} GiB {peaks}")
     assert result.image.size == (size, size) and peak <= PEAK_GIB
+
+
+@pytest.mark.parametrize("name", ["dragdiffusion", "gooddrag"])
+def test_gradient_checkpointing_lowers_the_drag_stages_peak(name, tmp_path):
+    _, plain = peak_edit("sd15-random", 512, name, tmp_path / "plain")
+    _, checkpointed = peak_edit("sd15-random", 512, name, tmp_path / "checkpointed", gradient_checkpointing=True)
+    print(f"{name} at 512 px, fp16, peak GiB per stage: {plain}; with gradient checkpointing: {checkpointed}")
+    assert checkpointed["drag"] < plain["drag"]
 
 
 @pytest.mark.parametrize("name", list(FAST))

@@ -93,7 +93,7 @@ class DragonDiffusion:
         Holds the runtime's lock: the model (its attention processors, its LoRA) is shared with other methods."""
         if isinstance(request, DragRequest):
             request = ContentDragRequest(**vars(request))
-        with self.runtime.lock:
+        with self.runtime.editing():
             return self._edit(request, on_progress, should_stop)
 
     @classmethod

@@ -61,7 +61,7 @@ class Inpaint4Drag:
     ) -> EditResult:
         """Move the painted content at each handle to its target and fill what it left. Raises DragError on bad
         input before any work, DragCancelled when stopped. Holds the runtime's lock (the model is shared)."""
-        with self.runtime.lock:
+        with self.runtime.editing():
             return self._edit(request, on_progress, should_stop)
 
     def _edit(self, request: DragRequest, on_progress, should_stop) -> EditResult:
