@@ -77,14 +77,14 @@ def test_each_method_runs_in_fp16_on_cuda_within_the_memory_goal(spec, size, nam
 
 
 @pytest.mark.parametrize("name", ["dragdiffusion", "gooddrag"])
-def test_gradient_checkpointing_lowers_the_drag_stages_peak(name, tmp_path):
+def test_gradient_checkpointing_lowers_the_lora_and_drag_peaks(name, tmp_path):
     _, plain = peak_edit("sd15-random", 512, name, tmp_path / "plain")
     _, checkpointed = peak_edit("sd15-random", 512, name, tmp_path / "checkpointed", gradient_checkpointing=True)
     print(f"{name} at 512 px, fp16, peak GiB per stage: {plain}; with gradient checkpointing: {checkpointed}")
-    assert checkpointed["drag"] < plain["drag"]
+    lora = [max(peaks["prepare"], peaks["lora"]) for peaks in (plain, checkpointed)]  # "prepare" holds step 1
+    assert lora[1] < lora[0] and checkpointed["drag"] < plain["drag"]
 
 
-@pytest.mark.parametrize("name", list(FAST))
 def test_fp16_agrees_with_fp32_on_cuda(name, tmp_path):
     images = {}
     for dtype in ("fp16", "fp32"):
