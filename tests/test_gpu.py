@@ -85,6 +85,13 @@ def test_gradient_checkpointing_lowers_the_lora_and_drag_peaks(name, tmp_path):
     assert lora[1] < lora[0] and checkpointed["drag"] < plain["drag"]
 
 
+def test_the_memory_bank_in_cpu_memory_lowers_dragons_peak(tmp_path):
+    _, on_gpu = peak_edit("sd15-random", 512, "dragon", tmp_path / "gpu")
+    _, on_cpu = peak_edit("sd15-random", 512, "dragon", tmp_path / "cpu", memory_on_cpu=True)
+    print(f"dragon at 512 px, fp16, peak GiB per stage: {on_gpu}; memory bank in CPU memory: {on_cpu}")
+    assert max(on_cpu.values()) < max(on_gpu.values())
+
+
 def test_fp16_agrees_with_fp32_on_cuda(name, tmp_path):
     images = {}
     for dtype in ("fp16", "fp32"):
