@@ -26,7 +26,7 @@ from dragdiff.cli import parse_value  # noqa: E402
 from dragdiff.errors import DragCancelled  # noqa: E402
 from dragdiff.models import load_model  # noqa: E402
 from dragdiff.runtime import Runtime  # noqa: E402
-from tests.test_gpu import drag_request  # noqa: E402  (the GPU tier's 512-px test picture)
+from tests.support.edits import drag_request  # noqa: E402  (the GPU tier's test picture)
 
 
 def resident_gib() -> float:

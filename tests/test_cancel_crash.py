@@ -305,7 +305,7 @@ def test_running_out_of_memory_mid_edit_is_a_message_and_the_next_edit_is_unaffe
 ):
     from dragdiff import DragError
     from dragdiff.runtime import Runtime
-    from tests.test_half_precision import FAST, mask_box
+    from tests.support.edits import FAST, mask_box
 
     def edit(runtime):
         method = runtime.method(name)

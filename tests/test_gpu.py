@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from dragdiff import DragRequest, Point
 from dragdiff.errors import DragCancelled
 from dragdiff.eval.metrics import psnr
 from dragdiff.models import load_model
 from dragdiff.runtime import Runtime
+from tests.support.edits import drag_request
 
 pytestmark = pytest.mark.gpu
 
@@ -25,18 +25,6 @@ FAST = {
     "dragon": dict(n_steps=10),
 }
 PEAK_GIB = 6.0  # the goal for SD 1.5 at 512 px in fp16, every method (issue "Ready for the first GPU")
-
-
-def drag_request(size: int, method, **config) -> DragRequest:
-    yy, xx = np.mgrid[0:size, 0:size]
-    image = np.stack([xx * 200 // size, yy * 150 // size + 50, np.full_like(xx, 90)], axis=-1).astype(np.uint8)
-    c = size // 3
-    disc = (xx - c) ** 2 + (yy - size // 2) ** 2 < (size // 8) ** 2
-    image[disc] = (250, 40, 40)
-    mask = np.zeros((size, size), bool)
-    mask[size // 4 : 3 * size // 4, size // 6 : 5 * size // 6] = True
-    handle, target = Point(c, size // 2), Point(c + size // 6, size // 2)
-    return DragRequest(Image.fromarray(image), (handle,), (target,), mask, "", method.default_config(**config))
 
 
 class StagePeaks:

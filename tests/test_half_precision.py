@@ -4,44 +4,15 @@ mode runs on `tiny`, and on `demo` each agrees with fp32. On the CPU a tensor of
 another raises ("mat1 and mat2 must have the same dtype"), as on CUDA: a run that passes here has no such
 mismatch (DragDiffusion's reference-attention denoising had one until these tests)."""
 
-import numpy as np
 import pytest
 import torch
 
 from dragdiff import DragRequest, Point
-from dragdiff.dragon import AppearanceRequest, MoveRequest, PasteRequest
 from dragdiff.eval.metrics import psnr
 from dragdiff.eval.shapes_bench import make_tasks
 from dragdiff.models import load_model
 from dragdiff.runtime import Runtime
-
-FAST = {
-    "dragdiffusion": dict(lora_steps=2, lora_batch_size=2, n_inference_steps=10, n_inversion_steps=7, drag_steps=3),
-    "gooddrag": dict(lora_steps=2, lora_batch_size=2, drag_end_step=2, tracks_per_step=1),
-    "inpaint4drag": dict(n_steps=3),
-    "dragon": dict(n_steps=6),
-}
-
-
-def mask_box():
-    mask = np.zeros((96, 128), bool)
-    mask[25:75, 20:90] = True
-    return mask
-
-
-def dragon_requests(scene, mask):
-    return {
-        "move": MoveRequest(scene, mask, Point(20, 0), 1.0),
-        "resize": MoveRequest(scene, mask, Point(0, 0), 1.5),
-        "appearance": AppearanceRequest(scene, mask, scene.transpose(0), mask[:, ::-1].copy()),
-        "paste": PasteRequest(scene, scene, mask, Point(64, 48), 0.5),
-    }
-
-
-def run_dragon_modes(dragon, scene, mask) -> None:
-    for mode, request in dragon_requests(scene, mask).items():
-        config = dragon.default_config("move" if mode == "resize" else mode, n_steps=4, image_check=False)
-        assert dragon.edit(type(request)(**{**vars(request), "config": config})).image.size == scene.size, mode
+from tests.support.edits import FAST, mask_box, run_dragon_modes
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])

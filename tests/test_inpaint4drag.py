@@ -18,26 +18,8 @@ from dragdiff.errors import DragCancelled
 from dragdiff.inpaint4drag.warp import bidirectional_warp, warp_request
 from dragdiff.point_session import load_session
 from dragdiff.runtime import Runtime
+from tests.support.edits import red_square_request, shifted, square, textured
 from tests.support.ldm_export import unet_to_ldm
-
-
-def textured(height=96, width=128, seed=0):
-    """Random colours everywhere: any pixel that moves or changes shows."""
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def square(height=96, width=128, x0=20, y0=30, side=16):
-    region = np.zeros((height, width), bool)
-    region[y0 : y0 + side, x0 : x0 + side] = True
-    return region
-
-
-def shifted(mask, dx, dy):
-    out = np.zeros_like(mask)
-    ys, xs = np.nonzero(mask)
-    keep = (ys + dy >= 0) & (ys + dy < mask.shape[0]) & (xs + dx >= 0) & (xs + dx < mask.shape[1])
-    out[ys[keep] + dy, xs[keep] + dx] = True
-    return out
 
 
 def test_a_translation_moves_every_pixel_of_the_region_exactly_to_its_target():
@@ -125,18 +107,6 @@ def test_bad_regions_and_points_are_named():
 @pytest.fixture
 def inpaint4drag(tiny_model, tmp_path, one_thread):
     return Runtime(tiny_model, cache_dir=str(tmp_path / "cache")).method("inpaint4drag")
-
-
-def red_square_request(method, **config):
-    """A red square on random texture, dragged 24 px right within a region that covers both places."""
-    image = textured()
-    region = square(side=16)
-    image[region] = (255, 0, 0)
-    from PIL import Image
-
-    painted = region | shifted(region, 24, 0)
-    config = method.default_config(image_check=False, **config)
-    return DragRequest(Image.fromarray(image), (Point(27, 37),), (Point(51, 37),), painted, "", config), region
 
 
 def test_the_edit_moves_the_square_fills_the_revealed_hole_and_keeps_the_rest(inpaint4drag):

@@ -20,11 +20,10 @@ from dragdiff.errors import DragCancelled
 from dragdiff.models import choice_label, load_model, model_defaults, model_summary, save_model
 from dragdiff.point_session import load_session
 from dragdiff.runtime import Runtime
+from tests.support.edits import FAST, mask_box, red_square_request, run_dragon_modes, shifted
 from tests.support.hub import hub_snapshot
 from tests.support.ldm_export import export_single_file
 from tests.support.tiny_flux import save_tiny_flux
-from tests.test_half_precision import FAST, mask_box, run_dragon_modes
-from tests.test_inpaint4drag import red_square_request, shifted
 
 FAMILIES = {"tiny-sd2": "v_prediction", "tiny-sdxl": "epsilon"}
 
