@@ -140,6 +140,7 @@ class DragState:
     reference_mask: np.ndarray | None = None
     restored_reference_mask: np.ndarray | None = None
     result: str | None = None
+    result_of: tuple | None = None  # what the shown result was made from (edit_key): a late preview keeps it
     history: list[str] = field(default_factory=list)
     user: str = ""  # this browser's random id (kept in its local storage): its results are outputs/<user>/
     stop: StopFlag = field(default_factory=StopFlag)
@@ -162,6 +163,12 @@ class DragState:
 
 def new_state() -> DragState:
     return DragState()
+
+
+def edit_key(state: DragState, method: str) -> tuple:
+    """What an edit or a preview is made from: the method, the points and the painted region."""
+    mask = None if state.mask is None else (state.mask.shape, np.packbits(state.mask).tobytes())
+    return method, tuple(map(tuple, state.clicks)), mask
 
 
 def editor_value(image: PILImage.Image, mask: np.ndarray | None = None) -> dict:
@@ -304,9 +311,16 @@ def _new_image(state: DragState, status: str, prompt: str | None = None) -> dict
 def on_mask(value: dict | None, state: DragState) -> dict:
     if state.image is None:
         return {DRAG.state: state}
-    state = state.update(mask=editable_region(state.restored_mask, value, state.image.size))
+    mask = editable_region(state.restored_mask, value, state.image.size)
+    if _same_region(mask, state.mask):  # the editor redrawn (a page reflow), not painted: the status stays
+        return {DRAG.state: state}
+    state = state.update(mask=mask)
     note = NO_MASK if state.mask is None else f"Editable region: {state.mask.mean():.0%} of the image."
     return {DRAG.state: state, DRAG.canvas: overlay(state.image, state.clicks, state.mask), DRAG.status: note}
+
+
+def _same_region(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
 
 def on_clear_mask(state: DragState) -> dict:
@@ -545,7 +559,8 @@ def method_for(model: Any, name: Any):
 def warp_preview(state: DragState, method: Any, *values) -> dict:
     """Inpaint4Drag's warp alone, drawn as the points or the painted region change (a few ms, no model): the
     region moved, the area the fill will repaint striped. Nothing for other methods or unfinished pairs."""
-    if method != "inpaint4drag" or state.image is None or len(state.clicks) < 2 or state.mask is None:
+    unchanged = state.result_of == edit_key(state, method)  # an edit of these points is shown: keep it
+    if method != "inpaint4drag" or state.image is None or len(state.clicks) < 2 or state.mask is None or unchanged:
         return {DRAG.result: gr.skip(), DRAG.status: gr.skip()}
     try:
         handles, targets = pairs(state.clicks[: len(state.clicks) // 2 * 2])
@@ -610,6 +625,7 @@ def run(state: DragState, prompt: str, model: str, name: str, mode: str, scale: 
         yield {DRAG.status: warn(exc)}
         return
     yield {DRAG.status: model_note(model)}
+    made_from = edit_key(state, name)  # before the run: points clicked during it are not in this edit
     stop, last, board = state.stop.event, None, StageBoard()
     stop.clear()
     try:
@@ -626,7 +642,7 @@ def run(state: DragState, prompt: str, model: str, name: str, mode: str, scale: 
     except DragError as exc:  # found once the model is known, e.g. a block the UNet lacks
         yield {DRAG.status: warn(exc), DRAG.canvas: plain(state)}
         return
-    yield finished(state, event.value, method) | {DRAG.canvas: plain(state)}
+    yield finished(state, event.value, method, made_from) | {DRAG.canvas: plain(state)}
 
 
 def plain(state: DragState):
@@ -640,12 +656,12 @@ def user_outputs(state: DragState) -> Path:
     return SETTINGS.outputs / state.user if state.user else SETTINGS.outputs
 
 
-def finished(state: DragState, result, method) -> dict:
+def finished(state: DragState, result, method, made_from: tuple) -> dict:
     """A finished edit: saved at once (a refresh or a closed tab loses nothing) and shown with what the
     picture shows (each point arrived or how far short, and what to try), its warnings, before beside after,
     its download and this browser's results."""
     path = autosave(user_outputs(state), result)
-    state = state.update(result=str(path), history=[*state.history, str(path)])
+    state = state.update(result=str(path), result_of=made_from, history=[*state.history, str(path)])
     notes = "".join(f"  \n⚠️ {w}" for w in result.warnings)
     outcome = f"  \n{describe(result.image_check, getattr(method, 'advice', ''))}." if result.image_check else ""
     if hasattr(result, "tracker_reached_targets"):  # the latent tracker's own verdict, under its own name

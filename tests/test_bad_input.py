@@ -540,8 +540,9 @@ def test_an_empty_mask_means_the_whole_image_may_change_and_says_so(env):
     result = drag(env, [Point(40, 48)], [Point(60, 48)], mask=np.zeros((96, 128), bool))
     assert result.image.size == (128, 96) and result.image.mode == "RGB"
     assert "the mask is empty, so the whole image may change" in result.warnings[0]
+    painted = app.on_mask({"background": None, "layers": [np.full((96, 128, 4), 255, np.uint8)]}, uploaded(env))
     nothing = {"background": None, "layers": [np.zeros((96, 128, 4), np.uint8)], "composite": None}
-    shown = app.on_mask(nothing, uploaded(env))
+    shown = app.on_mask(nothing, painted[DRAG.state])  # all of it erased again
     assert shown[DRAG.state].mask is None and "the whole image may change" in shown[DRAG.status]
 
 

@@ -235,6 +235,30 @@ def test_the_app_previews_the_warp_as_points_are_placed_and_names_a_handle_outsi
     assert app.warp_preview(state, "gooddrag", *values)[app.DRAG.result] == gr.skip()  # other methods: untouched
 
 
+def test_a_shown_result_stays_until_the_points_or_the_region_change(scene, tmp_path, monkeypatch):
+    """The editor sends its region again when the page reflows (a wide result joins the gallery). That late event
+    must not replace the result and its "Done in" by the warp preview; a new point or stroke previews again."""
+    monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
+    mask = np.zeros((96, 128), bool)
+    mask[30:66, 22:90] = True
+    layer = np.zeros((96, 128, 4), np.uint8)
+    layer[mask] = (255, 210, 60, 0x99)  # the brush's colour
+    painted = {"background": None, "layers": [layer], "composite": None}
+    values = app.panel_values("tiny", "inpaint4drag")
+    state = app.on_mask(painted, app.new_state().fresh(image=scene, clicks=[[40.0, 48.0], [64.0, 48.0]]))[
+        app.DRAG.state
+    ]
+    done = list(app.run(state, "", "tiny", "inpaint4drag", "drag", 1.0, *values))[-1]
+    assert "Done in" in done[app.DRAG.status]
+    assert app.on_mask(painted, state) == {app.DRAG.state: state}  # the same region: nothing else is redrawn
+    late = app.warp_preview(state, "inpaint4drag", *values)
+    assert late[app.DRAG.result] == gr.skip() and late[app.DRAG.status] == gr.skip()
+    moved = app.warp_preview(state.update(clicks=[[40.0, 48.0], [70.0, 48.0]]), "inpaint4drag", *values)
+    assert "Warp preview" in moved[app.DRAG.status]
+    layer[70:80, 22:90] = (255, 210, 60, 0x99)
+    assert "Editable region" in app.on_mask(painted, state)[app.DRAG.status]
+
+
 def test_the_api_refuses_a_client_naming_server_files_and_names_a_missing_region(scene, tmp_path):
 
     scene.save(tmp_path / "in.png")
