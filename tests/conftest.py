@@ -5,6 +5,8 @@ import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests must never reach the hub
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n: each worker gets one core (torch not imported yet)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
