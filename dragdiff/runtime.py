@@ -24,6 +24,11 @@ from .models import DiffusionModel, load_model
 PARTIAL_LORA = "<partially trained>"  # what the UNet carries while (or after stopping) LoRA training
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """CUDA's out-of-memory error, Python's MemoryError, or the CPU allocator's RuntimeError."""
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "can't allocate memory" in str(exc)
+
+
 class Runtime:
     """A loaded model (device, dtype), its cache folder, its attached adapter and speed settings, one lock.
 
@@ -79,32 +84,45 @@ class Runtime:
             try:
                 yield
                 return
-            except (torch.OutOfMemoryError, MemoryError):
-                pass  # leave the handler first: the error's traceback holds the stage's tensors
-            except RuntimeError as exc:
-                if "can't allocate memory" not in str(exc):  # the CPU allocator's words
+            except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+                if not out_of_memory(exc):
                     raise
-            gc.collect()
-            if self.model.device.type == "cuda":
-                torch.cuda.empty_cache()
-            raise DragError(self._out_of_memory())
+            # out of the handler: the error's traceback held the stage's tensors
+            self._free()
+            precision = " or load the model in fp16 (--dtype fp16)" if self.model.dtype == torch.float32 else ""
+            raise DragError(
+                f"the edit ran out of {self._memory()}; nothing was changed. Lower resolution, set work_area to "
+                f"region, turn gradient_checkpointing on (DragDiffusion, GoodDrag){precision}"
+            )
 
-    def _out_of_memory(self) -> str:
+    def _free(self) -> None:
+        gc.collect()
+        if self.model.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _memory(self) -> str:
         device = self.model.device
-        where = "the CPU's memory"
         if device.type == "cuda":
-            where = f"the GPU's memory ({torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)"
-        precision = " or load the model in fp16 (--dtype fp16)" if self.model.dtype == torch.float32 else ""
-        return (
-            f"the edit ran out of {where}; nothing was changed. Lower resolution, set work_area to region, turn "
-            f"gradient_checkpointing on (DragDiffusion, GoodDrag){precision}"
-        )
+            return f"the GPU's memory ({torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)"
+        return "the CPU's memory"
 
-    def component(self, key: Any, load, *args: Any):
-        """A part loaded beside the model (an inpainting UNet, a tiny autoencoder): `load(spec, *args)` the first
-        time `key` = (kind, spec) is asked for, the same object after."""
+    def component(self, key: tuple[str, str], load, *args: Any):
+        """A part loaded beside the model (an inpainting model, a tiny autoencoder): `load(spec, *args)` the
+        first time `key` = (setting, spec) is asked for, the same object after. One that does not fit is named:
+        a smaller edit would not help."""
         if key not in self._components:
-            self._components[key] = load(key[1], *args)
+            try:
+                self._components[key] = load(key[1], *args)
+            except (MemoryError, RuntimeError) as exc:
+                if not out_of_memory(exc):
+                    raise
+            if key not in self._components:
+                self._free()
+                setting, spec = key
+                raise DragError(
+                    f"{setting} {spec!r} does not fit in {self._memory()} beside the model; nothing was changed. "
+                    f"Set {setting} to null, or give a smaller one"
+                )
         return self._components[key]
 
     # -- the adapter -----------------------------------------------------------------------------------------

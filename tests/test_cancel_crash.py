@@ -15,6 +15,7 @@ import os
 import random
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -327,3 +328,25 @@ def test_running_out_of_memory_mid_edit_is_a_message_and_the_next_edit_is_unaffe
     del unet.forward
     clean = edit(Runtime(load_model("tiny", "cpu"), cache_dir=str(tmp_path / "b"))).image
     assert np.array_equal(np.asarray(edit(runtime).image), np.asarray(clean))
+
+
+def test_an_inpainting_model_too_big_to_load_is_named_and_the_edit_runs_without_it(scene, tmp_path, monkeypatch):
+    """Lowering the edit's size cannot make a filler fit: the message names the setting to change instead."""
+    from dragdiff import DragError
+    from dragdiff.inpaint4drag import method as inpaint4drag
+    from dragdiff.runtime import Runtime
+    from tests.support.edits import FAST, mask_box
+
+    def too_big(spec, model):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 22.00 GiB")
+
+    monkeypatch.setattr(inpaint4drag, "load_inpainter", too_big)
+    runtime = Runtime(load_model("tiny", "cpu"), cache_dir=str(tmp_path))
+    method = runtime.method("inpaint4drag")
+    config = method.default_config(image_check=False, **FAST["inpaint4drag"])
+    request = DragRequest(scene, (Point(40, 48),), (Point(60, 48),), mask_box(), "", config)
+    big = replace(request, config=config.replace(inpaint_model="big/fill-model"))
+    expected = "inpaint_model 'big/fill-model' does not fit in the CPU's memory beside the model; nothing was changed"
+    with pytest.raises(DragError, match=expected):
+        method.edit(big)
+    assert method.edit(request).image.size == scene.size  # the same runtime, filling with its own model
