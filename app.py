@@ -43,10 +43,17 @@ from dragdiff.images import MAX_IMAGE_PIXELS, load_image
 from dragdiff.inpaint4drag import Inpaint4DragConfig
 from dragdiff.inpaint4drag.warp import warp_request
 from dragdiff.interactive.autosave import autosave, remove_stale_temporary_files
-from dragdiff.interactive.dragon_modes import DRAGON_HELP, dragon_click, dragon_request, refine_to_object, unused_points
+from dragdiff.interactive.dragon_modes import (
+    DRAGON_HELP,
+    dragon_click,
+    dragon_points_note,
+    dragon_request,
+    refine_to_object,
+    unused_points,
+)
 from dragdiff.interactive.jobs import Finished, Runtimes, StageBoard, StopFlag, stream
 from dragdiff.interactive.overlay import editable_region, enlarge, hatched, overlay, tint
-from dragdiff.interactive.points import add_click, clicks_from_table, pairs, points_table
+from dragdiff.interactive.points import add_click, clicks_from_table, pairs, points_note, points_table
 from dragdiff.models import HUB_ALIASES, choice_label, model_defaults, model_summary
 from dragdiff.point_session import Session, load_session
 from dragdiff.session_io import read_session_data, save_session
@@ -141,6 +148,7 @@ class DragState:
     restored_reference_mask: np.ndarray | None = None
     result: str | None = None
     result_of: tuple | None = None  # what the shown result was made from (edit_key): a late preview keeps it
+    preview_shown: bool = False  # the result pane shows Inpaint4Drag's warp preview, not an edit
     history: list[str] = field(default_factory=list)
     user: str = ""  # this browser's random id (kept in its local storage): its results are outputs/<user>/
     stop: StopFlag = field(default_factory=StopFlag)
@@ -155,7 +163,8 @@ class DragState:
 
     def fresh(self, **values: Any) -> DragState:
         """Start a new edit in place: keeps this browser's results, id, Stop flag and reference image."""
-        kept = ("history", "user", "stop", "reference", "reference_mask", "restored_reference_mask")
+        # preview_shown too: the new image's first preview event takes the old image's preview away
+        kept = ("history", "user", "stop", "reference", "reference_mask", "restored_reference_mask", "preview_shown")
         blank = DragState()
         reset = {f.name: getattr(blank, f.name) for f in fields(self) if f.name not in kept}
         return self.update(**{**reset, **values})
@@ -379,31 +388,40 @@ def on_click(state: DragState, method: str, mode: str, evt: gr.SelectData) -> di
         clicks = dragon_click(mode, state.clicks, x, y) if method == "dragon" else add_click(state.clicks, x, y)
     except DragError as exc:
         return {DRAG.status: warn(exc)}
-    return _with_clicks(state, clicks)
+    return _with_clicks(state, clicks, method, mode)
 
 
-def on_undo(state: DragState) -> dict:
-    return _with_clicks(state, state.clicks[:-1])
+def on_undo(state: DragState, method: str, mode: str) -> dict:
+    return _with_clicks(state, state.clicks[:-1], method, mode)
 
 
-def on_clear(state: DragState) -> dict:
-    return _with_clicks(state, [])
+def on_clear(state: DragState, method: str, mode: str) -> dict:
+    return _with_clicks(state, [], method, mode)
 
 
-def on_table(rows, state: DragState) -> dict:
+def on_table(rows, state: DragState, method: str, mode: str) -> dict:
     """Points typed into the table. A cell that is no number is refused, and the table shows again the points
     that stay, which the canvas shows and Drag uses."""
     try:
         clicks = clicks_from_table(rows.values.tolist() if hasattr(rows, "values") else rows or [])
     except DragError as exc:
-        return {**_with_clicks(state, state.clicks), DRAG.status: warn(exc)}
-    return _with_clicks(state, clicks)
+        return {**_with_clicks(state, state.clicks, method, mode), DRAG.status: warn(exc)}
+    return _with_clicks(state, clicks, method, mode)
 
 
-def _with_clicks(state: DragState, clicks: list) -> dict:
+def _with_clicks(state: DragState, clicks: list, method: str, mode: str) -> dict:
+    """The points changed: canvas, table, and a status line that says what comes next (an earlier warning about
+    the points is no longer true)."""
     state = state.update(clicks=clicks)
-    shown = overlay(state.image, clicks, state.mask) if state.image is not None else None
-    return {DRAG.state: state, DRAG.canvas: shown, DRAG.table: points_table(clicks)}
+    if state.image is None:
+        return {DRAG.state: state, DRAG.canvas: None, DRAG.table: points_table(clicks)}
+    shown = overlay(state.image, clicks, state.mask)
+    note = clicks_note(method, mode, clicks)
+    return {DRAG.state: state, DRAG.canvas: shown, DRAG.table: points_table(clicks), DRAG.status: note}
+
+
+def clicks_note(method: Any, mode: Any, clicks: list) -> str:
+    return dragon_points_note(mode, clicks) if method == "dragon" else points_note(clicks)
 
 
 # -- the method, its mode and the Advanced panel: the values that will run ------------------------------
@@ -503,7 +521,7 @@ def panel_updates(model: Any, method: Any, mode: Any = None, config=None) -> dic
     values = panel_from(config, model, mode) if config is not None else panel_values(model, method, mode)
     helps = panel_help(method)
     return {
-        widget: gr.update(value=value, visible=name in own, info=helps[name])
+        widget: gr.update(value=value, visible=name in own, info=helps[name], interactive=name not in SERVER_ONLY)
         for widget, name, value in zip(DRAG.widgets, PARAMS, values, strict=True)
     }
 
@@ -529,13 +547,17 @@ def on_model(model: Any, method: Any, mode: Any, state: DragState) -> dict:
     """A model was chosen: what it is, its best method, and the values that will run with it."""
     method = default_method(model)
     shown = {DRAG.method: method, DRAG.model_note: model_note(model)}
-    return shown | method_view(method, mode, state.clicks) | panel_updates(model, method, mode)
+    return shown | on_method(model, method, mode, state)
 
 
 def on_method(model: Any, method: Any, mode: Any, state: DragState) -> dict:
     """A method or mode was chosen: its inputs and instructions, and the model's values for it. The points
-    stay: a mode that uses fewer says so."""
-    return method_view(method, mode, state.clicks) | panel_updates(model, method, mode)
+    stay: a mode that uses fewer says so. Inpaint4Drag's warp preview goes (warp_preview, chained) with a
+    status line about the points instead of its own."""
+    shown = method_view(method, mode, state.clicks) | panel_updates(model, method, mode)
+    if state.preview_shown and method != "inpaint4drag" and state.image is not None:
+        shown[DRAG.status] = clicks_note(method, mode, state.clicks)
+    return shown
 
 
 def model_note(model: Any) -> str:
@@ -559,8 +581,11 @@ def method_for(model: Any, name: Any):
 def warp_preview(state: DragState, method: Any, *values) -> dict:
     """Inpaint4Drag's warp alone, drawn as the points or the painted region change (a few ms, no model): the
     region moved, the area the fill will repaint striped. Nothing for other methods or unfinished pairs."""
-    unchanged = state.result_of == edit_key(state, method)  # an edit of these points is shown: keep it
-    if method != "inpaint4drag" or state.image is None or len(state.clicks) < 2 or state.mask is None or unchanged:
+    nothing = method != "inpaint4drag" or state.image is None or len(state.clicks) < 2 or state.mask is None
+    if nothing and state.preview_shown:  # the preview of points, a region or a method no longer there goes
+        state.update(preview_shown=False)
+        return {DRAG.result: None, DRAG.status: gr.skip()}
+    if nothing or state.result_of == edit_key(state, method):  # (an edit of exactly these is shown: it stays)
         return {DRAG.result: gr.skip(), DRAG.status: gr.skip()}
     try:
         handles, targets = pairs(state.clicks[: len(state.clicks) // 2 * 2])
@@ -571,6 +596,7 @@ def warp_preview(state: DragState, method: Any, *values) -> dict:
     except DragError as exc:  # e.g. a handle outside the painted region: say so while the user is placing points
         return {DRAG.status: f"Warp preview: ⚠️ {message(exc)}"}
     preview = hatched(PILImage.fromarray(warp.image), warp.inpaint)
+    state.update(preview_shown=True)  # the state is one object per page: changed in place, as every handler does
     status = "Warp preview: what moves is drawn at its target; Drag fills the striped area." + "".join(
         f"  \n⚠️ {note}" for note in warp.notes
     )
@@ -661,7 +687,9 @@ def finished(state: DragState, result, method, made_from: tuple) -> dict:
     picture shows (each point arrived or how far short, and what to try), its warnings, before beside after,
     its download and this browser's results."""
     path = autosave(user_outputs(state), result)
-    state = state.update(result=str(path), result_of=made_from, history=[*state.history, str(path)])
+    state = state.update(
+        result=str(path), result_of=made_from, preview_shown=False, history=[*state.history, str(path)]
+    )
     notes = "".join(f"  \n⚠️ {w}" for w in result.warnings)
     outcome = f"  \n{describe(result.image_check, getattr(method, 'advice', ''))}." if result.image_check else ""
     if hasattr(result, "tracker_reached_targets"):  # the latent tracker's own verdict, under its own name
@@ -706,7 +734,11 @@ def save_current(state: DragState, prompt: str, model: str, method: str, mode: s
         if method == "dragon":
             session = DragonSession(edit_request(state, prompt, method, mode, scale, config), model)
         else:
-            handles, targets = pairs(state.clicks) if state.clicks else ((), ())
+            if not state.clicks:  # a session replays as an edit, so it needs points (Session checks them)
+                raise DragError(
+                    "A session records an edit to replay: click at least one handle and its target, then save."
+                )
+            handles, targets = pairs(state.clicks)
             session = Session(state.image, handles, targets, state.mask, prompt, model, config)
     except DragError as exc:
         return {DRAG.saved: None, DRAG.status: warn(exc)}
@@ -717,8 +749,8 @@ def save_current(state: DragState, prompt: str, model: str, method: str, mode: s
 
 def load_saved(path: str | None, state: DragState) -> dict:
     """Restore a session from its JSON, or from a dragdiff result PNG (its embedded session), of any method."""
-    if not path:
-        return {}
+    if not path:  # the loader emptied after a load (Gradio refuses an empty dict: every output would show Error)
+        return {DRAG.state: state}
     try:
         source = uploaded_file(path, "session")
         if _session_format(source) == DRAGON_FORMAT:
@@ -1060,14 +1092,13 @@ def _wire(d: SimpleNamespace) -> None:
     # Quick handlers show no loading cover: Gradio covers every output of a running event, and a cover over the
     # canvas or the editor swallows the next click or brush stroke.
     quick = dict(show_progress="hidden")
-    # .input: a user's choice only; a loaded session keeps its values
-    d.model.input(on_model, [d.model, d.method, d.mode, d.state], every, **quick)
     # Clicks that come while one is handled queue up instead of being dropped (the state is the server's).
     instant = dict(quick, trigger_mode="multiple")
-    d.canvas.select(on_click, [d.state, d.method, d.mode], every, **instant)
-    d.undo.click(on_undo, d.state, every, **instant)
-    d.clear.click(on_clear, d.state, every, **instant)
-    d.table.input(on_table, [d.table, d.state], every, **quick)
+    with_method = [d.state, d.method, d.mode]
+    d.canvas.select(on_click, with_method, every, **instant)
+    d.undo.click(on_undo, with_method, every, **instant)
+    d.clear.click(on_clear, with_method, every, **instant)
+    d.table.input(on_table, [d.table, *with_method], every, **quick)
     # Inpaint4Drag's warp, previewed at once: as its own event when the points table changes (a chained step
     # would keep the click event busy, and Gradio drops a click that comes while it is), after the region's.
     preview = dict(fn=warp_preview, inputs=[d.state, d.method, *d.widgets], outputs=[d.result, d.status], **quick)
@@ -1076,7 +1107,9 @@ def _wire(d: SimpleNamespace) -> None:
         d.editor.change(on_mask, [d.editor, d.state], every, **quick),
         d.clear_mask.click(on_clear_mask, d.state, every, **quick),
         d.refine.click(on_refine, d.state, every, **quick),
+        # .input: a user's choice only; a loaded session keeps its values
         d.method.input(on_method, [d.model, d.method, d.mode, d.state], every, **quick),
+        d.model.input(on_model, [d.model, d.method, d.mode, d.state], every, **quick),
     ):
         event.then(**preview)
     d.mode.input(on_method, [d.model, d.method, d.mode, d.state], every, **quick)

@@ -127,7 +127,7 @@ def check_points(handles: Sequence[Point], targets: Sequence[Point], size: tuple
     if not isinstance(handles, (tuple, list)) or not isinstance(targets, (tuple, list)):
         raise DragError("request.handles and request.targets: expected tuples of Point(x, y)")
     if not handles and not targets:
-        raise DragError("no points to drag; give at least one handle -> target pair")
+        raise DragError("no points to drag; give at least one handle → target pair")
     if len(handles) != len(targets):
         raise DragError(f"{len(handles)} handle(s) but {len(targets)} target(s); every handle needs exactly one target")
     check_pair_count(len(handles), "points")

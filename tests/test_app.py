@@ -56,13 +56,25 @@ def test_clicks_map_to_image_pixels_and_alternate(loaded):
     assert np.asarray(shown)[242, 202].tolist() == [230, 40, 40]  # the red handle dot at image pixel (40, 48)
 
 
-def test_undo_clear_and_table_edits(loaded):
+def test_the_loader_emptied_after_a_load_changes_nothing(loaded):
+    """Gradio takes a dict as outputs only when it is not empty: `{}` made every output of the page show Error."""
+    for emptied in (None, ""):
+        assert app.load_saved(emptied, loaded) == {DRAG.state: loaded}
+
+
+def test_undo_clear_and_table_edits_say_what_comes_next(loaded):
+    """The status line follows the points: a warning about points that are gone does not stay."""
     state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
-    shown = app.on_undo(state)
+    shown = app.on_undo(state, "dragdiffusion", "drag")
     assert shown[DRAG.state].clicks == [[40.0, 48.0]] and shown[DRAG.table] == [[1, 40.0, 48.0, "", ""]]
-    state = app.on_table([[1, 40, 48, 60, 50], [2, 10, 10, 20, 20]], state)[DRAG.state]
-    assert state.clicks == [[40, 48], [60, 50], [10, 10], [20, 20]]
-    assert app.on_clear(state)[DRAG.state].clicks == []
+    assert shown[DRAG.status] == "Handle 1: now click where it should go."
+    shown = app.on_table([[1, 40, 48, 60, 50], [2, 10, 10, 20, 20]], state, "dragdiffusion", "drag")
+    assert shown[DRAG.state].clicks == [[40, 48], [60, 50], [10, 10], [20, 20]]
+    assert shown[DRAG.status] == "2 handle → target pairs: press Drag, or click another handle."
+    cleared = app.on_clear(shown[DRAG.state], "dragdiffusion", "drag")
+    assert cleared[DRAG.state].clicks == [] and cleared[DRAG.status].startswith("No points: click a handle")
+    moved = app.on_undo(replace(state, clicks=[[40.0, 48.0], [60.0, 48.0], [5.0, 5.0]]), "dragon", "move")
+    assert moved[DRAG.status] == "The arrow is set: press Drag (a new click starts another)."
 
 
 def test_run_with_an_odd_number_of_points_explains_and_does_nothing(loaded, tmp_path, monkeypatch):
@@ -107,6 +119,11 @@ def test_session_save_and_load_round_trip(loaded, tmp_path):
     saved = app.save_current(state, "a red disc", "tiny", "dragdiffusion", "drag", 1.0, *widget_values(drag_steps=33))
     path = saved[DRAG.saved]
     assert "Session saved" in saved[DRAG.status]
+    pointless = app.save_current(replace(state, clicks=[]), "", "tiny", "dragdiffusion", "drag", 1.0, *widget_values())
+    assert (
+        pointless[DRAG.saved] is None
+        and "click at least one handle and its target, then save" in pointless[DRAG.status]
+    )
     uploaded = shutil.copy(path, tmp_path)  # downloaded, then uploaded again
     restored = app.load_saved(uploaded, app.new_state())
     new_state, editor, table = restored[DRAG.state], restored[DRAG.editor], restored[DRAG.table]
@@ -164,7 +181,7 @@ def test_a_new_image_forgets_the_old_prompt_points_and_region_and_shows_itself(l
 
 def test_a_bad_table_cell_is_refused_and_the_table_shows_the_points_that_stay(loaded):
     state = click(click(loaded, 40, 48)[0], 70, 48)[0]
-    shown = app.on_table([[1, "abc", 48, 70, 48]], state)
+    shown = app.on_table([[1, "abc", 48, 70, 48]], state, "dragdiffusion", "drag")
     assert "'abc' is not a number" in shown[DRAG.status] and shown[DRAG.state].clicks == state.clicks
     assert shown[DRAG.table] == [[1, 40.0, 48.0, 70.0, 48.0]]
 
@@ -398,6 +415,8 @@ def test_each_method_and_mode_shows_its_inputs_and_keeps_the_points(scene, disc,
         assert shown[DRAG.mode]["visible"] is (method == "dragon") and DRAG.state not in shown  # points kept
         own = {f.name for f in fields(app.PANEL_CONFIGS[method])}
         assert {n for w, n in zip(DRAG.widgets, app.PARAMS, strict=True) if shown[w]["visible"]} == own
+        editable = {n for w, n in zip(DRAG.widgets, app.PARAMS, strict=True) if shown[w]["interactive"]}
+        assert editable == set(app.PARAMS) - set(app.SERVER_ONLY)  # the server's own fields are shown, not set
     assert (
         "uses the first arrow (pair 1); the other points stay"
         in app.on_method("tiny", "dragon", "move", state)[DRAG.instructions]

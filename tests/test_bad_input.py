@@ -207,7 +207,7 @@ def by_table(rows: list) -> Callable:
     def shown(env) -> str:
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            state = app.on_table(rows, uploaded(env))[DRAG.state]
+            state = app.on_table(rows, uploaded(env), "dragdiffusion", "drag")[DRAG.state]
         assert state.clicks == []  # the edit is refused, the points stay as they were
         return " ".join(str(w.message) for w in seen)
 
@@ -277,9 +277,9 @@ REFUSED = {
     ),
     "no points": Refused(
         lambda env: drag(env, [], []),
-        ("no points to drag", "give at least one handle -> target pair"),
+        ("no points to drag", "give at least one handle → target pair"),
         app=(
-            (by_run([]), ("no points to drag", "give at least one handle -> target pair")),
+            (by_run([]), ("no points to drag", "give at least one handle → target pair")),
             (by_api(scene_file, points=" "), ("no points given", PARSE_HINT)),
         ),
     ),

@@ -232,7 +232,25 @@ def test_the_app_previews_the_warp_as_points_are_placed_and_names_a_handle_outsi
         "point 1 (5, 5): the handle is outside the painted region"
         in app.warp_preview(outside, "inpaint4drag", *values)[app.DRAG.status]
     )
-    assert app.warp_preview(state, "gooddrag", *values)[app.DRAG.result] == gr.skip()  # other methods: untouched
+    other = app.new_state().fresh(image=scene, clicks=[[40.0, 48.0], [64.0, 48.0]], mask=mask)
+    assert app.warp_preview(other, "gooddrag", *values)[app.DRAG.result] == gr.skip()  # other methods: untouched
+
+
+def test_the_warp_preview_goes_with_its_points_and_its_method(scene):
+    mask = np.zeros((96, 128), bool)
+    mask[30:66, 22:90] = True
+    values = app.panel_values("tiny", "inpaint4drag")
+    state = app.new_state().fresh(image=scene, clicks=[[40.0, 48.0], [64.0, 48.0]], mask=mask)
+    assert "Warp preview" in app.warp_preview(state, "inpaint4drag", *values)[app.DRAG.status]
+    switched = app.on_method("tiny", "dragdiffusion", "drag", state)  # the status about the preview goes first
+    assert switched[app.DRAG.status] == "1 handle → target pair: press Drag, or click another handle."
+    assert app.warp_preview(state, "dragdiffusion", *values)[app.DRAG.result] is None  # then the picture
+    assert app.warp_preview(state, "dragdiffusion", *values)[app.DRAG.result] == gr.skip()
+    assert app.DRAG.status not in app.on_method("tiny", "gooddrag", "drag", state)  # no preview: status stays
+    assert "Warp preview" in app.warp_preview(state, "inpaint4drag", *values)[app.DRAG.status]
+    undone = app.on_undo(state, "inpaint4drag", "drag")  # a handle without its target: nothing to preview
+    assert undone[app.DRAG.status] == "Handle 1: now click where it should go."
+    assert app.warp_preview(undone[app.DRAG.state], "inpaint4drag", *values)[app.DRAG.result] is None
 
 
 def test_a_shown_result_stays_until_the_points_or_the_region_change(scene, tmp_path, monkeypatch):

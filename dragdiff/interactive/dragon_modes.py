@@ -8,7 +8,7 @@ from PIL import Image
 
 from ..errors import DragError
 from ..types import Point
-from .points import add_click, pairs
+from .points import add_click, pairs, points_note
 
 DRAGON_HELP = {
     "move": "Paint the object, then click where it is and where it should go (two clicks: an arrow).",
@@ -39,6 +39,18 @@ def dragon_click(mode: str, clicks: list[list[float]], x: float, y: float) -> li
     if mode == "drag":
         return add_click(clicks, x, y)
     raise DragError("appearance replacement needs no points: paint the object and the reference's object")
+
+
+def dragon_points_note(mode: str, clicks: list[list[float]]) -> str:
+    """The status line once the points changed, in a DragonDiffusion mode's terms."""
+    if mode in ("move", "resize"):
+        steps = ["Click on the object, then where it should go.", "Now click where the object should go."]
+        return steps[len(clicks)] if len(clicks) < 2 else "The arrow is set: press Drag (a new click starts another)."
+    if mode == "paste":
+        return "Click where the reference's object goes." if not clicks else "The position is set: press Drag."
+    if mode == "appearance":
+        return "Appearance needs no points: paint the object here and the reference's object."
+    return points_note(clicks)
 
 
 def unused_points(mode: str, clicks: list[list[float]]) -> str:

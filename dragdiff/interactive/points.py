@@ -19,10 +19,24 @@ def pairs(clicks: list[list[float]]) -> tuple[tuple[Point, ...], tuple[Point, ..
     """Handles and targets from the clicks; an odd count is an error that says how to fix it."""
     if len(clicks) % 2:
         raise DragError(
-            f"{len(clicks)} points were clicked: handle {len(clicks) // 2 + 1} has no target yet. "
+            f"{clicked(len(clicks))}: handle {len(clicks) // 2 + 1} has no target yet. "
             "Click where it should go, or undo the last point."
         )
     return tuple(Point(*c) for c in clicks[0::2]), tuple(Point(*c) for c in clicks[1::2])
+
+
+def clicked(count: int) -> str:
+    return f"{count} point{'s were' if count != 1 else ' was'} clicked"
+
+
+def points_note(clicks: list[list[float]]) -> str:
+    """The status line once the points changed: what there is and what to do next (handle, target, ...)."""
+    if not clicks:
+        return "No points: click a handle (what to move), then its target."
+    if len(clicks) % 2:
+        return f"Handle {len(clicks) // 2 + 1}: now click where it should go."
+    count = len(clicks) // 2
+    return f"{count} handle → target pair{'s' if count > 1 else ''}: press Drag, or click another handle."
 
 
 def points_table(clicks: list[list[float]]) -> list[list[Any]]:
