@@ -700,8 +700,13 @@ def finished(state: DragState, result, method, made_from: tuple) -> dict:
         DRAG.status: f"Done in {result.timings['total']:.1f} s. Saved as {path.name}.{outcome}{notes}",
         DRAG.result: (enlarge(state.image), enlarge(result.image)),
         DRAG.download: str(path),
-        DRAG.history: state.history,
+        DRAG.history: newest_first(state.history),
     }
+
+
+def newest_first(history: list[str]) -> list[str]:
+    """The gallery's order: the result just made comes first, where the eye lands."""
+    return history[::-1]
 
 
 def on_stop(state) -> str:
@@ -849,7 +854,7 @@ def on_page_load(user: Any, state: DragState) -> dict:
         **panel_updates(SETTINGS.model, method),
     }
     if recent:
-        shown |= {DRAG.history: recent, DRAG.download: recent[-1]}
+        shown |= {DRAG.history: newest_first(recent), DRAG.download: recent[-1]}
         shown |= {DRAG.status: f"Your {len(recent)} most recent result(s) are below; the newest is in Download."}
     return shown
 
@@ -1050,7 +1055,7 @@ def editor() -> None:
                 d.again = gr.Button("Edit this result", elem_id="again")
         with gr.Column(scale=2):
             d.history = gr.Gallery(
-                label="Your results (kept on the server; a reload lists them)",
+                label="Your results, newest first (kept on the server; a reload lists them)",
                 columns=4,
                 height=300,
                 fit_columns=False,  # else one result fills a square as wide as the column, cut off below

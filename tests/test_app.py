@@ -292,7 +292,7 @@ def test_a_reloaded_page_lists_this_browsers_results_and_no_one_elses(scene, dis
     other = replace(state, user="b" * 32)
     list(app.run(other, "", "tiny", "inpaint4drag", "drag", 1.0, *values))
     reloaded = app.on_page_load(user, app.new_state())
-    assert reloaded[DRAG.history] == mine and reloaded[DRAG.download] == mine[-1] and reloaded[DRAG.user] == user
+    assert reloaded[DRAG.history] == mine[::-1] and reloaded[DRAG.download] == mine[-1] and reloaded[DRAG.user] == user
     assert reloaded[DRAG.state].result == mine[-1] and "2 most recent" in reloaded[DRAG.status]
     assert app.edit_result(reloaded[DRAG.state])[DRAG.state].image.size == scene.size  # and they can be edited
     for forged in ("../" + "b" * 29, "B" * 32, 7):  # not an id this app made: a new one, nothing listed
