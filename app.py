@@ -328,6 +328,14 @@ def on_mask(value: dict | None, state: DragState) -> dict:
     return {DRAG.state: state, DRAG.canvas: overlay(state.image, state.clicks, state.mask), DRAG.status: note}
 
 
+def on_drag_pressed(value: dict | None, state: DragState) -> dict:
+    """Drag was pressed: the edit takes the region the editor shows now. The change events of the last strokes
+    can still be queued on a busy server (seconds each, seen under load), and the edit would run without them."""
+    if state.image is not None:
+        state.update(mask=editable_region(state.restored_mask, value, state.image.size))
+    return {DRAG.state: state}
+
+
 def _same_region(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
@@ -1120,7 +1128,7 @@ def _wire(d: SimpleNamespace) -> None:
     d.mode.input(on_method, [d.model, d.method, d.mode, d.state], every, **quick)
     d.reference_upload.upload(on_reference_upload, [d.reference_upload, d.state], every)
     d.reference_editor.change(on_reference_mask, [d.reference_editor, d.state], every, **quick)
-    d.run.click(run, settings, every, **GPU)
+    d.run.click(on_drag_pressed, [d.editor, d.state], d.state, **quick).then(run, settings, every, **GPU)
     d.stop.click(on_stop, d.state, d.status)
     d.save.click(save_current, settings, [d.saved, d.status])
     gr.api(api_edit, api_name="edit", **GPU)

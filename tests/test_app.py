@@ -62,6 +62,15 @@ def test_the_loader_emptied_after_a_load_changes_nothing(loaded):
         assert app.load_saved(emptied, loaded) == {DRAG.state: loaded}
 
 
+def test_drag_takes_the_region_the_editor_shows_though_its_last_change_event_is_still_queued(loaded):
+    layer = np.zeros((96, 128, 4), np.uint8)
+    layer[30:60, 20:90] = (255, 210, 60, 0x99)
+    painted = {"background": None, "layers": [layer], "composite": None}
+    state = app.on_drag_pressed(painted, loaded)[DRAG.state]
+    assert state.mask.sum() == 30 * 70
+    assert app.on_mask(painted, state) == {DRAG.state: state}  # the late event: nothing left to change
+
+
 def test_undo_clear_and_table_edits_say_what_comes_next(loaded):
     """The status line follows the points: a warning about points that are gone does not stay."""
     state, _, _ = click(click(loaded, 40, 48)[0], 70, 48)
