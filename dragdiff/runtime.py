@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gc
 import threading
+import traceback
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
@@ -80,50 +82,54 @@ class Runtime:
     def editing(self):
         """Hold the lock for one edit. Running out of memory ends the edit with what to change, not a crash,
         and what it took is freed before the next."""
-        with self.lock:
-            try:
-                yield
-                return
-            except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
-                if not out_of_memory(exc):
-                    raise
-            # out of the handler: the error's traceback held the stage's tensors
-            self._free()
+
+        def advice() -> str:
             precision = " or load the model in fp16 (--dtype fp16)" if self.model.dtype == torch.float32 else ""
-            raise DragError(
+            return (
                 f"the edit ran out of {self._memory()}; nothing was changed. Lower resolution, set work_area to "
                 f"region, turn gradient_checkpointing on (DragDiffusion, GoodDrag){precision}"
             )
 
-    def _free(self) -> None:
-        gc.collect()
-        if self.model.device.type == "cuda":
-            torch.cuda.empty_cache()
-
-    def _memory(self) -> str:
-        device = self.model.device
-        if device.type == "cuda":
-            return f"the GPU's memory ({torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)"
-        return "the CPU's memory"
+        with self.lock, self._out_of_memory_says(advice):
+            yield
 
     def component(self, key: tuple[str, str], load, *args: Any):
         """A part loaded beside the model (an inpainting model, a tiny autoencoder): `load(spec, *args)` the
         first time `key` = (setting, spec) is asked for, the same object after. One that does not fit is named:
         a smaller edit would not help."""
         if key not in self._components:
-            try:
-                self._components[key] = load(key[1], *args)
-            except (MemoryError, RuntimeError) as exc:
-                if not out_of_memory(exc):
-                    raise
-            if key not in self._components:
-                self._free()
-                setting, spec = key
-                raise DragError(
+            setting, spec = key
+
+            def too_big() -> str:
+                return (
                     f"{setting} {spec!r} does not fit in {self._memory()} beside the model; nothing was changed. "
                     f"Set {setting} to null, or give a smaller one"
                 )
+
+            with self._out_of_memory_says(too_big):
+                self._components[key] = load(spec, *args)
         return self._components[key]
+
+    @contextmanager
+    def _out_of_memory_says(self, message: Callable[[], str]):
+        """Running out of memory inside ends with DragError(message()), once what the failed work held is
+        freed: its frames are cleared first, since the error's traceback keeps their tensors alive."""
+        try:
+            yield
+        except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+            if not out_of_memory(exc):
+                raise
+            traceback.clear_frames(exc.__traceback__)
+            gc.collect()
+            if self.model.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise DragError(message()) from None
+
+    def _memory(self) -> str:
+        device = self.model.device
+        if device.type == "cuda":
+            return f"the GPU's memory ({torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)"
+        return "the CPU's memory"
 
     # -- the adapter -----------------------------------------------------------------------------------------
 

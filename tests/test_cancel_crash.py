@@ -350,3 +350,24 @@ def test_an_inpainting_model_too_big_to_load_is_named_and_the_edit_runs_without_
     with pytest.raises(DragError, match=expected):
         method.edit(big)
     assert method.edit(request).image.size == scene.size  # the same runtime, filling with its own model
+
+
+def test_what_the_stage_that_ran_out_of_memory_held_is_freed_before_the_message(tmp_path):
+    """The error's traceback keeps the failed stage's frames, and with them its tensors: they are cleared before
+    the memory is given back, not when the message is dropped."""
+    import weakref
+
+    from dragdiff import DragError
+    from dragdiff.runtime import Runtime
+
+    runtime, held = Runtime(load_model("tiny", "cpu"), cache_dir=str(tmp_path)), []
+
+    def stage():
+        activations = torch.zeros(256, 256)
+        held.append(weakref.ref(activations))
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(DragError, match="ran out of"):
+        with runtime.editing():
+            stage()
+    assert held[0]() is None
