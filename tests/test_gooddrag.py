@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+import app  # at import time: conftest points the handlers' upload folder at pytest's tmp only for a loaded app
 from dragdiff import DragError, DragRequest, Point
 from dragdiff.cli import main
 from dragdiff.config import resolve_config
@@ -152,8 +153,6 @@ def test_a_second_drag_of_the_same_image_reuses_the_lora_and_the_inversion(goodd
 
 
 def test_the_drag_tab_runs_gooddrag_and_its_session_comes_back_with_its_settings(scene, tmp_path, monkeypatch):
-    import app
-
     monkeypatch.setattr(app.SETTINGS, "outputs", tmp_path / "outputs")
     monkeypatch.setattr(app.SETTINGS, "model", "tiny")
     assert app.default_method("tiny") == "gooddrag"  # a model without its own measurement: GoodDrag
